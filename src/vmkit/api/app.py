@@ -1,0 +1,244 @@
+"""The REST API: HTTP in, Host calls, JSON out. It parses and renders; it never runs QEMU.
+
+Errors leave as ``{"error": kind, "message": sentence}`` with the status of their class.
+On the TCP listener every request needs ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from .. import __version__
+from ..errors import InvalidInputError, VmkitError, to_body
+from ..host import Host, host_memory_mib
+from ..spec import make_spec, validate_name
+from .models import Error, ExecRequest, HostInfo, Image, Operation, Vm, VmCreate
+
+log = logging.getLogger("vmkit.api")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Error} for code in (401, 404, 409, 422, 500, 502)}
+
+
+def vm_name(name: Annotated[str, Path(max_length=63)]) -> str:
+    return validate_name(name)
+
+
+def image_name(name: Annotated[str, Path(max_length=63)]) -> str:
+    return validate_name(name, "image")
+
+
+VmName = Annotated[str, Depends(vm_name)]
+ImageName = Annotated[str, Depends(image_name)]
+
+
+def create_app(host: Host, token: str | None = None) -> FastAPI:
+    app = FastAPI(title="vmkit", version=__version__, responses=ERRORS,
+                  description="Run and manage QEMU virtual machines.")
+
+    @app.exception_handler(VmkitError)
+    async def vmkit_error(request: Request, exc: VmkitError) -> JSONResponse:
+        return JSONResponse(to_body(exc), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p != "body")
+        return JSONResponse({"error": "invalid_input", "message": f"{where}: {first['msg']}"},
+                            status_code=422)
+
+    if token is not None:
+        @app.middleware("http")
+        async def require_token(request: Request, call_next: Any) -> Any:
+            if not _token_ok(request.headers.get("authorization", ""), token):
+                log.warning("refused %s %s from %s: bad or missing token", request.method,
+                            request.url.path, request.client.host if request.client else "?")
+                return JSONResponse({"error": "unauthorized", "message": "a valid token is "
+                                     "required: send 'Authorization: Bearer <token>'"}, 401)
+            return await call_next(request)
+
+    # --- host and images ---------------------------------------------------------------
+
+    @app.get("/v1/info", response_model=HostInfo)
+    async def info() -> dict[str, Any]:
+        return host.info()
+
+    @app.get("/v1/images", response_model=list[Image])
+    async def list_images() -> list[dict[str, Any]]:
+        return host.list_images()
+
+    @app.get("/v1/images/{name}", response_model=Image)
+    async def get_image(name: ImageName) -> dict[str, Any]:
+        return host.get_image(name)
+
+    @app.post("/v1/images/{name}/build", response_model=Operation, status_code=202)
+    async def build_image(name: ImageName, force: bool = False) -> dict[str, Any]:
+        """Start building an image; follow the returned operation for progress."""
+        return dict(host.build_image(name, force).__dict__)
+
+    @app.delete("/v1/images/{name}", status_code=204)
+    async def remove_image(name: ImageName) -> None:
+        host.remove_image(name)
+
+    @app.get("/v1/operations/{op_id}", response_model=Operation)
+    async def get_operation(op_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+        return host.operation(op_id)
+
+    # --- VMs -----------------------------------------------------------------------------
+
+    @app.get("/v1/vms", response_model=list[Vm])
+    async def list_vms() -> list[dict[str, Any]]:
+        return host.list_vms()
+
+    @app.post("/v1/vms", response_model=Vm, status_code=201)
+    async def create_vm(body: VmCreate) -> dict[str, Any]:
+        """Create a VM and boot it; answers when the guest agent is ready."""
+        spec = make_spec(body.name, body.image, body.cpus, body.memory, body.disk, body.ports,
+                         body.network, body.auto_remove, host_memory_mib())
+        return await host.create_vm(spec)
+
+    @app.get("/v1/vms/{name}", response_model=Vm)
+    async def get_vm(name: VmName) -> dict[str, Any]:
+        return host.get_vm(name)
+
+    @app.delete("/v1/vms/{name}", status_code=204)
+    async def remove_vm(name: VmName, force: bool = False) -> None:
+        """Remove a stopped VM and its disk; force=true kills a running one first."""
+        await host.remove_vm(name, force)
+
+    @app.post("/v1/vms/{name}/start", response_model=Vm)
+    async def start_vm(name: VmName) -> dict[str, Any]:
+        return await host.start_vm(name)
+
+    @app.post("/v1/vms/{name}/stop", response_model=Vm)
+    async def stop_vm(name: VmName, timeout: Annotated[float, Query(gt=0, le=3600)] = 20.0
+                      ) -> dict[str, Any]:
+        """Shut down through the guest agent (or ACPI), then force it after ``timeout`` s."""
+        return await host.stop_vm(name, timeout)
+
+    @app.post("/v1/vms/{name}/kill", response_model=Vm)
+    async def kill_vm(name: VmName) -> dict[str, Any]:
+        return await host.kill_vm(name)
+
+    @app.post("/v1/vms/{name}/restart", response_model=Vm)
+    async def restart_vm(name: VmName, timeout: Annotated[float, Query(gt=0, le=3600)] = 20.0
+                         ) -> dict[str, Any]:
+        return await host.restart_vm(name, timeout)
+
+    @app.post("/v1/vms/{name}/pause", response_model=Vm)
+    async def pause_vm(name: VmName) -> dict[str, Any]:
+        return await host.pause_vm(name)
+
+    @app.post("/v1/vms/{name}/resume", response_model=Vm)
+    async def resume_vm(name: VmName) -> dict[str, Any]:
+        return await host.resume_vm(name)
+
+    @app.post("/v1/vms/{name}/exec", responses={200: {"content": {"application/x-ndjson": {}}}})
+    async def exec_vm(name: VmName, body: ExecRequest) -> StreamingResponse:
+        """Run a command in the guest. Streams NDJSON lines: {"stdout": base64},
+        {"stderr": base64}, and last {"exit_code": N}."""
+        try:
+            stdin = base64.b64decode(body.stdin, validate=True) if body.stdin else None
+        except binascii.Error:
+            raise InvalidInputError("stdin must be base64") from None
+        events = await host.exec_vm(name, body.argv, stdin)
+
+        async def lines() -> AsyncIterator[bytes]:
+            try:
+                async for stream, data in events:
+                    if stream == "exit":
+                        yield json.dumps({"exit_code": data}).encode() + b"\n"
+                    else:
+                        assert isinstance(data, bytes)
+                        yield json.dumps({stream: base64.b64encode(data).decode()}).encode() + b"\n"
+            except VmkitError as e:
+                yield json.dumps(to_body(e)).encode() + b"\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @app.get("/v1/vms/{name}/files", responses={200: {"content": {"application/octet-stream": {}}}})
+    async def read_file(name: VmName, path: Annotated[str, Query(max_length=4096)]
+                        ) -> StreamingResponse:
+        """Download a file from the guest."""
+        return StreamingResponse(await host.read_file(name, path),
+                                 media_type="application/octet-stream")
+
+    @app.put("/v1/vms/{name}/files")
+    async def write_file(name: VmName, path: Annotated[str, Query(max_length=4096)],
+                         request: Request) -> dict[str, int]:
+        """Upload the request body to a file in the guest."""
+        return {"bytes": await host.write_file(name, path, request.stream())}
+
+    @app.get("/v1/vms/{name}/logs", responses={200: {"content": {"text/plain": {}}}})
+    async def logs(name: VmName, follow: bool = False) -> StreamingResponse:
+        """The VM's serial console output, kept on disk across restarts."""
+        path = host.serial_log(name)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+                while True:
+                    data = f.read(65536)
+                    if data:
+                        yield data
+                    elif not follow or host.store.vm(name) is None:
+                        return
+                    else:
+                        await asyncio.sleep(0.2)
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    @app.websocket("/v1/vms/{name}/console")
+    async def console(ws: WebSocket, name: str) -> None:
+        """The serial console: binary frames both ways."""
+        if token is not None and not _token_ok(ws.headers.get("authorization", ""), token):
+            await ws.close(code=4401, reason="a valid token is required")
+            return
+        try:
+            validate_name(name)
+            hub = await host.console(name)
+        except VmkitError as e:
+            await ws.close(code=4000 + e.status, reason=e.message[:120])
+            return
+        await ws.accept()
+        queue = await hub.attach()
+
+        async def to_client() -> None:
+            while (data := await queue.get()) is not None:
+                await ws.send_bytes(data)
+            await ws.close(code=1000, reason="the VM stopped")
+
+        async def from_client() -> None:
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                data = msg.get("bytes") or (msg.get("text") or "").encode()
+                await hub.write(data)
+
+        tasks = [asyncio.create_task(to_client()), asyncio.create_task(from_client())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for t in tasks:
+                t.cancel()
+            hub.detach(queue)
+
+    return app
+
+
+def _token_ok(header: str, token: str) -> bool:
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)

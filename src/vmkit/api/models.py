@@ -1,0 +1,88 @@
+"""Request and response bodies of the REST API; they are also its OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Error(BaseModel):
+    error: str = Field(description="Kind of error, e.g. not_found, conflict, invalid_input")
+    message: str = Field(description="What is wrong and what to do about it")
+
+
+class PortForward(BaseModel):
+    host_addr: str
+    host_port: int
+    guest_port: int
+    proto: Literal["tcp", "udp"]
+
+
+class VmCreate(BaseModel):
+    name: str = Field(description="1-63 letters, digits and '-'; also the guest's hostname",
+                      max_length=63, examples=["web"])
+    image: str = Field("tiny", max_length=63)
+    cpus: int = Field(1, description="virtual CPUs, 1-64")
+    memory: str = Field("256M", max_length=32, description="e.g. 256M, 1G (MiB if no unit)")
+    disk: str | None = Field(None, max_length=32, description="disk size; default: the image's")
+    ports: list[str] = Field([], max_length=64,
+                             description="docker-style [ADDR:]HOSTPORT:GUESTPORT[/udp]",
+                             examples=[["8080:80"]])
+    network: Literal["nat", "restricted", "none"] = Field(
+        "nat", description="nat: outbound NAT; restricted: no way out, port forwards only; "
+                           "none: no NIC")
+    auto_remove: bool = Field(False, description="remove the VM when it stops")
+
+
+class Vm(BaseModel):
+    name: str
+    state: Literal["starting", "running", "paused", "stopping", "stopped", "crashed"]
+    image: str
+    cpus: int
+    memory: str
+    memory_mib: int
+    disk: str | None
+    network: str
+    mac: str
+    pid: int | None
+    ports: list[PortForward]
+    auto_remove: bool
+    created: float
+    started: float | None
+    reason: str = Field(description="why the VM crashed, if it did")
+
+
+class Image(BaseModel):
+    name: str
+    digest: str
+    kind: str
+    size: int = Field(description="bytes used on disk")
+    disk: str = Field(description="virtual size of the root disk")
+    created: float
+
+
+class Operation(BaseModel):
+    id: str
+    kind: str
+    target: str
+    state: Literal["running", "succeeded", "failed"]
+    progress: float
+    message: str
+    error: str | None
+    created: float
+    updated: float
+
+
+class ExecRequest(BaseModel):
+    argv: list[str] = Field(min_length=1, max_length=4096, examples=[["uname", "-a"]])
+    stdin: str | None = Field(None, description="base64 data for the command's standard input")
+
+
+class HostInfo(BaseModel):
+    home: str
+    pid: int
+    accel: str | None
+    accel_reason: str | None
+    vms: int
+    images: int

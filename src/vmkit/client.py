@@ -1,0 +1,236 @@
+"""The Python SDK: ``vmkit.Client`` speaks to vmkitd's REST API, locally over its Unix socket
+or remotely over TCP with a token. The CLI is built on it, so the SDK can do all the CLI can.
+
+    with vmkit.Client() as c:
+        c.create_vm("web", ports=["8080:80"])
+        print(c.exec("web", ["uname", "-a"]).stdout)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .errors import DaemonError, VmkitError, error_from_body
+from .paths import HomePaths, default_home
+
+LONG = 600.0  # seconds: creating, starting and stopping VMs wait for the guest
+
+
+@dataclass
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None,
+                 home: Path | None = None, autostart: bool = False, timeout: float = 30.0) -> None:
+        """Local daemon by default (starting it when ``autostart``); ``url`` for a remote one."""
+        self.paths = HomePaths(home or default_home())
+        self.autostart = autostart and url is None
+        if url is None:
+            transport = httpx.HTTPTransport(uds=str(self.paths.socket))
+            base = "http://vmkitd"
+        else:
+            transport, base = httpx.HTTPTransport(), url.rstrip("/")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(transport=transport, base_url=base, headers=headers,
+                                  timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- transport -------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, stream: bool = False, **kw: Any) -> httpx.Response:
+        request = self._http.build_request(method, "/v1" + path, **kw)
+        for attempt in range(2):
+            try:
+                response = self._http.send(request, stream=stream)
+                break
+            except (httpx.ConnectError, FileNotFoundError) as e:
+                if attempt or not self.autostart:
+                    raise DaemonError(
+                        f"cannot reach vmkitd at {self._where()}: start it with 'vmkitd'") from e
+                self.start_daemon()
+        if response.status_code >= 400:
+            response.read()
+            try:
+                raise error_from_body(response.json())
+            except (ValueError, AttributeError):
+                raise VmkitError(f"vmkitd answered {response.status_code}: {response.text[:200]}")
+        return response
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        response = self._send(method, path, **kw)
+        return response.json() if response.content else None
+
+    def _where(self) -> str:
+        return str(self.paths.socket) if self.autostart or "vmkitd" in str(
+            self._http.base_url) else str(self._http.base_url)
+
+    def start_daemon(self, wait: float = 15.0) -> None:
+        """Start vmkitd in the background for this VMKIT_HOME and wait until it answers."""
+        self.paths.run.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env = dict(os.environ, VMKIT_HOME=str(self.paths.root))
+        with open(self.paths.daemon_log, "ab") as log:
+            subprocess.Popen([sys.executable, "-m", "vmkit.daemon"], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=log, start_new_session=True, env=env)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                self._http.get("/v1/info", timeout=1.0)
+                return
+            except (httpx.TransportError, FileNotFoundError):
+                time.sleep(0.05)
+        tail = self.paths.daemon_log.read_text(errors="replace").strip().splitlines()[-1:]
+        raise DaemonError(f"vmkitd did not start: {' '.join(tail) or 'see ' + str(self.paths.daemon_log)}")
+
+    # --- host and images --------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        return self._json("GET", "/info")
+
+    def list_images(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/images")
+
+    def get_image(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/images/{name}")
+
+    def build_image(self, name: str = "tiny", force: bool = False) -> dict[str, Any]:
+        """Start a build; returns the operation. ``wait_operation`` follows it."""
+        return self._json("POST", f"/images/{name}/build", params={"force": force})
+
+    def remove_image(self, name: str) -> None:
+        self._json("DELETE", f"/images/{name}")
+
+    def operation(self, op_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/operations/{op_id}")
+
+    def wait_operation(self, op_id: str, on_progress: Callable[[dict[str, Any]], None] | None = None,
+                       interval: float = 0.25) -> dict[str, Any]:
+        """Poll an operation until it ends; raise its error if it failed."""
+        while True:
+            op = self.operation(op_id)
+            if on_progress:
+                on_progress(op)
+            if op["state"] == "failed":
+                raise VmkitError(op["error"] or "the operation failed")
+            if op["state"] == "succeeded":
+                return op
+            time.sleep(interval)
+
+    # --- VMs --------------------------------------------------------------------------
+
+    def list_vms(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/vms")
+
+    def get_vm(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/vms/{name}")
+
+    def create_vm(self, name: str, image: str = "tiny", cpus: int = 1, memory: str = "256M",
+                  disk: str | None = None, ports: Iterable[str] = (), network: str = "nat",
+                  auto_remove: bool = False) -> dict[str, Any]:
+        """Create and boot a VM; returns when its guest agent answers."""
+        body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "disk": disk,
+                "ports": list(ports), "network": network, "auto_remove": auto_remove}
+        return self._json("POST", "/vms", json=body, timeout=LONG)
+
+    def _action(self, name: str, action: str, **params: Any) -> dict[str, Any]:
+        return self._json("POST", f"/vms/{name}/{action}", params=params, timeout=LONG)
+
+    def start_vm(self, name: str) -> dict[str, Any]:
+        return self._action(name, "start")
+
+    def stop_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+        return self._action(name, "stop", timeout=timeout)
+
+    def kill_vm(self, name: str) -> dict[str, Any]:
+        return self._action(name, "kill")
+
+    def restart_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+        return self._action(name, "restart", timeout=timeout)
+
+    def pause_vm(self, name: str) -> dict[str, Any]:
+        return self._action(name, "pause")
+
+    def resume_vm(self, name: str) -> dict[str, Any]:
+        return self._action(name, "resume")
+
+    def remove_vm(self, name: str, force: bool = False) -> None:
+        self._json("DELETE", f"/vms/{name}", params={"force": force}, timeout=LONG)
+
+    # --- guest access -----------------------------------------------------------------
+
+    def exec_stream(self, name: str, argv: list[str], stdin: bytes | None = None
+                    ) -> Iterator[tuple[str, bytes | int]]:
+        """Yield ("stdout"|"stderr", bytes) as the guest command writes, then ("exit", code)."""
+        body: dict[str, Any] = {"argv": argv}
+        if stdin:
+            body["stdin"] = base64.b64encode(stdin).decode()
+        with self._http.stream("POST", f"/v1/vms/{name}/exec", json=body, timeout=None) as r:
+            if r.status_code >= 400:
+                r.read()
+                raise error_from_body(r.json())
+            for line in r.iter_lines():
+                event = json.loads(line)
+                if "exit_code" in event:
+                    yield "exit", int(event["exit_code"])
+                elif "error" in event:
+                    raise error_from_body(event)
+                else:
+                    stream, data = next(iter(event.items()))
+                    yield stream, base64.b64decode(data)
+
+    def exec(self, name: str, argv: list[str], stdin: bytes | None = None) -> ExecResult:
+        out, err, code = bytearray(), bytearray(), -1
+        for stream, data in self.exec_stream(name, argv, stdin):
+            if stream == "exit":
+                code = int(data)
+            else:
+                (out if stream == "stdout" else err).extend(data)  # type: ignore[arg-type]
+        return ExecResult(code, bytes(out), bytes(err))
+
+    def read_file(self, name: str, path: str) -> Iterator[bytes]:
+        response = self._send("GET", f"/vms/{name}/files", stream=True, params={"path": path},
+                              timeout=LONG)
+        try:
+            yield from response.iter_bytes()
+        finally:
+            response.close()
+
+    def write_file(self, name: str, path: str, data: bytes | Iterable[bytes]) -> int:
+        return int(self._json("PUT", f"/vms/{name}/files", params={"path": path},
+                              content=data, timeout=LONG)["bytes"])
+
+    def logs(self, name: str, follow: bool = False) -> Iterator[bytes]:
+        response = self._send("GET", f"/vms/{name}/logs", stream=True,
+                              params={"follow": follow}, timeout=None)
+        try:
+            yield from response.iter_bytes()
+        finally:
+            response.close()
+
+    def console(self, name: str) -> Any:
+        """A websocket session to the serial console (an httpx_ws context manager)."""
+        from httpx_ws import connect_ws
+
+        return connect_ws(f"/v1/vms/{name}/console", self._http)

@@ -1,0 +1,136 @@
+"""vmkitd: serves the API on a Unix socket private to its user, and on TCP only when asked
+(``--listen ADDR:PORT``), where every request needs the token in VMKIT_HOME/run/token.
+
+VMs are QEMU processes of their own: stopping or killing vmkitd leaves them running, and the
+next vmkitd re-attaches to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from .api.app import create_app
+from .errors import VmkitError
+from .host import Host
+from .paths import HomePaths, atomic_write, default_home
+
+log = logging.getLogger("vmkitd")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to vmkitd, which runs several of them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def load_token(paths: HomePaths) -> str:
+    """The TCP API token, made on first use and kept private to the user."""
+    try:
+        return paths.token.read_text().strip()
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(32)
+        atomic_write(paths.token, token.encode() + b"\n", 0o600)
+        return token
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """Bind the API socket with mode 0600, replacing a stale one but never a live daemon's."""
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(str(path))
+            raise VmkitError(f"vmkitd is already running on {path}")
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return sock
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    addr, _, port = text.rpartition(":")
+    if not port.isdigit() or not addr:
+        raise VmkitError(f"--listen {text!r}: use ADDR:PORT, e.g. 127.0.0.1:8765")
+    return addr.strip("[]"), int(port)
+
+
+async def serve(home: Path, listen: str | None) -> None:
+    host = Host(home)
+    await host.open()
+    paths = host.paths
+    servers = []
+    sockets = {}
+    unix = bind_unix(paths.socket)
+    servers.append(_Server(uvicorn.Config(create_app(host), lifespan="off",
+                                                 log_level="warning", ws="auto")))
+    sockets[0] = [unix]
+    if listen:
+        addr, port = parse_listen(listen)
+        tcp = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((addr, port))
+        servers.append(_Server(uvicorn.Config(
+            create_app(host, token=load_token(paths)), lifespan="off", log_level="warning",
+            ws="auto")))
+        sockets[1] = [tcp]
+        log.info("API on http://%s:%d (token in %s)", addr, port, paths.token)
+    atomic_write(paths.daemon_pid, f"{os.getpid()}\n".encode())
+    log.info("vmkitd %d serving on %s", os.getpid(), paths.socket)
+    tasks = [asyncio.create_task(s.serve(sockets=sockets[i])) for i, s in enumerate(servers)]
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(
+            sig, lambda: [setattr(s, "should_exit", True) for s in servers])
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for s in servers:
+            s.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await host.close()
+        paths.socket.unlink(missing_ok=True)
+        paths.daemon_pid.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="vmkitd", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, default=None,
+                        help="state directory (default: $VMKIT_HOME or ~/.local/share/vmkit)")
+    parser.add_argument("--listen", metavar="ADDR:PORT",
+                        help="also serve the API on TCP, protected by a token")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(serve(args.home or default_home(), args.listen))
+    except VmkitError as e:
+        print(f"vmkitd: {e.message}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

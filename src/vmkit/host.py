@@ -1,0 +1,448 @@
+"""The Host: the one owner of state on this machine. The API calls it; it calls the rest.
+
+It keeps the registry of VMs (in the Store), runs each VM's QEMU through a Machine, watches
+their QMP events to keep states true, and on start re-attaches to every QEMU still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from .agent import GuestAgent
+from .console import ConsoleHub
+from .errors import (AgentError, ConflictError, HostError, InvalidInputError, LaunchError,
+                     NotFoundError, VmkitError)
+from .images.store import ImageStore
+from .machine.accel import probe_host
+from .machine.argv import BootFiles, HostFacts, build_argv
+from .machine.process import Machine, log_tail, pid_matches
+from .network import check_ports_free
+from .paths import HomePaths, atomic_write
+from .spec import VmSpec, format_size
+from .state import LIVE, VmState, require
+from .store import ImageRecord, Operation, Store, VmRecord
+
+AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
+S = VmState
+
+
+def host_memory_mib() -> int:
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1]) // 1024
+
+
+def describe_vm(rec: VmRecord) -> dict[str, Any]:
+    """The public view of a VM, as the API and CLI show it."""
+    spec = rec.spec
+    return {
+        "name": spec.name, "state": rec.state.value, "image": spec.image, "cpus": spec.cpus,
+        "memory": format_size(spec.memory_mib << 20), "memory_mib": spec.memory_mib,
+        "disk": format_size(spec.disk_bytes) if spec.disk_bytes else None,
+        "network": spec.network, "mac": rec.mac, "pid": rec.pid,
+        "ports": [{"host_addr": p.host_addr, "host_port": p.host_port,
+                   "guest_port": p.guest_port, "proto": p.proto} for p in spec.ports],
+        "auto_remove": spec.auto_remove, "created": rec.created, "started": rec.started,
+        "reason": rec.reason,
+    }
+
+
+def describe_image(image: ImageRecord) -> dict[str, Any]:
+    return {"name": image.name, "digest": image.digest, "kind": image.kind,
+            "size": image.size, "disk": format_size(int(image.meta["rootfs_bytes"])),
+            "created": image.created}
+
+
+def describe_operation(op: Operation) -> dict[str, Any]:
+    return dict(op.__dict__)
+
+
+class Host:
+    def __init__(self, home: Path) -> None:
+        self.paths = HomePaths(home)
+        self._machines: dict[str, Machine] = {}
+        self._consoles: dict[str, ConsoleHub] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._stopping: set[str] = set()  # VMs we were asked to stop: their exit is no crash
+        self._builds: dict[str, Operation] = {}
+        self._facts: tuple[HostFacts, str] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- daemon lifecycle ----------------------------------------------------------
+
+    async def open(self) -> None:
+        root = self.paths.root
+        if "," in str(root):
+            raise HostError(f"VMKIT_HOME {root} contains a comma, which QEMU cannot take in paths")
+        try:
+            for d in (root, self.paths.run, self.paths.images, self.paths.vms):
+                d.mkdir(parents=True, exist_ok=True)
+            for d in (root, self.paths.run, self.paths.vms):
+                d.chmod(0o700)
+            self.store = Store(self.paths.db)
+        except (OSError, sqlite3.Error) as e:
+            raise HostError(f"VMKIT_HOME {root} is not writable ({e}); set VMKIT_HOME to a "
+                            "directory you own") from e
+        self.images = ImageStore(self.paths.images, self.paths.deb_cache, self.store)
+        self.store.fail_interrupted_operations()
+        for rec in self.store.vms():
+            await self._reattach(rec)
+
+    async def close(self) -> None:
+        """Stop serving; every VM keeps running and the next daemon re-attaches to it."""
+        for hub in self._consoles.values():
+            await hub.close()
+        for machine in list(self._machines.values()):
+            await machine.detach()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reattach(self, rec: VmRecord) -> None:
+        if rec.state not in LIVE:
+            return
+        vmp = self.paths.vm(rec.name)
+        if rec.pid and pid_matches(rec.pid, vmp):
+            try:
+                machine = await Machine.attach(vmp, rec.pid, self._handler(rec.name))
+                state = S.PAUSED if await machine.status() == "paused" else S.RUNNING
+            except VmkitError as e:
+                self.store.set_vm_state(rec.name, S.CRASHED, reason=f"cannot re-attach: {e}")
+                return
+            self._machines[rec.name] = machine
+            self.store.set_vm_state(rec.name, state, pid=rec.pid, started=rec.started)
+            self._spawn(self._connect_agent(machine))
+        else:
+            self.store.set_vm_state(rec.name, S.CRASHED, reason=self._crash_reason(
+                rec.name, f"QEMU (pid {rec.pid}) exited while vmkitd was not running"))
+
+    @staticmethod
+    async def _connect_agent(machine: Machine) -> None:
+        try:
+            await machine.agent.connect(timeout=AGENT_TIMEOUT)
+        except AgentError:
+            pass  # exec/stop report it when they need the agent
+
+    # --- host facts ------------------------------------------------------------------
+
+    def host_facts(self, boot: BootFiles) -> HostFacts:
+        if self._facts is None:
+            self._facts = probe_host(boot, self.paths.run / "host.json")
+        return self._facts[0]
+
+    def info(self) -> dict[str, Any]:
+        facts = json.loads((self.paths.run / "host.json").read_text()) if (
+            self.paths.run / "host.json").exists() else {}
+        return {"home": str(self.paths.root), "pid": os.getpid(),
+                "accel": facts.get("facts", {}).get("accel"),
+                "accel_reason": facts.get("reason"), "vms": len(self.store.vms()),
+                "images": len(self.store.images())}
+
+    # --- images --------------------------------------------------------------------
+
+    def list_images(self) -> list[dict[str, Any]]:
+        return [describe_image(i) for i in self.store.images()]
+
+    def get_image(self, name: str) -> dict[str, Any]:
+        return describe_image(self.images.get(name))
+
+    def build_image(self, name: str, force: bool = False) -> Operation:
+        """Start building ``name`` in the background; returns the operation to follow."""
+        if (running := self._builds.get(name)) is not None:
+            return running
+        if self.store.image(name) and not force:
+            raise ConflictError(f"image {name!r} exists; rebuild it with --force")
+        if force and (users := self._image_users(name)):
+            raise ConflictError(f"image {name!r} is used by VM(s) {', '.join(users)}; "
+                                "remove them before rebuilding it")
+        op = self.store.add_operation("image-build", name)
+        self._builds[name] = op
+
+        def progress(fraction: float, message: str) -> None:
+            self.store.update_operation(op.id, progress=fraction, message=message)
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(self.images.build, name, progress)
+                self.store.update_operation(op.id, state="succeeded", progress=1.0,
+                                            message="image built")
+            except Exception as e:  # recorded on the operation for the client to show
+                msg = e.message if isinstance(e, VmkitError) else f"{type(e).__name__}: {e}"
+                self.store.update_operation(op.id, state="failed", progress=1.0,
+                                            message="build failed", error=msg)
+            finally:
+                del self._builds[name]
+
+        self._spawn(run())
+        return op
+
+    def operation(self, op_id: str) -> dict[str, Any]:
+        op = self.store.operation(op_id)
+        if op is None:
+            raise NotFoundError(f"operation {op_id!r} not found")
+        return describe_operation(op)
+
+    def _image_users(self, name: str) -> list[str]:
+        return [v.name for v in self.store.vms() if v.spec.image == name]
+
+    def remove_image(self, name: str) -> None:
+        self.images.remove(name, self._image_users(name))
+
+    # --- VMs: queries ----------------------------------------------------------------
+
+    def _record(self, name: str) -> VmRecord:
+        rec = self.store.vm(name)
+        if rec is None:
+            raise NotFoundError(f"no VM named {name!r}; 'vmkit ls' lists them")
+        return rec
+
+    def list_vms(self) -> list[dict[str, Any]]:
+        return [describe_vm(r) for r in self.store.vms()]
+
+    def get_vm(self, name: str) -> dict[str, Any]:
+        return describe_vm(self._record(name))
+
+    def _machine(self, name: str, action: str) -> Machine:
+        rec = self._record(name)
+        require(action, rec.state, name)
+        machine = self._machines.get(name)
+        if machine is None:  # state says live but we hold no process: treat as gone
+            raise LaunchError(f"VM {name} has no QEMU process; restart it with 'vmkit start {name}'")
+        return machine
+
+    # --- VMs: lifecycle ---------------------------------------------------------------
+
+    async def create_vm(self, spec: VmSpec) -> dict[str, Any]:
+        """Create ``spec`` and boot it; returns when the guest agent answers."""
+        if spec.memory_mib > host_memory_mib():
+            raise InvalidInputError(f"--memory {spec.memory_mib}M is more than this host has "
+                                    f"({host_memory_mib()}M)")
+        async with self._locks[spec.name]:
+            if self.store.vm(spec.name):
+                raise ConflictError(f"a VM named {spec.name} already exists; choose another "
+                                    f"name or remove it with 'vmkit rm {spec.name}'")
+            image = self.images.get(spec.image)
+            boot = self.images.boot_files(image)
+            if spec.disk_bytes is not None and spec.disk_bytes < boot.rootfs_bytes:
+                raise InvalidInputError(
+                    f"--disk {format_size(spec.disk_bytes)} is smaller than the image "
+                    f"{spec.image} ({format_size(boot.rootfs_bytes)}); use at least that")
+            check_ports_free(spec.ports)
+            facts = self.host_facts(boot)
+            vmp = self.paths.vm(spec.name)
+            shutil.rmtree(vmp.dir, ignore_errors=True)  # leftovers of a VM not in the store
+            vmp.dir.mkdir(mode=0o700)
+            try:
+                await self._make_overlay(boot.rootfs, vmp.disk, spec.disk_bytes or boot.rootfs_bytes)
+                mac = "52:54:00:%02x:%02x:%02x" % tuple(random.randbytes(3))
+                rec = self.store.add_vm(spec, mac)
+                await self._launch(rec, boot, facts)
+            except BaseException:
+                await self._discard(spec.name)  # nothing half-created is left behind
+                raise
+        return self.get_vm(spec.name)
+
+    async def _make_overlay(self, base: Path, overlay: Path, size: int) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            "qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "raw",
+            str(overlay), str(size), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise HostError(f"qemu-img could not create the VM's disk: {err.decode().strip()}")
+
+    async def _launch(self, rec: VmRecord, boot: BootFiles, facts: HostFacts) -> None:
+        name = rec.name
+        vmp = self.paths.vm(name)
+        argv = build_argv(rec.spec, boot, vmp, facts, rec.mac)
+        atomic_write(vmp.launched, json.dumps({"version": 1, "spec": rec.spec.to_json(),
+                                               "argv": argv}, indent=1).encode())
+        self.store.set_vm_state(name, S.STARTING)
+        self._stopping.discard(name)
+        machine = await Machine.launch(argv, vmp, on_event=self._handler(name))
+        self._machines[name] = machine
+        self.store.set_vm_state(name, S.STARTING, pid=machine.pid)
+        try:
+            await machine.agent.connect(timeout=AGENT_TIMEOUT)
+        except AgentError as e:
+            self._stopping.add(name)
+            await machine.kill()
+            raise LaunchError(f"VM {name} did not become ready: {e.message} Last console "
+                              f"output: {log_tail(vmp.serial_log, 3) or 'none'}") from e
+        if machine.exited.is_set():
+            raise LaunchError(f"VM {name} stopped while booting: {self._record(name).reason}")
+        self.store.set_vm_state(name, S.RUNNING, pid=machine.pid, started=time.time())
+
+    def _handler(self, name: str) -> Any:
+        return lambda event: self._on_event(name, event)
+
+    def _on_event(self, name: str, event: str) -> None:
+        rec = self.store.vm(name)
+        if rec is None:
+            return
+        if event == "STOP" and rec.state == S.RUNNING:
+            self.store.set_vm_state(name, S.PAUSED, pid=rec.pid, started=rec.started)
+        elif event == "RESUME" and rec.state == S.PAUSED:
+            self.store.set_vm_state(name, S.RUNNING, pid=rec.pid, started=rec.started)
+        elif event == "EXIT":
+            machine = self._machines.pop(name, None)
+            if (hub := self._consoles.pop(name, None)) is not None:
+                self._spawn(hub.close())
+            requested = name in self._stopping
+            self._stopping.discard(name)
+            why = machine.shutdown_reason if machine else ""
+            if requested or why in ("guest-shutdown", "host-qmp-quit", "host-qmp-system-reset"):
+                self.store.set_vm_state(name, S.STOPPED)
+            else:
+                self.store.set_vm_state(name, S.CRASHED, reason=self._crash_reason(
+                    name, self._exit_text(machine)))
+            if rec.spec.auto_remove:
+                self._spawn(self._discard(name))
+
+    @staticmethod
+    def _exit_text(machine: Machine | None) -> str:
+        if machine is None:
+            return "QEMU exited"
+        if machine.shutdown_reason == "guest-reset":
+            return "the guest reset itself (a reboot or a kernel panic)"
+        code = machine.exit_code
+        if code is not None and code < 0:
+            return f"QEMU was killed by signal {-code}"
+        return f"QEMU exited unexpectedly (code {code})" if code is not None else "QEMU exited"
+
+    def _crash_reason(self, name: str, what: str) -> str:
+        vmp = self.paths.vm(name)
+        details = [what]
+        if tail := log_tail(vmp.qemu_log, 2):
+            details.append(f"QEMU log: {tail}")
+        if tail := log_tail(vmp.serial_log, 2):
+            details.append(f"console: {tail}")
+        return "; ".join(details)
+
+    async def start_vm(self, name: str) -> dict[str, Any]:
+        async with self._locks[name]:
+            rec = self._record(name)
+            require("start", rec.state, name)
+            boot = self.images.boot_files(self.images.get(rec.spec.image))
+            check_ports_free(rec.spec.ports)
+            try:
+                await self._launch(rec, boot, self.host_facts(boot))
+            except BaseException as e:
+                if (machine := self._machines.pop(name, None)) is not None:
+                    self._stopping.add(name)
+                    await machine.kill()
+                reason = e.message if isinstance(e, VmkitError) else "start was interrupted"
+                self.store.set_vm_state(name, S.CRASHED, reason=reason)
+                raise
+        return self.get_vm(name)
+
+    async def stop_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+        async with self._locks[name]:
+            machine = self._machine(name, "stop")
+            self._stopping.add(name)
+            rec = self._record(name)
+            self.store.set_vm_state(name, S.STOPPING, pid=rec.pid, started=rec.started)
+            await machine.stop(timeout)
+        return self.get_vm(name)
+
+    async def kill_vm(self, name: str) -> dict[str, Any]:
+        async with self._locks[name]:
+            machine = self._machine(name, "kill")
+            self._stopping.add(name)
+            await machine.kill()
+        return self.get_vm(name)
+
+    async def restart_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+        require("restart", self._record(name).state, name)
+        await self.stop_vm(name, timeout)
+        return await self.start_vm(name)
+
+    async def pause_vm(self, name: str) -> dict[str, Any]:
+        async with self._locks[name]:
+            machine = self._machine(name, "pause")
+            await machine.execute("stop")
+            rec = self._record(name)
+            self.store.set_vm_state(name, S.PAUSED, pid=rec.pid, started=rec.started)
+        return self.get_vm(name)
+
+    async def resume_vm(self, name: str) -> dict[str, Any]:
+        async with self._locks[name]:
+            machine = self._machine(name, "resume")
+            await machine.execute("cont")
+            rec = self._record(name)
+            self.store.set_vm_state(name, S.RUNNING, pid=rec.pid, started=rec.started)
+        return self.get_vm(name)
+
+    async def remove_vm(self, name: str, force: bool = False) -> None:
+        rec = self._record(name)
+        if force and rec.state in LIVE:
+            if (machine := self._machines.get(name)) is not None:
+                self._stopping.add(name)
+                await machine.kill()
+            rec = self._record(name)
+        async with self._locks[name]:
+            require("remove", rec.state, name)
+            await self._discard(name)
+
+    async def _discard(self, name: str) -> None:
+        if (machine := self._machines.pop(name, None)) is not None:
+            self._stopping.add(name)
+            await machine.kill()
+        self.store.remove_vm(name)
+        await asyncio.to_thread(shutil.rmtree, self.paths.vm(name).dir, True)
+
+    # --- VMs: guest access ----------------------------------------------------------
+
+    async def _agent(self, name: str, action: str) -> GuestAgent:
+        machine = self._machine(name, action)
+        if not machine.agent.connected:
+            await machine.agent.connect(timeout=5.0)
+        return machine.agent
+
+    async def exec_vm(self, name: str, argv: list[str], stdin: bytes | None = None
+                      ) -> AsyncIterator[tuple[str, bytes | int]]:
+        if not argv:
+            raise InvalidInputError("give a command to run, e.g. vmkit exec NAME -- uname -a")
+        agent = await self._agent(name, "exec")
+        return agent.exec_stream(argv, stdin)
+
+    async def read_file(self, name: str, path: str) -> AsyncIterator[bytes]:
+        agent = await self._agent(name, "copy")
+        chunks = agent.read_file(_guest_path(path))
+        first = await anext(chunks, b"")  # fail here, before a response has started
+        async def rest() -> AsyncIterator[bytes]:
+            yield first
+            async for c in chunks:
+                yield c
+        return rest()
+
+    async def write_file(self, name: str, path: str, chunks: AsyncIterator[bytes]) -> int:
+        agent = await self._agent(name, "copy")
+        return await agent.write_file(_guest_path(path), chunks)
+
+    async def console(self, name: str) -> ConsoleHub:
+        self._machine(name, "console")
+        hub = self._consoles.get(name)
+        if hub is None:
+            hub = self._consoles[name] = ConsoleHub(self.paths.vm(name).console)
+        return hub
+
+    def serial_log(self, name: str) -> Path:
+        self._record(name)
+        return self.paths.vm(name).serial_log
+
+
+def _guest_path(path: str) -> str:
+    if not path.startswith("/") or "\0" in path:
+        raise InvalidInputError(f"guest path {path!r} must be absolute, e.g. NAME:/root/file")
+    return path

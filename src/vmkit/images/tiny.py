@@ -1,0 +1,178 @@
+"""Build the default ``tiny`` image from Debian packages, with no root and no internet beyond
+the package registry.
+
+The image is three files:
+  vmlinux      the Debian cloud kernel, uncompressed, booted through its PVH entry point
+  initrd.cpio  busybox + the virtio modules; it mounts the root disk and switches to it
+  rootfs.raw   ext4 root: busybox, qemu-guest-agent and its libraries, resize2fs, init scripts
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ImageError
+from .cpio import write_cpio
+from .kernel import extract_vmlinux
+
+Progress = Callable[[float, str], None]
+
+KERNEL_META = "linux-image-cloud-amd64"
+ROOTS = ["busybox-static", "qemu-guest-agent", "e2fsprogs"]
+# Follow dependencies only into shared libraries: the guest needs the agent's libraries, not the
+# packaging machinery (perl, dpkg, init-system-helpers) its Debian package also depends on.
+LIBRARY_PREFIXES = ("lib", "zlib", "gcc-")
+MODULES = [
+    "virtio_ring", "virtio", "virtio_mmio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
+    "virtio_pci", "virtio_blk", "failover", "net_failover", "virtio_net", "virtio_console",
+    "virtio-rng",
+]
+ROOTFS_SIZE = "1G"  # sparse: the file holds ~40 MiB; a VM asked for more grows it at boot
+LIB_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64"]
+BINARIES = {"usr/sbin/qemu-ga": "usr/sbin/qemu-ga", "sbin/resize2fs": "sbin/resize2fs"}
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> str:
+    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise ImageError(f"{argv[0]} failed while building the image: {' / '.join(detail)}")
+    return result.stdout
+
+
+def _direct_depends(packages: list[str]) -> set[str]:
+    out = _run(["apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
+                "--no-breaks", "--no-replaces", "--no-enhances", *packages])
+    deps = set()
+    for line in out.splitlines():
+        kind, _, name = line.strip().partition(": ")
+        if kind in ("Depends", "PreDepends", "|Depends") and not name.startswith("<"):
+            deps.add(name)
+    return deps
+
+
+def resolve_packages() -> list[str]:
+    """The exact package set: the versioned kernel, the roots, and their library closure."""
+    kernel = sorted(d for d in _direct_depends([KERNEL_META]) if d.startswith("linux-image-"))
+    if not kernel:
+        raise ImageError(
+            f"apt cannot resolve {KERNEL_META}; run 'apt-get update' (as root) and try again"
+        )
+    seen: set[str] = set()
+    todo = set(ROOTS)
+    while todo:
+        seen |= todo
+        todo = {d for d in _direct_depends(sorted(todo)) if d.startswith(LIBRARY_PREFIXES)} - seen
+    return sorted(seen) + kernel[-1:]
+
+
+def download(packages: list[str], cache: Path) -> list[Path]:
+    """Fetch the packages with ``apt-get download`` into ``cache`` (kept for rebuilds)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    uris = _run(["apt-get", "download", "--print-uris", *packages])
+    files = [line.split()[1] for line in uris.splitlines() if line.startswith("'")]
+    missing = [f for f in files if not (cache / f).exists()]
+    if missing:
+        _run(["apt-get", "download", "-q", *packages], cwd=cache)
+    return [cache / f for f in files]
+
+
+def _install_busybox(bb_root: Path, dest: Path) -> None:
+    (dest / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(bb_root / "bin/busybox", dest / "bin/busybox")
+    for applet in _run([str(bb_root / "bin/busybox"), "--list-full"]).split():
+        link = dest / applet
+        if link.exists() or link.is_symlink():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to("/bin/busybox")
+
+
+def _guest_file(name: str) -> bytes:
+    return resources.files("vmkit.images").joinpath("guest", name).read_bytes()
+
+
+def _put(dest: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
+    path = dest / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def _assemble_rootfs(unpacked: Path, rootfs: Path) -> None:
+    _install_busybox(unpacked, rootfs)
+    for rel in LIB_DIRS:
+        if (unpacked / rel).exists():
+            shutil.copytree(unpacked / rel, rootfs / rel, symlinks=True, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("gconv", "*.a"))
+    for src, dst in BINARIES.items():
+        (rootfs / dst).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(unpacked / src, rootfs / dst)
+    for d in ["proc", "sys", "dev", "run", "tmp", "root", "etc/init.d", "var"]:
+        (rootfs / d).mkdir(parents=True, exist_ok=True)
+    (rootfs / "var/run").symlink_to("/run")
+    (rootfs / "tmp").chmod(0o1777)
+    _put(rootfs, "etc/inittab", _guest_file("inittab"))
+    _put(rootfs, "etc/init.d/rcS", _guest_file("rcS"), 0o755)
+    _put(rootfs, "etc/udhcpc.script", _guest_file("udhcpc.script"), 0o755)
+    _put(rootfs, "etc/profile", _guest_file("profile"))
+    (rootfs / "sbin/shutdown").unlink(missing_ok=True)
+    _put(rootfs, "sbin/shutdown", _guest_file("shutdown"), 0o755)
+    _put(rootfs, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+    _put(rootfs, "etc/shadow", b"root::19000:0:99999:7:::\n", 0o600)
+    _put(rootfs, "etc/group", b"root:x:0:\n")
+    _put(rootfs, "etc/hosts", b"127.0.0.1 localhost\n")
+    _put(rootfs, "etc/os-release", b'NAME="vmkit tiny"\nID=vmkit-tiny\n')
+    # Check with the guest's own loader that every library the agent needs is there.
+    listing = _run([str(unpacked / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), "--library-path",
+                    ":".join(str(rootfs / d) for d in LIB_DIRS[:2]), "--list",
+                    str(rootfs / "usr/sbin/qemu-ga")])
+    if "not found" in listing:
+        raise ImageError(f"qemu-ga is missing libraries in the image: {listing}")
+
+
+def _assemble_initrd(unpacked: Path, initrd: Path) -> None:
+    (initrd / "bin").mkdir(parents=True)
+    shutil.copy2(unpacked / "bin/busybox", initrd / "bin/busybox")
+    _put(initrd, "init", _guest_file("init"), 0o755)
+    (initrd / "modules").mkdir()
+    found = {p.stem: p for p in (unpacked / "lib/modules").rglob("*.ko")}
+    for name in MODULES:
+        if name not in found:
+            raise ImageError(f"the kernel package has no module {name}.ko")
+        shutil.copy2(found[name], initrd / "modules" / f"{name}.ko")
+
+
+def build_tiny(out: Path, cache: Path, progress: Progress) -> None:
+    """Build the image's files into the empty directory ``out``."""
+    for tool in ("apt-get", "apt-cache", "dpkg-deb", "mkfs.ext4", "lz4"):
+        if not shutil.which(tool):
+            raise ImageError(f"'{tool}' is not installed; install it (see the README) and retry")
+    progress(0.02, "resolving Debian packages")
+    packages = resolve_packages()
+    progress(0.10, f"downloading {len(packages)} packages")
+    debs = download(packages, cache)
+    with tempfile.TemporaryDirectory(prefix="vmkit-build-", dir=out.parent) as tmp:
+        unpacked, rootfs, initrd = Path(tmp, "pkgs"), Path(tmp, "rootfs"), Path(tmp, "initrd")
+        for i, deb in enumerate(debs):
+            progress(0.35 + 0.35 * i / len(debs), f"unpacking {deb.name.split('_')[0]}")
+            _run(["dpkg-deb", "-x", str(deb), str(unpacked)])
+        progress(0.72, "extracting the kernel")
+        bzimage = next((unpacked / "boot").glob("vmlinuz-*"))
+        extract_vmlinux(bzimage, out / "vmlinux")
+        progress(0.80, "assembling the root filesystem")
+        _assemble_rootfs(unpacked, rootfs)
+        _assemble_initrd(unpacked, initrd)
+        with open(out / "initrd.cpio", "wb") as f:
+            write_cpio(initrd, f)
+        progress(0.90, "writing the ext4 disk")
+        # A fixed UUID and hash seed keep the build repeatable for the same packages.
+        _run(["mkfs.ext4", "-q", "-F", "-L", "vmkit-root", "-U", "8c5a3c56-3f1b-4c36-9f7e-6b1f5f0e7a11",
+              "-E", "root_owner=0:0,hash_seed=2f1e0c59-2c47-4a2a-8f38-4b0f3c1a9d21",
+              "-d", str(rootfs), str(out / "rootfs.raw"), ROOTFS_SIZE])
+    progress(1.0, "image built")

@@ -1,0 +1,193 @@
+"""One VM's QEMU process: launch it, re-attach to it, drive it through QMP, stop it.
+
+Like QEMU's own ``QEMUMachine``: a failed launch cleans up and raises LaunchError with the log
+tail, and stopping is a ladder (agent shutdown, ACPI power button, ``quit``, SIGKILL). The
+process runs in its own session so it outlives vmkitd; a new daemon re-attaches by pid + QMP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import ConnectError, ExecuteError, QMPClient, Runstate
+from qemu.qmp.events import EventListener
+
+from ..agent import GuestAgent
+from ..errors import LaunchError, QmpError
+from ..paths import VmPaths
+
+WATCHED_EVENTS = ("SHUTDOWN", "STOP", "RESUME")
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " / ".join(line.strip() for line in text[-lines:] if line.strip())
+
+
+def pid_matches(pid: int, paths: VmPaths) -> bool:
+    """True if ``pid`` is alive and is this VM's QEMU (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(paths.qmp).encode() in cmdline
+
+
+class Machine:
+    """A running QEMU. ``on_event`` is called with each QMP event name and on exit ("EXIT")."""
+
+    def __init__(self, paths: VmPaths, pid: int, child: subprocess.Popen[bytes] | None = None,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        self.paths = paths
+        self.pid = pid
+        self._child = child
+        self._on_event = on_event or (lambda name: None)
+        self.qmp = QMPClient(paths.dir.name)
+        self.agent = GuestAgent(paths.agent)
+        self.shutdown_reason = ""  # from QEMU's SHUTDOWN event: "guest-shutdown", "guest-reset"...
+        self._detaching = False
+        self.exited = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+
+    # --- start and re-attach -----------------------------------------------------------
+
+    @classmethod
+    async def launch(cls, argv: list[str], paths: VmPaths, timeout: float = 10.0,
+                     on_event: Callable[[str], None] | None = None) -> Machine:
+        for sock in (paths.qmp, paths.agent, paths.console, paths.pid):
+            sock.unlink(missing_ok=True)
+        with open(paths.qemu_log, "ab") as log:
+            try:
+                child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         start_new_session=True, close_fds=True)
+            except OSError as e:
+                raise LaunchError(f"cannot run {argv[0]}: {e.strerror}; is QEMU installed?") from e
+        machine = cls(paths, child.pid, child, on_event)
+        try:
+            await machine._connect_qmp(timeout)
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        return machine
+
+    @classmethod
+    async def attach(cls, paths: VmPaths, pid: int,
+                     on_event: Callable[[str], None] | None = None) -> Machine:
+        machine = cls(paths, pid, None, on_event)
+        await machine._connect_qmp(timeout=5.0)
+        return machine
+
+    async def _connect_qmp(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._child and self._child.poll() is not None:
+                raise LaunchError(
+                    f"QEMU exited at start (code {self._child.returncode}): "
+                    f"{log_tail(self.paths.qemu_log) or 'no message'}"
+                )
+            try:
+                # The socket file appears slightly before QEMU accepts on it: retry.
+                await self.qmp.connect(str(self.paths.qmp))
+                break
+            except ConnectError as e:
+                if time.monotonic() > deadline:
+                    raise LaunchError(f"QEMU's monitor did not answer within {timeout:.0f} s: {e}") from e
+                await asyncio.sleep(0.01)
+        listener = EventListener(WATCHED_EVENTS)
+        self.qmp.register_listener(listener)
+        self._watcher = asyncio.create_task(self._watch(listener))
+
+    async def _watch(self, listener: EventListener) -> None:
+        async def events() -> None:
+            async for event in listener:
+                if event["event"] == "SHUTDOWN":
+                    self.shutdown_reason = event["data"].get("reason", "")
+                self._on_event(event["event"])
+
+        pump = asyncio.create_task(events())
+        while self.qmp.runstate == Runstate.RUNNING:
+            await self.qmp.runstate_changed()
+        pump.cancel()
+        with contextlib.suppress(Exception):
+            await self.qmp.disconnect()
+        await self._wait_process_gone()
+        await self.agent.close()
+        if not self._detaching:
+            self._on_event("EXIT")  # before exited is set, so waiters see the final state
+        self.exited.set()
+
+    async def _wait_process_gone(self) -> None:
+        for _ in range(500):
+            if self._child:
+                if self._child.poll() is not None:
+                    return
+            elif not pid_matches(self.pid, self.paths):
+                return
+            await asyncio.sleep(0.01)
+
+    async def detach(self) -> None:
+        """Let go of QEMU (the daemon is stopping); the VM keeps running."""
+        self._detaching = True
+        await self.agent.close()
+        with contextlib.suppress(Exception):
+            await self.qmp.disconnect()
+        if self._watcher:
+            await self._watcher
+
+    # --- control -------------------------------------------------------------------
+
+    async def execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
+        try:
+            return await self.qmp.execute(cmd, args)
+        except ExecuteError as e:
+            raise QmpError(f"QEMU refused {cmd}: {e.error.desc}") from e
+        except Exception as e:
+            raise QmpError(f"QEMU's monitor failed during {cmd}: {e}") from e
+
+    async def status(self) -> str:
+        return str((await self.execute("query-status"))["status"])
+
+    async def stop(self, timeout: float = 20.0) -> str:
+        """Stop gracefully if the guest cooperates, by force if not. Returns how it stopped."""
+        steps: list[tuple[str, float]] = []
+        if self.agent.connected:
+            steps.append(("agent", timeout * 0.75))
+        steps += [("acpi", timeout * 0.25 if steps else timeout), ("quit", 3.0)]
+        for how, wait in steps:
+            with contextlib.suppress(Exception):
+                if how == "agent":
+                    await self.agent.shutdown()
+                elif how == "acpi":
+                    if await self.status() == "paused":
+                        await self.execute("cont")
+                    await self.execute("system_powerdown")
+                else:
+                    await self.execute("quit")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.exited.wait(), wait)
+                return how
+        await self.kill()
+        return "killed"
+
+    async def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if self._child or pid_matches(self.pid, self.paths):
+                os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.exited.wait(), 5.0)
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._child.returncode if self._child else None

@@ -1,0 +1,124 @@
+"""Where vmkit keeps things. Every file name under VMKIT_HOME is spelled here and nowhere else.
+
+    VMKIT_HOME/                     ~/.local/share/vmkit, or /var/lib/vmkit for root
+      state.db                      SQLite (WAL): VMs, images, operations
+      run/vmkitd.sock               the daemon's API socket (directory is 0700)
+      run/vmkitd.pid, vmkitd.log, token
+      images/<sha256>/              a content-addressed image, read-only once stored
+      cache/debs/                   Debian packages fetched for image builds
+      vms/<name>/                   one VM: overlay, sockets, logs, pid, launched spec
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_home() -> Path:
+    if env := os.environ.get("VMKIT_HOME"):
+        return Path(env).expanduser()
+    if os.geteuid() == 0:
+        return Path("/var/lib/vmkit")
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share"
+    return Path(data) / "vmkit"
+
+
+@dataclass(frozen=True)
+class HomePaths:
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "state.db"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def socket(self) -> Path:
+        return self.run / "vmkitd.sock"
+
+    @property
+    def daemon_pid(self) -> Path:
+        return self.run / "vmkitd.pid"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.run / "vmkitd.log"
+
+    @property
+    def token(self) -> Path:
+        return self.run / "token"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def deb_cache(self) -> Path:
+        return self.root / "cache" / "debs"
+
+    @property
+    def vms(self) -> Path:
+        return self.root / "vms"
+
+    def vm(self, name: str) -> VmPaths:
+        return VmPaths(self.vms / name)
+
+
+@dataclass(frozen=True)
+class VmPaths:
+    dir: Path
+
+    @property
+    def disk(self) -> Path:
+        return self.dir / "disk.qcow2"
+
+    @property
+    def qmp(self) -> Path:
+        return self.dir / "qmp.sock"
+
+    @property
+    def agent(self) -> Path:
+        return self.dir / "agent.sock"
+
+    @property
+    def console(self) -> Path:
+        return self.dir / "console.sock"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.dir / "serial.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.dir / "qemu.log"
+
+    @property
+    def pid(self) -> Path:
+        return self.dir / "qemu.pid"
+
+    @property
+    def launched(self) -> Path:
+        """The resolved spec and argv of the running QEMU, written before it starts."""
+        return self.dir / "launched.json"
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` so that ``path`` holds either its old content or the new, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

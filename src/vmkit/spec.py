@@ -1,0 +1,165 @@
+"""What a VM is made of, and the checks on every field. Pure functions: no I/O.
+
+A spec is what the user asked for, already validated; ``build_argv`` turns it into QEMU's
+command line. Every check raises InvalidInputError with a message that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .errors import InvalidInputError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+MIN_MEMORY_MIB, MAX_MEMORY_MIB = 64, 1024 * 1024
+MIN_CPUS, MAX_CPUS = 1, 64
+MAX_DISK = 16 << 40
+_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+# nat: user-mode NAT with outbound access; restricted: the same without any way out (port
+# forwards still work); none: no NIC at all.
+NETWORKS = ("nat", "restricted", "none")
+Network = Literal["nat", "restricted", "none"]
+
+
+def validate_name(name: str, what: str = "VM") -> str:
+    if not NAME_RE.match(name):
+        raise InvalidInputError(
+            f"invalid {what} name {name!r}: use 1-63 letters, digits and '-', starting and "
+            "ending with a letter or digit (it becomes the guest's hostname)"
+        )
+    return name
+
+
+def parse_size(text: str | int, what: str = "size") -> int:
+    """'256M', '1G', '1.5GiB', '512' (MiB when no unit is given, as QEMU's -m) -> bytes."""
+    if isinstance(text, int):
+        return text << 20
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise InvalidInputError(
+            f"cannot read {what} {text!r}: give a number with an optional unit, e.g. 512M or 2G"
+        )
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def format_size(n: int) -> str:
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f}{unit}"
+    return f"{n}B"
+
+
+@dataclass(frozen=True)
+class PortForward:
+    host_port: int
+    guest_port: int
+    host_addr: str = "127.0.0.1"
+    proto: Literal["tcp", "udp"] = "tcp"
+
+    def __str__(self) -> str:
+        host = f"[{self.host_addr}]" if ":" in self.host_addr else self.host_addr
+        return f"{host}:{self.host_port}->{self.guest_port}/{self.proto}"
+
+
+def _port(text: str, spec: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise InvalidInputError(f"invalid port {text!r} in {spec!r}: ports are 1-65535")
+    return int(text)
+
+
+def parse_port(spec: str) -> PortForward:
+    """Docker-style '[ADDR:]HOSTPORT:GUESTPORT[/tcp|/udp]'; ADDR defaults to 127.0.0.1."""
+    body, _, proto = spec.partition("/")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise InvalidInputError(f"invalid protocol {proto!r} in {spec!r}: use /tcp or /udp")
+    if body.startswith("["):  # [IPv6]:HOST:GUEST
+        addr, _, rest = body[1:].partition("]:")
+        parts = [addr, *rest.split(":")]
+    else:
+        parts = body.rsplit(":", 2)
+    if len(parts) == 2:
+        parts.insert(0, "127.0.0.1")
+    if len(parts) != 3:
+        raise InvalidInputError(
+            f"invalid port forward {spec!r}: use [ADDR:]HOSTPORT:GUESTPORT, e.g. -p 8080:80"
+        )
+    addr, host_port, guest_port = parts
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise InvalidInputError(
+            f"invalid address {addr!r} in {spec!r}: give an IP address such as 0.0.0.0"
+        ) from None
+    return PortForward(_port(host_port, spec), _port(guest_port, spec), addr, proto)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """A validated request for one VM. Sizes in bytes/MiB so nothing is parsed twice."""
+
+    name: str
+    image: str = "tiny"
+    cpus: int = 1
+    memory_mib: int = 256
+    disk_bytes: int | None = None  # None: the image's own size
+    ports: tuple[PortForward, ...] = field(default_factory=tuple)
+    network: Network = "nat"
+    auto_remove: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VmSpec:
+        data = dict(data)
+        data["ports"] = tuple(PortForward(**p) for p in data.get("ports", ()))
+        return cls(**data)
+
+
+def make_spec(
+    name: str,
+    image: str = "tiny",
+    cpus: int = 1,
+    memory: str | int = "256M",
+    disk: str | None = None,
+    ports: list[str] | tuple[str, ...] = (),
+    network: str = "nat",
+    auto_remove: bool = False,
+    host_memory_mib: int | None = None,
+) -> VmSpec:
+    """Validate user input (as typed on the command line or sent to the API) into a VmSpec."""
+    validate_name(name)
+    validate_name(image, "image")
+    if not MIN_CPUS <= cpus <= MAX_CPUS:
+        raise InvalidInputError(f"--cpus {cpus} is out of range: use {MIN_CPUS}-{MAX_CPUS}")
+    memory_mib = parse_size(memory, "memory") >> 20
+    top = min(MAX_MEMORY_MIB, host_memory_mib or MAX_MEMORY_MIB)
+    if not MIN_MEMORY_MIB <= memory_mib <= top:
+        raise InvalidInputError(
+            f"--memory {memory} is out of range: use {MIN_MEMORY_MIB}M to {format_size(top << 20)}"
+        )
+    disk_bytes = None
+    if disk is not None:
+        disk_bytes = parse_size(disk, "disk size")
+        if not 1 << 20 <= disk_bytes <= MAX_DISK:
+            raise InvalidInputError(f"--disk {disk} is out of range: use 1M to 16T")
+    if network not in NETWORKS:
+        raise InvalidInputError(f"unknown network {network!r}: use one of {', '.join(NETWORKS)}")
+    forwards = tuple(parse_port(p) for p in ports)
+    if forwards and network == "none":
+        raise InvalidInputError("port forwards need a network: drop -p or --network none")
+    seen = set()
+    for f in forwards:
+        key = (f.host_addr, f.host_port, f.proto)
+        if key in seen:
+            raise InvalidInputError(f"host port {f.host_port}/{f.proto} is forwarded twice")
+        seen.add(key)
+    return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network, auto_remove)  # type: ignore[arg-type]
