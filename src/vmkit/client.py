@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from .errors import DaemonError, VmkitError, error_from_body
+from .errors import DaemonError, HostError, VmkitError, error_from_body
 from .paths import HomePaths, default_home
 
 LONG = 600.0  # seconds: creating, starting and stopping VMs wait for the guest
@@ -89,18 +89,25 @@ class Client:
 
     def start_daemon(self, wait: float = 15.0) -> None:
         """Start vmkitd in the background for this VMKIT_HOME and wait until it answers."""
-        self.paths.run.mkdir(parents=True, exist_ok=True, mode=0o700)
         env = dict(os.environ, VMKIT_HOME=str(self.paths.root))
-        with open(self.paths.daemon_log, "ab") as log:
-            subprocess.Popen([sys.executable, "-m", "vmkit.daemon"], stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=log, start_new_session=True, env=env)
+        try:
+            self.paths.run.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with open(self.paths.daemon_log, "ab") as log:
+                daemon = subprocess.Popen([sys.executable, "-m", "vmkit.daemon"], env=env,
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                          start_new_session=True)
+        except OSError as e:
+            raise HostError(f"cannot start vmkitd in VMKIT_HOME {self.paths.root}: {e.strerror}; "
+                            "set VMKIT_HOME to a directory you can write") from None
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and daemon.poll() is None:
             try:
                 self._http.get("/v1/info", timeout=1.0)
                 return
             except (httpx.TransportError, FileNotFoundError):
-                time.sleep(0.05)
+                time.sleep(0.02)
+        if daemon.poll() is None:
+            raise DaemonError(f"vmkitd did not answer within {wait:.0f} s; see {self.paths.daemon_log}")
         tail = self.paths.daemon_log.read_text(errors="replace").strip().splitlines()[-1:]
         raise DaemonError(f"vmkitd did not start: {' '.join(tail) or 'see ' + str(self.paths.daemon_log)}")
 

@@ -2,6 +2,7 @@
 
     VmkitError                    message is a sentence the user can act on
     ├── InvalidInputError         a bad name, size, port, ... (HTTP 422)
+    ├── UnauthorizedError         no valid token on a TCP connection (HTTP 401)
     ├── NotFoundError             no such VM, image, operation (HTTP 404)
     ├── ConflictError             name taken, port in use, image in use (HTTP 409)
     ├── InvalidStateError         the VM is not in a state that allows this (HTTP 409)
@@ -30,6 +31,10 @@ class VmkitError(Exception):
 
 class InvalidInputError(VmkitError):
     status, kind = 422, "invalid_input"
+
+
+class UnauthorizedError(VmkitError):
+    status, kind = 401, "unauthorized"
 
 
 class NotFoundError(VmkitError):
@@ -71,7 +76,7 @@ class DaemonError(VmkitError):
 _BY_KIND = {
     cls.kind: cls
     for cls in (
-        InvalidInputError, NotFoundError, ConflictError, InvalidStateError, HostError,
+        InvalidInputError, UnauthorizedError, NotFoundError, ConflictError, InvalidStateError, HostError,
         ImageError, LaunchError, QmpError, AgentError, DaemonError,
     )
 }

@@ -226,7 +226,7 @@ class Host:
     async def create_vm(self, spec: VmSpec) -> dict[str, Any]:
         """Create ``spec`` and boot it; returns when the guest agent answers."""
         if spec.memory_mib > host_memory_mib():
-            raise InvalidInputError(f"--memory {spec.memory_mib}M is more than this host has "
+            raise InvalidInputError(f"memory {spec.memory_mib}M is more than this host has "
                                     f"({host_memory_mib()}M)")
         async with self._locks[spec.name]:
             if self.store.vm(spec.name):
@@ -236,7 +236,7 @@ class Host:
             boot = self.images.boot_files(image)
             if spec.disk_bytes is not None and spec.disk_bytes < boot.rootfs_bytes:
                 raise InvalidInputError(
-                    f"--disk {format_size(spec.disk_bytes)} is smaller than the image "
+                    f"disk {format_size(spec.disk_bytes)} is smaller than the image "
                     f"{spec.image} ({format_size(boot.rootfs_bytes)}); use at least that")
             check_ports_free(spec.ports)
             facts = self.host_facts(boot)

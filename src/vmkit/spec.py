@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 from .errors import InvalidInputError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 MIN_MEMORY_MIB, MAX_MEMORY_MIB = 64, 1024 * 1024
 MIN_CPUS, MAX_CPUS = 1, 64
 MAX_DISK = 16 << 40
 _UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
 # nat: user-mode NAT with outbound access; restricted: the same without any way out (port
 # forwards still work); none: no NIC at all.
 NETWORKS = ("nat", "restricted", "none")
@@ -26,10 +26,11 @@ Network = Literal["nat", "restricted", "none"]
 
 
 def validate_name(name: str, what: str = "VM") -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
+        why = " (it becomes the guest's hostname)" if what == "VM" else ""
         raise InvalidInputError(
             f"invalid {what} name {name!r}: use 1-63 letters, digits and '-', starting and "
-            "ending with a letter or digit (it becomes the guest's hostname)"
+            f"ending with a letter or digit{why}"
         )
     return name
 
@@ -38,8 +39,8 @@ def parse_size(text: str | int, what: str = "size") -> int:
     """'256M', '1G', '1.5GiB', '512' (MiB when no unit is given, as QEMU's -m) -> bytes."""
     if isinstance(text, int):
         return text << 20
-    m = _SIZE_RE.match(text)
-    if not m:
+    m = _SIZE_RE.fullmatch(text)
+    if not m or len(m.group(1)) > 12:
         raise InvalidInputError(
             f"cannot read {what} {text!r}: give a number with an optional unit, e.g. 512M or 2G"
         )
@@ -69,7 +70,7 @@ class PortForward:
 
 
 def _port(text: str, spec: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise InvalidInputError(f"invalid port {text!r} in {spec!r}: ports are 1-65535")
     return int(text)
 
@@ -139,18 +140,18 @@ def make_spec(
     validate_name(name)
     validate_name(image, "image")
     if not MIN_CPUS <= cpus <= MAX_CPUS:
-        raise InvalidInputError(f"--cpus {cpus} is out of range: use {MIN_CPUS}-{MAX_CPUS}")
+        raise InvalidInputError(f"cpus {cpus} is out of range: use {MIN_CPUS}-{MAX_CPUS}")
     memory_mib = parse_size(memory, "memory") >> 20
     top = min(MAX_MEMORY_MIB, host_memory_mib or MAX_MEMORY_MIB)
     if not MIN_MEMORY_MIB <= memory_mib <= top:
         raise InvalidInputError(
-            f"--memory {memory} is out of range: use {MIN_MEMORY_MIB}M to {format_size(top << 20)}"
+            f"memory {memory} is out of range: use {MIN_MEMORY_MIB}M to {format_size(top << 20)}"
         )
     disk_bytes = None
     if disk is not None:
         disk_bytes = parse_size(disk, "disk size")
         if not 1 << 20 <= disk_bytes <= MAX_DISK:
-            raise InvalidInputError(f"--disk {disk} is out of range: use 1M to 16T")
+            raise InvalidInputError(f"disk {disk} is out of range: use 1M to 16T")
     if network not in NETWORKS:
         raise InvalidInputError(f"unknown network {network!r}: use one of {', '.join(NETWORKS)}")
     forwards = tuple(parse_port(p) for p in ports)

@@ -35,14 +35,20 @@ ALLOWED: dict[str, frozenset[VmState]] = {
     "console": frozenset({S.STARTING, S.RUNNING, S.PAUSED}),
 }
 
-_HINT = {
-    S.STOPPED: "start it with 'vmkit start {name}'",
-    S.CRASHED: "see 'vmkit logs {name}', then 'vmkit start {name}'",
-    S.PAUSED: "resume it with 'vmkit resume {name}'",
-    S.RUNNING: "stop it with 'vmkit stop {name}'",
-    S.STARTING: "wait until it is running",
-    S.STOPPING: "wait until it has stopped",
-}
+def _hint(action: str, state: VmState, name: str) -> str:
+    """What the user can do to make ``action`` possible from ``state``."""
+    if state in (S.STARTING, S.STOPPING):
+        return f"wait until it is {'running' if state == S.STARTING else 'stopped'}"
+    if action in ("start", "remove"):  # these need it stopped
+        extra = f", or remove it at once with 'vmkit rm -f {name}'" if action == "remove" else ""
+        return f"stop it first with 'vmkit stop {name}'{extra}"
+    if state == S.CRASHED:
+        return f"see why with 'vmkit logs {name}', then start it with 'vmkit start {name}'"
+    if state == S.STOPPED:
+        return f"start it with 'vmkit start {name}'"
+    if state == S.PAUSED:
+        return f"resume it with 'vmkit resume {name}'"
+    return f"it is already {state}"
 
 
 def require(action: str, state: VmState, name: str) -> None:
@@ -50,5 +56,5 @@ def require(action: str, state: VmState, name: str) -> None:
     allowed = ALLOWED[action]
     if state not in allowed:
         wanted = " or ".join(sorted(s.value for s in allowed))
-        hint = _HINT[state].format(name=name)
-        raise InvalidStateError(f"VM {name} is {state}; {action} needs it {wanted}: {hint}")
+        raise InvalidStateError(
+            f"VM {name} is {state}; {action} needs it {wanted}: {_hint(action, state, name)}")

@@ -19,9 +19,10 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import InvalidInputError, VmkitError, to_body
+from ..errors import InvalidInputError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
 from ..spec import make_spec, validate_name
 from .models import Error, ExecRequest, HostInfo, Image, Operation, Vm, VmCreate
@@ -51,6 +52,12 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     async def vmkit_error(request: Request, exc: VmkitError) -> JSONResponse:
         return JSONResponse(to_body(exc), status_code=exc.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "invalid_input"}.get(exc.status_code, "error")
+        message = f"{request.method} {request.url.path}: {exc.detail}; see /docs for the API"
+        return JSONResponse({"error": kind, "message": message}, status_code=exc.status_code)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
@@ -64,8 +71,8 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
             if not _token_ok(request.headers.get("authorization", ""), token):
                 log.warning("refused %s %s from %s: bad or missing token", request.method,
                             request.url.path, request.client.host if request.client else "?")
-                return JSONResponse({"error": "unauthorized", "message": "a valid token is "
-                                     "required: send 'Authorization: Bearer <token>'"}, 401)
+                return JSONResponse(to_body(UnauthorizedError(
+                    "a valid token is required: send 'Authorization: Bearer <token>'")), 401)
             return await call_next(request)
 
     # --- host and images ---------------------------------------------------------------
@@ -241,4 +248,4 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
 
 def _token_ok(header: str, token: str) -> bool:
     scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())

@@ -15,7 +15,7 @@ from ..errors import ImageError
 
 def extract_vmlinux(bzimage: Path, out: Path) -> None:
     data = bzimage.read_bytes()
-    if data[0x202:0x206] != b"HdrS":
+    if len(data) < 0x250 or data[0x202:0x206] != b"HdrS":
         raise ImageError(f"{bzimage} is not a Linux bzImage")
     setup_sects = data[0x1F1] or 4
     payload_offset, payload_length = struct.unpack_from("<II", data, 0x248)

@@ -1,0 +1,876 @@
+"""The ``vmkit`` command: docker-like verbs over the SDK (``vmkit.Client``). It parses input and
+renders output; vmkitd (started on demand) does the work.
+
+Startup time matters (``vmkit ls`` should feel instant), so importing this module imports
+nothing heavy: commands register with ``@command`` into a plain list, and the Typer app is
+built from it only when a command line needs parsing (``build_app``). The SDK, Rich and the
+rest are imported inside the commands that use them, and plain ``vmkit ls`` skips Typer
+altogether (``_fast_ls``). Errors are caught in one place, ``main``: one red line on stderr,
+exit status 1 (125 for ``exec``, whose other statuses are the guest command's), never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+if TYPE_CHECKING:
+    import typer
+
+    from ..client import Client
+
+HELP = """Run and manage QEMU virtual machines.
+
+vmkit starts its daemon, vmkitd, on first use; every command talks to it.
+
+[bold]Examples:[/bold]
+
+  vmkit run -d -n web -p 8080:80     # boot a VM in the background
+  vmkit ls                           # list VMs
+  vmkit exec web -- uname -a         # run a command in it
+  vmkit console web                  # its serial console; Ctrl-] detaches
+  vmkit rm -f web                    # stop and remove it
+"""
+IMAGE_HELP = """Build, list, inspect and remove VM images.
+
+[bold]Examples:[/bold]
+
+  vmkit image build                  # build the tiny image
+  vmkit image ls
+"""
+
+# (group, name, typer command options, function); group "" is the top level.
+_COMMANDS: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
+
+
+def command(name: str | None = None, group: str = "", **options: Any
+            ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a CLI command. Its parameters are annotated with ``typer.Option`` and
+    ``typer.Argument`` as usual; the annotations are strings until ``build_app`` imports
+    Typer and Typer evaluates them."""
+    def register(f: Callable[..., Any]) -> Callable[..., Any]:
+        _COMMANDS.append((group, name or f.__name__, options, f))
+        return f
+    return register
+
+
+def build_app() -> typer.Typer:
+    """The Typer app with every registered command."""
+    global typer, Names  # the string annotations of the commands name them
+    import typer
+
+    Names = Annotated[list[str], typer.Argument(metavar="NAME", help="One or more VMs.",
+                                                show_default=False)]
+    settings = {"help_option_names": ["-h", "--help"]}
+    app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False, rich_markup_mode="rich",
+                      context_settings=settings)
+    groups = {"": app, "image": typer.Typer(help=IMAGE_HELP, no_args_is_help=True,
+                                            context_settings=settings)}
+    app.callback()(_root)
+    for group, name, options, f in _COMMANDS:
+        groups[group].command(name, **options)(_reflow(f))
+    app.add_typer(groups["image"], name="image")
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # for tests: typer.testing.CliRunner().invoke(main.app, [...])
+        return build_app()
+    raise AttributeError(name)
+
+
+class _State:
+    home: Path | None = None
+    client: Client | None = None
+    error_exit = 1  # exit status for vmkit's own errors; exec makes it 125
+
+
+_state = _State()
+
+
+def client() -> Client:
+    """The SDK client for this invocation, made on first use (vmkitd is started if needed)."""
+    if _state.client is None:
+        from ..client import Client
+
+        _state.client = Client(home=_state.home, autostart=True)
+    return _state.client
+
+
+def _reflow(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Let docstrings wrap like prose: join the lines of each paragraph, but keep indented
+    ones (examples) as written. Typer's Rich help keeps every newline otherwise."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(f.__doc__ or "").split("\n\n")
+    # Typer dedents the help text again; an empty markup tag at the start of each example
+    # line renders as nothing but keeps its indentation.
+    f.__doc__ = "\n\n".join(
+        "\n".join("[dim][/dim]" + line for line in p.split("\n")) if p.startswith(" ")
+        else p.replace("\n", " ") for p in paragraphs)
+    return f
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _root(
+    home: Annotated[Optional[Path], typer.Option(
+        "--home", envvar="VMKIT_HOME", show_default=False, metavar="PATH",
+        help="vmkit's state directory: VMs, images and the daemon's socket. "
+             "Default: ~/.local/share/vmkit (/var/lib/vmkit for root).")] = None,
+) -> None:
+    _state.home = home
+
+
+# --- run -------------------------------------------------------------------------------
+
+class NetworkMode(str, Enum):
+    nat = "nat"
+    restricted = "restricted"
+    none = "none"
+
+
+@command()
+def run(
+    image: Annotated[str, typer.Argument(
+        metavar="IMAGE", help="Image to boot; 'tiny' is built on first use.")] = "tiny",
+    name: Annotated[Optional[str], typer.Option(
+        "--name", "-n", show_default=False,
+        help="VM name, also its hostname (letters, digits, '-'). Default: a generated one "
+             "such as brave-otter.")] = None,
+    cpus: Annotated[int, typer.Option("--cpus", help="Virtual CPUs, 1-64.")] = 1,
+    memory: Annotated[str, typer.Option("--memory", "-m",
+                                        help="Memory, e.g. 256M or 1G (MiB if no unit).")
+                      ] = "256M",
+    disk: Annotated[Optional[str], typer.Option(
+        "--disk", show_default=False,
+        help="Root disk size, e.g. 2G. Default: the image's size.")] = None,
+    publish: Annotated[Optional[list[str]], typer.Option(
+        "--publish", "-p", metavar="[ADDR:]HOST:GUEST[/udp]", show_default=False,
+        help="Forward a host port to a guest port; repeatable. ADDR defaults to 127.0.0.1: "
+             "-p 8080:80, -p 0.0.0.0:5353:53/udp.")] = None,
+    network: Annotated[NetworkMode, typer.Option(
+        "--network", case_sensitive=False,
+        help="nat: the guest can reach out; restricted: no way out, port forwards still "
+             "work; none: no network card.")] = NetworkMode.nat,
+    detach: Annotated[bool, typer.Option(
+        "--detach", "-d", help="Print the VM's name and return instead of attaching.")] = False,
+    rm: Annotated[bool, typer.Option("--rm", help="Remove the VM when it stops.")] = False,
+) -> None:
+    """Create a VM, boot it and attach to its serial console.
+
+    Returns once the guest is up (a few seconds). Without -d you land on the VM's serial
+    console: press Enter for a prompt, Ctrl-] to detach (the VM keeps running). With -d only
+    the VM's name is printed, so scripts can capture it.
+
+    [bold]Examples:[/bold]
+
+      vmkit run                        # a tiny VM with a generated name
+      vmkit run -d -n web -p 8080:80   # in the background; host 8080 -> guest 80
+      vmkit run -d --cpus 2 -m 1G --disk 4G --network restricted
+      vmkit run --rm -n scratch        # removed once it stops
+      NAME=$(vmkit run -d) && vmkit exec $NAME -- uname -a
+    """
+    from ..spec import make_spec
+
+    c = client()
+    name = name or _friendly_name(c)
+    ports = publish or []
+    # Check the request here first, so a typo fails before an image build.
+    make_spec(name, image, cpus, memory, disk, ports, network.value, rm)
+    if image == "tiny":
+        _ensure_image(c, image)
+    from . import render
+
+    with render.err().status(f"Booting {name}...", spinner="dots"):
+        c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk, ports=ports,
+                    network=network.value, auto_remove=rm)
+    if detach:
+        _say(name)
+        return
+    _attach(c, name)
+
+
+ADJECTIVES = (
+    "agile amber bold brave bright brisk calm clever cosmic crisp curious daring eager fancy "
+    "fearless fluffy gentle giddy glad golden happy hardy humble jolly keen kind lively lucky "
+    "mellow merry mighty nimble noble plucky polite proud quick quiet rapid shiny silent sleek "
+    "snappy spry steady sunny swift tidy vivid wise witty zesty").split()
+NOUNS = (
+    "badger beaver bison cheetah condor crane dingo dolphin eagle falcon ferret finch fox "
+    "gazelle gecko heron ibis jackal koala lemur lynx marmot marten moose narwhal ocelot otter "
+    "owl panda pelican penguin puffin quokka rabbit raven robin salmon seal sparrow stoat swan "
+    "tapir tiger toucan turtle walrus weasel wombat yak zebra").split()
+
+
+def _friendly_name(c: "Client") -> str:
+    """adjective-noun, lowercase, not taken by an existing VM."""
+    import random
+
+    taken = {vm["name"] for vm in c.list_vms()}
+    for _ in range(50):
+        candidate = f"{random.choice(ADJECTIVES)}-{random.choice(NOUNS)}"
+        if candidate not in taken:
+            return candidate
+    return f"{candidate}-{random.randrange(10000)}"
+
+
+def _ensure_image(c: "Client", image: str) -> None:
+    from ..errors import ConflictError, NotFoundError
+
+    try:
+        c.get_image(image)
+    except NotFoundError:
+        try:
+            _build(c, image, force=False)
+        except ConflictError:  # another client built it meanwhile
+            c.get_image(image)
+
+
+def _build(c: "Client", image: str, force: bool) -> dict[str, Any]:
+    """Start an image build and follow it with a progress bar on stderr."""
+    from rich.markup import escape
+    from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn,
+                               TextColumn, TimeElapsedColumn)
+
+    from . import render
+
+    op = c.build_image(image, force=force)
+    columns = (SpinnerColumn(), TextColumn(f"Building image [bold]{escape(image)}[/bold]"),
+               BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+               TextColumn("{task.description}"))
+    with Progress(*columns, console=render.err()) as progress:
+        task = progress.add_task(escape(op.get("message") or "starting"), total=1.0,
+                                 completed=op.get("progress") or 0.0)
+
+        def on_progress(op: dict[str, Any]) -> None:
+            progress.update(task, completed=op.get("progress") or 0.0,
+                            description=escape(op.get("message") or ""))
+
+        return c.wait_operation(op["id"], on_progress)
+
+
+def _attach(c: "Client", name: str) -> None:
+    from .console import DETACHED, attach
+
+    if attach(c, name) == DETACHED:
+        sys.stderr.write(f"\r\nDetached from {name}; it keeps running. "
+                         f"Reattach with 'vmkit console {name}'.\n")
+    else:
+        sys.stderr.write(f"\r\n{name} stopped.\n")
+    sys.stderr.flush()
+
+
+# --- listing and inspecting ----------------------------------------------------------
+
+@command("ls")
+def ls(
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Names only.")] = False,
+) -> None:
+    """List VMs.
+
+    [bold]Examples:[/bold]
+
+      vmkit ls
+      vmkit ls -q | xargs vmkit stop   # stop every VM
+      vmkit ls --json | jq '.[] | select(.state == "running") | .name'
+    """
+    vms = client().list_vms()
+    if as_json:
+        from .render import print_json
+
+        print_json(vms)
+        return
+    if quiet:
+        sys.stdout.write("".join(vm["name"] + "\n" for vm in vms))
+        return
+    from . import render
+
+    now = _now()
+    render.table(
+        ("NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "PORTS", "CREATED"),
+        ((render.cell(vm["name"]), render.state(vm), render.cell(vm["image"]), str(vm["cpus"]),
+          vm["memory"], render.cell(render.ports(vm)), render.ago(vm["created"], now))
+         for vm in vms))
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+@command()
+def inspect(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """Show everything about a VM.
+
+    [bold]Examples:[/bold]
+
+      vmkit inspect web
+      vmkit inspect web --json | jq .state
+    """
+    vm = client().get_vm(name)
+    from . import render
+
+    if as_json:
+        render.print_json(vm)
+        return
+    pairs = [
+        ("Name", render.cell(vm["name"])),
+        ("State", render.state(vm) + (f" since {render.ago(vm['started'])}"
+                                      if vm.get("started") and vm["state"] == "running" else "")),
+        ("Image", render.cell(vm["image"])),
+        ("CPUs", str(vm["cpus"])),
+        ("Memory", vm["memory"]),
+        ("Disk", vm["disk"] or "the image's size"),
+        ("Network", vm["network"]),
+        ("MAC", vm["mac"]),
+        ("Ports", render.cell(render.ports(vm)) or "-"),
+        ("QEMU PID", str(vm["pid"]) if vm.get("pid") else "-"),
+        ("Auto-remove", "yes" if vm["auto_remove"] else "no"),
+        ("Created", render.when(vm["created"])),
+    ]
+    if vm.get("reason"):
+        pairs.append(("Reason", render.cell(vm["reason"])))
+    render.fields(pairs)
+
+
+# --- lifecycle -------------------------------------------------------------------------
+
+Names: Any = None  # set by build_app (it needs Typer): Annotated[list[str], typer.Argument()]
+
+
+def _each(names: list[str], action: Any) -> None:
+    """Apply ``action`` to every name, printing each that succeeds; report failures and go
+    on with the others, then exit 1 if any failed."""
+    from ..errors import DaemonError, VmkitError
+
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except DaemonError:
+            raise  # no daemon: every other name would fail the same way
+        except VmkitError as e:
+            from .render import error
+
+            error(e.message)
+            failed = True
+        else:
+            _say(name)
+    if failed:
+        raise SystemExit(1)
+
+
+@command()
+def start(names: Names) -> None:
+    """Start stopped VMs; returns when their guests are up.
+
+    [bold]Example:[/bold]  vmkit start web db
+    """
+    c = client()
+    _each(names, c.start_vm)
+
+
+@command()
+def stop(
+    names: Names,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", "-t", metavar="SECONDS",
+        help="How long to wait for a clean shutdown before forcing the VM off.")] = 20.0,
+) -> None:
+    """Shut VMs down cleanly (forcing them off after --timeout).
+
+    [bold]Examples:[/bold]
+
+      vmkit stop web
+      vmkit stop -t 5 $(vmkit ls -q)   # stop every VM, 5 s grace each
+    """
+    c = client()
+    _each(names, lambda n: c.stop_vm(n, timeout=timeout))
+
+
+@command()
+def kill(names: Names) -> None:
+    """Force VMs off at once, like pulling the plug.
+
+    [bold]Example:[/bold]  vmkit kill web
+    """
+    c = client()
+    _each(names, c.kill_vm)
+
+
+@command()
+def restart(
+    names: Names,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", "-t", metavar="SECONDS",
+        help="How long to wait for a clean shutdown before forcing the VM off.")] = 20.0,
+) -> None:
+    """Stop VMs cleanly and boot them again.
+
+    [bold]Example:[/bold]  vmkit restart web
+    """
+    c = client()
+    _each(names, lambda n: c.restart_vm(n, timeout=timeout))
+
+
+@command()
+def pause(names: Names) -> None:
+    """Freeze running VMs (their memory stays; CPUs stop).
+
+    [bold]Example:[/bold]  vmkit pause web && vmkit resume web
+    """
+    c = client()
+    _each(names, c.pause_vm)
+
+
+@command()
+def resume(names: Names) -> None:
+    """Unfreeze paused VMs.
+
+    [bold]Example:[/bold]  vmkit resume web
+    """
+    c = client()
+    _each(names, c.resume_vm)
+
+
+@command()
+def rm(
+    names: Names,
+    force: Annotated[bool, typer.Option("--force", "-f",
+                                        help="Kill running VMs instead of refusing.")] = False,
+) -> None:
+    """Remove VMs and their disks. Running VMs need -f (or 'vmkit stop' first).
+
+    [bold]Examples:[/bold]
+
+      vmkit rm web
+      vmkit rm -f $(vmkit ls -q)       # remove every VM
+    """
+    c = client()
+    _each(names, lambda n: c.remove_vm(n, force=force))
+
+
+# --- guest access ----------------------------------------------------------------------
+
+@command()
+def console(name: Annotated[str, typer.Argument(metavar="NAME", help="A running VM.")]) -> None:
+    """Attach to a VM's serial console.
+
+    Press Enter for a prompt; Ctrl-] detaches and leaves the VM running. Everything else,
+    Ctrl-C included, goes to the guest. Returns by itself when the VM stops.
+
+    [bold]Example:[/bold]  vmkit console web
+    """
+    c = client()
+    c.get_vm(name)  # starts vmkitd if needed and says clearly when there is no such VM
+    _attach(c, name)
+
+
+@command()
+def logs(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f",
+                                         help="Keep printing new output until Ctrl-C.")] = False,
+) -> None:
+    """Print a VM's serial console output (kept across restarts).
+
+    [bold]Examples:[/bold]
+
+      vmkit logs web
+      vmkit logs -f web                # follow, like tail -f
+    """
+    out = sys.stdout.buffer
+    for chunk in client().logs(name, follow=follow):
+        out.write(chunk)
+        out.flush()
+
+
+@command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                   "allow_interspersed_args": False})
+def exec_(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A running VM.")],
+    command: Annotated[list[str], typer.Argument(
+        metavar="COMMAND", show_default=False,
+        help="The command and its arguments; put them after -- so that their options are "
+             "not taken as vmkit's.")],
+) -> None:
+    """Run a command in a VM; its output streams back and its exit status becomes vmkit's.
+
+    Standard input is passed to the command when it is not a terminal. Errors of vmkit itself
+    exit with 125, so they are not mistaken for the command's.
+
+    [bold]Examples:[/bold]
+
+      vmkit exec web -- ls -la /
+      vmkit exec web -- sh -c 'echo $HOSTNAME; uptime'
+      echo hello | vmkit exec web -- tr a-z A-Z
+    """
+    _state.error_exit = 125
+    stdin = None
+    if sys.stdin is not None and not sys.stdin.isatty():
+        try:
+            stdin = sys.stdin.buffer.read() or None
+        except OSError:
+            stdin = None
+    c = client()
+    c.get_vm(name)  # starts vmkitd if needed and says clearly when there is no such VM
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    code = 125
+    for stream, data in c.exec_stream(name, command, stdin):
+        if stream == "exit":
+            code = int(data)  # type: ignore[arg-type]
+        else:
+            f = out if stream == "stdout" else err
+            f.write(data)  # type: ignore[arg-type]
+            f.flush()
+    raise SystemExit(code)
+
+
+@command()
+def cp(
+    src: Annotated[str, typer.Argument(
+        metavar="SRC", help="NAME:/path in a VM, a local path, or - for stdin.")],
+    dst: Annotated[str, typer.Argument(
+        metavar="DST", help="NAME:/path in a VM, a local path, or - for stdout.")],
+) -> None:
+    """Copy a file between this host and a VM.
+
+    Exactly one of SRC and DST is in the VM, written NAME:/absolute/path. A local '-' means
+    standard input or output. A guest path ending in '/', or a local directory, receives the
+    file under its own name. A failed copy leaves no partial local file behind.
+
+    [bold]Examples:[/bold]
+
+      vmkit cp ./app.conf web:/etc/app.conf
+      vmkit cp web:/var/log/messages .
+      tar cz src | vmkit cp - web:/root/src.tgz
+      vmkit cp web:/etc/os-release - | head -3
+    """
+    from ..errors import InvalidInputError
+
+    into, out_of = _guest_path(dst), _guest_path(src)
+    if bool(into) == bool(out_of):
+        raise InvalidInputError(
+            "give exactly one guest path, written NAME:/absolute/path, e.g. "
+            "'vmkit cp ./file web:/root/file' or 'vmkit cp web:/root/file .'")
+    if into:
+        _copy_in(src, *into)
+    else:
+        _copy_out(*out_of, dst)  # type: ignore[misc]
+
+
+def _guest_path(arg: str) -> tuple[str, str] | None:
+    """'web:/etc/hosts' -> ('web', '/etc/hosts'); None for a local path."""
+    name, sep, path = arg.partition(":")
+    if not sep or not path.startswith("/") or not name:
+        return None
+    from ..spec import NAME_RE
+
+    return (name, path) if NAME_RE.match(name) else None
+
+
+CHUNK = 1 << 20
+
+
+def _copy_in(src: str, name: str, path: str) -> None:
+    from ..errors import InvalidInputError
+
+    if path.endswith("/"):
+        if src == "-":
+            raise InvalidInputError(f"give the file name to write standard input to, e.g. "
+                                    f"{name}:{path}file")
+        path += os.path.basename(src.rstrip("/"))
+    if src == "-":
+        f = sys.stdin.buffer
+    else:
+        if os.path.isdir(src):
+            raise InvalidInputError(f"{src} is a directory: vmkit cp copies one file; "
+                                    "archive directories with tar, e.g. "
+                                    f"tar cz {src} | vmkit cp - {name}:/root/dir.tgz")
+        try:
+            f = open(src, "rb")  # noqa: SIM115 - closed below
+        except OSError as e:
+            raise InvalidInputError(f"cannot read {src}: {e.strerror}") from None
+
+    def chunks() -> Any:
+        while data := f.read(CHUNK):
+            yield data
+
+    try:
+        client().write_file(name, path, chunks())
+    finally:
+        if f is not sys.stdin.buffer:
+            f.close()
+
+
+def _copy_out(name: str, path: str, dst: str) -> None:
+    import tempfile
+
+    from ..errors import InvalidInputError
+
+    chunks = iter(client().read_file(name, path))
+    if dst == "-":
+        out = sys.stdout.buffer
+        for data in chunks:
+            out.write(data)
+        out.flush()
+        return
+    base = path.rstrip("/").rsplit("/", 1)[-1]
+    target = Path(dst)
+    if target.is_dir():
+        if not base:
+            raise InvalidInputError(f"{name}:{path} is not a file")
+        target = target / base
+    elif dst.endswith("/"):
+        raise InvalidInputError(f"{dst} is not a directory")
+    first = next(chunks, b"")  # a missing guest file fails here, before we write anything
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                   dir=target.parent)
+    except OSError as e:
+        raise InvalidInputError(f"cannot write {dst}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(first)
+            for data in chunks:
+                f.write(data)
+            os.fchmod(f.fileno(), _new_file_mode(target))
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _new_file_mode(target: Path) -> int:
+    """Keep an existing file's mode; a new file gets 0666 less the umask, as cp does."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+# --- images ----------------------------------------------------------------------------
+
+@command("ls", group="image")
+def image_ls(
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """List images.
+
+    [bold]Example:[/bold]  vmkit image ls
+    """
+    images = client().list_images()
+    from . import render
+
+    if as_json:
+        render.print_json(images)
+        return
+    render.table(
+        ("NAME", "KIND", "DISK", "SIZE", "DIGEST", "CREATED"),
+        ((render.cell(i["name"]), render.cell(i["kind"]), i["disk"], render.size(i["size"]),
+          i["digest"][:12], render.ago(i["created"])) for i in images))
+
+
+@command("build", group="image")
+def image_build(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The image to build.")] = "tiny",
+    force: Annotated[bool, typer.Option("--force", help="Rebuild it even if it exists.")
+                     ] = False,
+) -> None:
+    """Build an image, showing progress; prints its name when done.
+
+    vmkit builds 'tiny': a Debian userland with a small kernel, ready in ~15 s. 'vmkit run'
+    builds it on first use, so you rarely need this.
+
+    [bold]Examples:[/bold]
+
+      vmkit image build
+      vmkit image build tiny --force   # rebuild, e.g. for newer packages
+    """
+    _build(client(), name, force)
+    _say(name)
+
+
+@command("rm", group="image")
+def image_rm(names: Annotated[list[str], typer.Argument(
+        metavar="NAME", help="One or more images.", show_default=False)]) -> None:
+    """Remove images no VM uses.
+
+    [bold]Example:[/bold]  vmkit image rm tiny
+    """
+    c = client()
+    _each(names, c.remove_image)
+
+
+@command("inspect", group="image")
+def image_inspect(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The image.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """Show an image's details.
+
+    [bold]Example:[/bold]  vmkit image inspect tiny
+    """
+    image = client().get_image(name)
+    from . import render
+
+    if as_json:
+        render.print_json(image)
+        return
+    render.fields([
+        ("Name", render.cell(image["name"])),
+        ("Kind", render.cell(image["kind"])),
+        ("Digest", image["digest"]),
+        ("Disk", image["disk"]),
+        ("Size", f"{render.size(image['size'])} on this host"),
+        ("Created", render.when(image["created"])),
+    ])
+
+
+# --- host ------------------------------------------------------------------------------
+
+@command()
+def info(
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """Show the daemon and host: state directory, accelerator, counts.
+
+    [bold]Example:[/bold]  vmkit info
+    """
+    c = client()
+    data = c.info()
+    from . import render
+
+    if as_json:
+        render.print_json(data)
+        return
+    accel = data.get("accel") or "none"
+    if data.get("accel_reason"):
+        accel += f" ({data['accel_reason']})"
+    render.fields([
+        ("Home", render.cell(data["home"])),
+        ("Socket", render.cell(str(c.paths.socket))),
+        ("Daemon PID", str(data["pid"])),
+        ("Accelerator", render.cell(accel)),
+        ("VMs", str(data["vms"])),
+        ("Images", str(data["images"])),
+    ])
+
+
+@command()
+def version() -> None:
+    """Print vmkit's version."""
+    from .. import __version__
+
+    _say(f"vmkit {__version__}")
+
+
+# --- entry point -----------------------------------------------------------------------
+
+def main() -> None:
+    """The console script. The one place errors become a message and an exit status."""
+    # httpcore imports trio whenever it is installed, ~100 ms we would pay on every command;
+    # the CLI is synchronous and never uses it.
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+    from ..errors import VmkitError
+
+    code = 0
+    try:
+        if not _fast_ls(sys.argv[1:]):
+            build_app()(prog_name="vmkit")
+    except VmkitError as e:
+        _fail(e.message)
+        code = _state.error_exit
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        _silence_stdout()
+        code = 141
+    except Exception as e:  # noqa: BLE001 - the promise is: no traceback, ever
+        if os.environ.get("VMKIT_DEBUG"):
+            raise
+        _fail(_describe(e))
+        code = _state.error_exit
+    finally:
+        if _state.client is not None:
+            _state.client.close()
+    sys.exit(code)
+
+
+def _fast_ls(args: list[str]) -> bool:
+    """Run ``vmkit [--home PATH] ls [-q] [--json]`` without building the Typer app, which costs
+    more than listing itself. Anything else (``--help`` included) goes through Typer."""
+    home = os.environ.get("VMKIT_HOME") or None
+    if args[:1] == ["--home"] and len(args) > 1:
+        home, args = args[1], args[2:]
+    elif args[:1] and args[0].startswith("--home="):
+        home, args = args[0].partition("=")[2], args[1:]
+    flags = set(args[1:])
+    if args[:1] != ["ls"] or not flags <= {"-q", "--quiet", "--json"}:
+        return False
+    _state.home = Path(home) if home else None
+    ls(as_json="--json" in flags, quiet=bool(flags & {"-q", "--quiet"}))
+    return True
+
+
+def _fail(message: str) -> None:
+    try:
+        from .render import error
+
+        error(message)
+    except Exception:  # noqa: BLE001 - Rich failing must not hide the message
+        sys.stderr.write(f"vmkit: {message}\n")
+
+
+def _describe(e: Exception) -> str:
+    """A sentence for an exception that is not a VmkitError (a bug, or a broken transport)."""
+    import httpx
+
+    if isinstance(e, httpx.TimeoutException):
+        log = _state.client.paths.daemon_log if _state.client else "vmkitd.log"
+        return f"vmkitd did not answer in time; its log may say why: {log}"
+    if isinstance(e, httpx.TransportError):
+        return f"lost the connection to vmkitd ({type(e).__name__}: {e}); is it running?"
+    if isinstance(e, OSError) and e.strerror:
+        where = f" {e.filename}" if e.filename else ""
+        return f"{e.strerror}{where}"
+    return (f"unexpected error: {type(e).__name__}: {e} "
+            "(run with VMKIT_DEBUG=1 for a traceback, and please report it)")
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so Python's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    main()

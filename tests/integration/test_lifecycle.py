@@ -1,0 +1,111 @@
+"""A VM's life as the guest sees it: exec, persistence, pause, crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+import vmkit
+
+
+def test_exec_returns_output_and_exit_code(client: vmkit.Client, make_vm) -> None:
+    vm = make_vm("exec1")
+    assert vm["state"] == "running"
+    r = client.exec("exec1", ["sh", "-c", "echo out; echo err >&2; exit 7"])
+    assert (r.exit_code, r.stdout, r.stderr) == (7, b"out\n", b"err\n")
+    # The guest is who vmkit says: hostname = VM name, the agent runs, DHCP gave an address.
+    assert client.exec("exec1", ["hostname"]).stdout == b"exec1\n"
+    assert client.exec("exec1", ["pidof", "qemu-ga"]).exit_code == 0
+    addr = client.exec("exec1", ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do "
+                                 "ip -4 addr show eth0 | grep -q 10.0.2.15 && exit 0; "
+                                 "sleep 0.5; done; exit 1"])
+    assert addr.exit_code == 0
+
+
+def test_exec_streams_while_the_command_runs(client: vmkit.Client, make_vm) -> None:
+    make_vm("stream1")
+    events = client.exec_stream("stream1", ["sh", "-c", "echo first; sleep 3; echo second"])
+    stream, data = next(events)
+    seen_first = time.monotonic()
+    assert (stream, data) == ("stdout", b"first\n")
+    rest = list(events)
+    assert ("stdout", b"second\n") in rest and rest[-1] == ("exit", 0)
+    assert time.monotonic() - seen_first > 2  # 'first' arrived before the command ended
+
+
+def test_exec_stdin_and_missing_command(client: vmkit.Client, make_vm) -> None:
+    make_vm("stdin1")
+    assert client.exec("stdin1", ["wc", "-c"], stdin=b"12345").stdout.strip() == b"5"
+    missing = client.exec("stdin1", ["no-such-command"])
+    assert missing.exit_code == 127 and b"not found" in missing.stderr
+
+
+def test_file_survives_stop_and_start(client: vmkit.Client, make_vm) -> None:
+    make_vm("persist1")
+    assert client.exec("persist1", ["sh", "-c", "echo kept > /root/note && sync"]).exit_code == 0
+    assert client.stop_vm("persist1")["state"] == "stopped"
+    assert client.start_vm("persist1")["state"] == "running"
+    assert client.exec("persist1", ["cat", "/root/note"]).stdout == b"kept\n"
+    # Each VM has its own overlay: another VM from the same image does not see the file.
+    make_vm("persist2")
+    assert client.exec("persist2", ["cat", "/root/note"]).exit_code != 0
+
+
+def test_restart_keeps_data_and_reboots(client: vmkit.Client, make_vm) -> None:
+    make_vm("restart1")
+    client.exec("restart1", ["sh", "-c", "echo x > /root/f; sync"])
+    boot1 = client.get_vm("restart1")["started"]
+    vm = client.restart_vm("restart1")
+    assert vm["state"] == "running" and vm["started"] > boot1
+    assert client.exec("restart1", ["cat", "/root/f"]).stdout == b"x\n"
+
+
+def test_pause_and_resume(client: vmkit.Client, make_vm) -> None:
+    make_vm("pause1")
+    assert client.pause_vm("pause1")["state"] == "paused"
+    with pytest.raises(vmkit.InvalidStateError, match="resume"):
+        client.exec("pause1", ["true"])
+    with pytest.raises(vmkit.InvalidStateError):
+        client.pause_vm("pause1")
+    assert client.resume_vm("pause1")["state"] == "running"
+    assert client.exec("pause1", ["true"]).exit_code == 0
+
+
+def test_guest_poweroff_is_a_clean_stop(client: vmkit.Client, make_vm) -> None:
+    make_vm("off1")
+    list(client.exec_stream("off1", ["sh", "-c", "poweroff &"]))
+    deadline = time.monotonic() + 30
+    while client.get_vm("off1")["state"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    vm = client.get_vm("off1")
+    assert vm["state"] == "stopped" and vm["reason"] == ""
+
+
+def test_dead_qemu_is_reported_crashed(client: vmkit.Client, make_vm) -> None:
+    vm = make_vm("crash1")
+    os.kill(vm["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while client.get_vm("crash1")["state"] != "crashed" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    vm = client.get_vm("crash1")
+    assert vm["state"] == "crashed"
+    assert "signal 9" in vm["reason"]
+    assert client.start_vm("crash1")["state"] == "running"
+
+
+def test_stop_without_agent_falls_back_to_force(client: vmkit.Client, make_vm) -> None:
+    make_vm("stuck1")
+    # A guest that ignores shutdown requests: stop its agent, then ask for a graceful stop.
+    list(client.exec_stream("stuck1", ["sh", "-c", "kill -STOP $(pidof qemu-ga) &"]))
+    started = time.monotonic()
+    assert client.stop_vm("stuck1", timeout=3)["state"] == "stopped"
+    assert time.monotonic() - started < 15
+
+
+def test_bigger_disk_grows_the_root_filesystem(client: vmkit.Client, make_vm) -> None:
+    make_vm("disk1", disk="2G")
+    out = client.exec("disk1", ["df", "-k", "/"]).stdout.decode().splitlines()[-1]
+    assert int(out.split()[1]) > 1_500_000  # KiB: the 1G image grew to about 2G

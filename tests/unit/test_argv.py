@@ -1,0 +1,189 @@
+"""machine/argv.py: the QEMU command line built from a spec, checked piece by piece."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vmkit.machine.argv import SANDBOX, BootFiles, HostFacts, build_argv, kernel_cmdline
+from vmkit.paths import VmPaths
+from vmkit.spec import VmSpec, make_spec
+
+MAC = "52:54:00:12:34:56"
+VM_DIR = Path("/nonexistent/vmkit-test/vms/web")  # build_argv must not care that it is absent
+PATHS = VmPaths(VM_DIR)
+BOOT = BootFiles(Path("/nonexistent/img/vmlinux"), Path("/nonexistent/img/initrd.cpio"),
+                 Path("/nonexistent/img/rootfs.raw"), rootfs_bytes=1 << 30)
+TCG = HostFacts(qemu="/usr/bin/qemu-system-x86_64", accel="tcg", tsc_khz=2_500_000)
+KVM = HostFacts(qemu="/usr/bin/qemu-system-x86_64", accel="kvm", tsc_khz=3_000_123)
+
+
+def argv_for(spec: VmSpec, facts: HostFacts = TCG, boot: BootFiles = BOOT) -> list[str]:
+    return build_argv(spec, boot, PATHS, facts, MAC)
+
+
+def option(argv: list[str], flag: str) -> list[str]:
+    """Every value given to ``flag`` (e.g. all '-device' arguments), in order."""
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+
+
+def one(argv: list[str], flag: str) -> str:
+    values = option(argv, flag)
+    assert len(values) == 1, f"{flag} given {len(values)} times: {values}"
+    return values[0]
+
+
+def cmdline(argv: list[str]) -> list[str]:
+    return one(argv, "-append").split()
+
+
+def test_machine_and_resources() -> None:
+    argv = argv_for(make_spec("web", cpus=2, memory="512M"))
+    assert argv[0] == TCG.qemu
+    assert one(argv, "-machine").split(",")[0] == "microvm"
+    assert one(argv, "-accel") == "tcg"
+    assert one(argv, "-cpu") == "max"
+    assert one(argv, "-smp") == "2"
+    assert one(argv, "-m") == "512M"
+    assert one(argv, "-name").startswith("web,")
+    for flag in ("-nodefaults", "-no-user-config", "-no-reboot"):
+        assert flag in argv
+    assert one(argv, "-display") == "none"
+
+
+def test_kvm_uses_host_cpu() -> None:
+    argv = argv_for(make_spec("web"), KVM)
+    assert one(argv, "-accel") == "kvm"
+    assert one(argv, "-cpu") == "host"
+
+
+def test_sandbox() -> None:
+    sandbox = one(argv_for(make_spec("web")), "-sandbox")
+    assert sandbox == SANDBOX
+    opts = sandbox.split(",")
+    assert opts[0] == "on"
+    for o in ("obsolete=deny", "elevateprivileges=deny", "spawn=deny", "resourcecontrol=deny"):
+        assert o in opts
+
+
+def test_boot_files() -> None:
+    argv = argv_for(make_spec("web"))
+    assert one(argv, "-kernel") == "/nonexistent/img/vmlinux"
+    assert one(argv, "-initrd") == "/nonexistent/img/initrd.cpio"
+    drive = one(argv, "-drive").split(",")
+    assert f"file={PATHS.disk}" in drive and "format=qcow2" in drive
+    assert "virtio-blk-device,drive=disk0" in option(argv, "-device")
+    assert one(argv, "-pidfile") == str(PATHS.pid)
+
+
+@pytest.mark.parametrize("facts", [TCG, KVM])
+def test_kernel_cmdline_timing_and_hostname(facts: HostFacts) -> None:
+    args = cmdline(argv_for(make_spec("db-1"), facts))
+    assert "vmkit.hostname=db-1" in args
+    assert f"lpj={facts.tsc_khz * 1000 // 250}" in args
+    assert f"tsc_early_khz={facts.tsc_khz}" in args
+    assert "console=ttyS0" in args and "root=/dev/vda" in args
+
+
+def test_lpj_value() -> None:
+    assert "lpj=10000000" in cmdline(argv_for(make_spec("web")))  # 2.5 GHz / HZ 250
+    assert "lpj=12000492" in cmdline(argv_for(make_spec("web"), KVM))  # floor division
+
+
+@pytest.mark.parametrize("disk, grow", [
+    (None, False),  # the image's own size
+    ("512M", False),  # smaller than the rootfs: nothing to grow
+    ("1G", False),  # exactly the rootfs size
+    ("2G", True),
+])
+def test_grow_root_only_when_disk_is_larger(disk: str | None, grow: bool) -> None:
+    args = cmdline(argv_for(make_spec("web", disk=disk)))
+    assert ("vmkit.grow=1" in args) is grow
+
+
+def test_probe_flag() -> None:
+    assert "vmkit.probe=1" not in kernel_cmdline(make_spec("web"), TCG, False)
+    assert "vmkit.probe=1" in kernel_cmdline(make_spec("web"), TCG, False, probe=True).split()
+
+
+def test_nat_netdev_with_forwards() -> None:
+    spec = make_spec("web", ports=["8080:80", "5353:53/udp", "[::1]:2222:22",
+                                   "0.0.0.0:4443:443"])
+    argv = argv_for(spec)
+    netdev = one(argv, "-netdev").split(",")
+    assert netdev[:2] == ["user", "id=net0"]
+    assert "restrict=on" not in netdev
+    assert [o for o in netdev if o.startswith("hostfwd=")] == [
+        "hostfwd=tcp:127.0.0.1:8080-:80",
+        "hostfwd=udp:127.0.0.1:5353-:53",
+        "hostfwd=tcp:[::1]:2222-:22",
+        "hostfwd=tcp:0.0.0.0:4443-:443",
+    ]
+    assert f"virtio-net-device,netdev=net0,mac={MAC}" in option(argv, "-device")
+
+
+def test_restricted_network() -> None:
+    netdev = one(argv_for(make_spec("web", ports=["8080:80"], network="restricted")), "-netdev")
+    assert netdev.split(",") == ["user", "id=net0", "restrict=on",
+                                 "hostfwd=tcp:127.0.0.1:8080-:80"]
+
+
+def test_no_network() -> None:
+    argv = argv_for(make_spec("web", network="none"))
+    assert "-netdev" not in argv
+    assert not [d for d in option(argv, "-device") if d.startswith("virtio-net")]
+    assert MAC not in " ".join(argv)
+
+
+def test_agent_channel() -> None:
+    argv = argv_for(make_spec("web"))
+    devices = option(argv, "-device")
+    assert "virtio-serial-device" in devices
+    assert "virtserialport,chardev=agent,name=org.qemu.guest_agent.0" in devices
+    chardevs = {c.split(",")[1]: c.split(",") for c in option(argv, "-chardev")}
+    assert chardevs["id=agent"][0] == "socket"
+    assert f"path={PATHS.agent}" in chardevs["id=agent"]
+
+
+def test_qmp_and_serial() -> None:
+    argv = argv_for(make_spec("web"))
+    chardevs = {c.split(",")[1]: c.split(",") for c in option(argv, "-chardev")}
+    assert f"path={PATHS.qmp}" in chardevs["id=qmp"]
+    assert one(argv, "-mon") == "chardev=qmp,mode=control"
+    console = chardevs["id=console"]
+    assert f"path={PATHS.console}" in console
+    assert f"logfile={VM_DIR / 'serial.log'}" in console
+    assert "logappend=on" in console
+    assert one(argv, "-serial") == "chardev:console"
+    for c in chardevs.values():  # QEMU must not block waiting for a client
+        assert "server=on" in c and "wait=off" in c
+
+
+def test_every_flag_has_a_value() -> None:
+    """A crude shape check: no two value-taking flags in a row, no empty arguments."""
+    argv = argv_for(make_spec("web", ports=["8080:80"]))
+    assert all(a for a in argv)
+    no_value = {"-nodefaults", "-no-user-config", "-no-reboot"}
+    for a, b in zip(argv[1:], argv[2:]):
+        if a.startswith("-") and a not in no_value:
+            assert not b.startswith("-"), (a, b)
+
+
+def test_build_argv_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"build_argv did I/O: {args!r}")
+
+    for mod, name in [(builtins, "open"), (os, "open"), (os, "stat"), (os, "lstat"),
+                      (os, "listdir"), (os, "scandir"), (os, "access"), (os, "readlink"),
+                      (subprocess, "Popen"), (socket, "socket")]:
+        monkeypatch.setattr(mod, name, forbidden)
+    spec = make_spec("web", cpus=2, disk="4G", ports=["8080:80"])
+    argv = build_argv(spec, BOOT, PATHS, KVM, MAC)
+    monkeypatch.undo()
+    assert not VM_DIR.exists()
+    assert argv == build_argv(spec, BOOT, PATHS, KVM, MAC)  # and is deterministic

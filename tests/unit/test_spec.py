@@ -1,0 +1,270 @@
+"""spec.py: sizes, port forwards, names and make_spec's range checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vmkit.errors import InvalidInputError
+from vmkit.spec import (MAX_MEMORY_MIB, PortForward, VmSpec, format_size, make_spec,
+                        parse_port, parse_size, validate_name)
+
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+
+
+# --- parse_size / format_size -------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("1k", KiB), ("1K", KiB), ("4KiB", 4 * KiB), ("4kb", 4 * KiB),
+    ("256M", 256 * MiB), ("256m", 256 * MiB), ("256MiB", 256 * MiB), ("256MB", 256 * MiB),
+    ("2G", 2 * GiB), ("2GiB", 2 * GiB), ("2gb", 2 * GiB),
+    ("1T", TiB), ("1TiB", TiB),
+    ("1.5G", 3 * GiB // 2), ("1.5GiB", 3 * GiB // 2), ("0.5M", MiB // 2),
+    ("512", 512 * MiB),  # no unit: MiB, like QEMU's -m
+    (" 64 M ", 64 * MiB),
+])
+def test_parse_size_units(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+def test_parse_size_int_is_mib() -> None:
+    assert parse_size(512) == 512 * MiB
+
+
+@pytest.mark.parametrize("text", ["lots", "", "M", "1X", "-1", "1e3", "1.2.3G", "1 G B"])
+def test_parse_size_garbage(text: str) -> None:
+    with pytest.raises(InvalidInputError) as exc:
+        parse_size(text, "memory")
+    msg = exc.value.message
+    assert "memory" in msg and repr(text) in msg
+    assert "512M" in msg  # shows an example of what works
+
+
+def test_parse_size_huge_number_is_invalid_input() -> None:
+    with pytest.raises(InvalidInputError):
+        parse_size("9" * 400)
+
+
+@pytest.mark.parametrize("n, expected", [
+    (0, "0B"), (512, "512B"), (KiB, "1K"), (1536, "1.5K"), (256 * MiB, "256M"),
+    (3 * GiB // 2, "1536M"), (3 * GiB // 2 + 1, "1.5G"),
+    (2 * GiB, "2G"), (TiB, "1T"), (1024 * TiB, "1024T"),
+])
+def test_format_size(n: int, expected: str) -> None:
+    assert format_size(n) == expected
+
+
+@pytest.mark.parametrize("text", ["64M", "256M", "1G", "3G", "16T", "4K"])
+def test_format_size_round_trips_through_parse_size(text: str) -> None:
+    assert format_size(parse_size(text)) == text
+
+
+# --- parse_port --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, expected", [
+    ("8080:80", PortForward(8080, 80, "127.0.0.1", "tcp")),
+    ("8080:80/tcp", PortForward(8080, 80, "127.0.0.1", "tcp")),
+    ("5353:53/udp", PortForward(5353, 53, "127.0.0.1", "udp")),
+    ("0.0.0.0:8080:80", PortForward(8080, 80, "0.0.0.0", "tcp")),
+    ("[::1]:2222:22", PortForward(2222, 22, "::1", "tcp")),
+    ("[::]:2222:22/udp", PortForward(2222, 22, "::", "udp")),
+    ("1:65535", PortForward(1, 65535, "127.0.0.1", "tcp")),
+])
+def test_parse_port(spec: str, expected: PortForward) -> None:
+    assert parse_port(spec) == expected
+
+
+def test_port_forward_str() -> None:
+    assert str(parse_port("5353:53/udp")) == "127.0.0.1:5353->53/udp"
+    assert str(parse_port("[::1]:2222:22")) == "[::1]:2222->22/tcp"
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("8080:80/sctp", ["protocol", "'sctp'"]),
+    ("8080:80/TCP", ["protocol"]),
+    ("0:80", ["port '0'", "1-65535"]),
+    ("8080:65536", ["port '65536'", "1-65535"]),
+    ("a:80", ["port 'a'"]),
+    ("8080:", ["port ''"]),
+    ("8080", ["[ADDR:]HOSTPORT:GUESTPORT"]),
+    ("localhost:8080:80", ["address 'localhost'"]),
+    ("300.1.1.1:8080:80", ["address '300.1.1.1'"]),
+    ("[nope]:8080:80", ["address 'nope'"]),
+])
+def test_parse_port_rejects(spec: str, words: list[str]) -> None:
+    with pytest.raises(InvalidInputError) as exc:
+        parse_port(spec)
+    assert repr(spec) in exc.value.message
+    for w in words:
+        assert w in exc.value.message
+
+
+def test_parse_port_non_ascii_digit_is_invalid_input() -> None:
+    with pytest.raises(InvalidInputError):
+        parse_port("8080:²")
+
+
+# --- validate_name -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["a", "web", "web-1", "A9", "1", "a" * 63, "a-b-c"])
+def test_validate_name_accepts(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["a/b", "a.b", "", "-a", "a-", "a" * 64, "..", "a b", "ä", "a_b"])
+def test_validate_name_rejects(name: str) -> None:
+    with pytest.raises(InvalidInputError) as exc:
+        validate_name(name)
+    assert repr(name) in exc.value.message
+    assert "1-63" in exc.value.message
+
+
+def test_validate_name_says_what() -> None:
+    with pytest.raises(InvalidInputError, match="invalid image name"):
+        validate_name("a.b", "image")
+
+
+def test_validate_name_rejects_trailing_newline() -> None:
+    with pytest.raises(InvalidInputError):
+        validate_name("web\n")
+
+
+# --- make_spec ---------------------------------------------------------------------------
+
+def test_make_spec_defaults() -> None:
+    assert make_spec("web") == VmSpec("web", "tiny", 1, 256, None, (), "nat", False)
+
+
+def test_make_spec_all_fields() -> None:
+    spec = make_spec("web", "tiny", 4, "1G", "10G", ["8080:80", "5353:53/udp"], "restricted", True)
+    assert spec == VmSpec("web", "tiny", 4, 1024, 10 * GiB,
+                          (PortForward(8080, 80), PortForward(5353, 53, proto="udp")),
+                          "restricted", True)
+
+
+def test_make_spec_validates_names() -> None:
+    with pytest.raises(InvalidInputError, match="invalid VM name"):
+        make_spec("a.b")
+    with pytest.raises(InvalidInputError, match="invalid image name"):
+        make_spec("web", image="../x")
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 64])
+def test_make_spec_cpus_in_range(cpus: int) -> None:
+    assert make_spec("web", cpus=cpus).cpus == cpus
+
+
+@pytest.mark.parametrize("cpus", [0, -1, 65])
+def test_make_spec_cpus_out_of_range(cpus: int) -> None:
+    with pytest.raises(InvalidInputError, match=rf"cpus {cpus} is out of range: use 1-64"):
+        make_spec("web", cpus=cpus)
+
+
+@pytest.mark.parametrize("memory, mib", [("64M", 64), (64, 64), ("1T", MAX_MEMORY_MIB),
+                                         ("1.5G", 1536)])
+def test_make_spec_memory_in_range(memory: str | int, mib: int) -> None:
+    assert make_spec("web", memory=memory).memory_mib == mib
+
+
+@pytest.mark.parametrize("memory", ["63M", "1M", "0", "1025G", "2T"])
+def test_make_spec_memory_out_of_range(memory: str) -> None:
+    expected = rf"memory {memory} is out of range: use 64M to 1T"
+    with pytest.raises(InvalidInputError, match=expected):
+        make_spec("web", memory=memory)
+
+
+def test_make_spec_memory_capped_by_host() -> None:
+    assert make_spec("web", memory="2G", host_memory_mib=2048).memory_mib == 2048
+    with pytest.raises(InvalidInputError, match="use 64M to 2G"):
+        make_spec("web", memory="2049M", host_memory_mib=2048)
+    with pytest.raises(InvalidInputError, match="use 64M to 1536M"):
+        make_spec("web", memory="2G", host_memory_mib=1536)
+
+
+def test_make_spec_memory_garbage() -> None:
+    with pytest.raises(InvalidInputError, match="cannot read memory 'lots'"):
+        make_spec("web", memory="lots")
+
+
+@pytest.mark.parametrize("disk, size", [("1M", MiB), ("10G", 10 * GiB), ("16T", 16 * TiB)])
+def test_make_spec_disk_in_range(disk: str, size: int) -> None:
+    assert make_spec("web", disk=disk).disk_bytes == size
+
+
+@pytest.mark.parametrize("disk", ["1K", "0.5M", "17T"])
+def test_make_spec_disk_out_of_range(disk: str) -> None:
+    with pytest.raises(InvalidInputError, match=rf"disk {disk} is out of range"):
+        make_spec("web", disk=disk)
+
+
+def test_make_spec_disk_garbage() -> None:
+    with pytest.raises(InvalidInputError, match="cannot read disk size 'big'"):
+        make_spec("web", disk="big")
+
+
+def test_make_spec_unknown_network() -> None:
+    with pytest.raises(InvalidInputError, match="unknown network 'bridge': use one of nat, "
+                                                "restricted, none"):
+        make_spec("web", network="bridge")
+
+
+@pytest.mark.parametrize("network", ["nat", "restricted", "none"])
+def test_make_spec_networks(network: str) -> None:
+    assert make_spec("web", network=network).network == network
+
+
+def test_make_spec_ports_need_a_network() -> None:
+    with pytest.raises(InvalidInputError, match="port forwards need a network"):
+        make_spec("web", ports=["8080:80"], network="none")
+
+
+def test_make_spec_ports_allowed_on_restricted() -> None:
+    assert make_spec("web", ports=["8080:80"], network="restricted").ports == (
+        PortForward(8080, 80),)
+
+
+@pytest.mark.parametrize("ports", [
+    ["8080:80", "8080:81"],
+    ["8080:80", "127.0.0.1:8080:22"],  # the default address is 127.0.0.1
+    ["5353:53/udp", "5353:54/udp"],
+])
+def test_make_spec_duplicate_host_port(ports: list[str]) -> None:
+    with pytest.raises(InvalidInputError, match="is forwarded twice"):
+        make_spec("web", ports=ports)
+
+
+@pytest.mark.parametrize("ports", [
+    ["8080:80", "8080:80/udp"],  # tcp and udp are separate ports
+    ["127.0.0.1:8080:80", "127.0.0.2:8080:80"],  # different addresses
+])
+def test_make_spec_same_port_distinct_forwards(ports: list[str]) -> None:
+    assert len(make_spec("web", ports=ports).ports) == 2
+
+
+def test_make_spec_bad_port_is_reported() -> None:
+    with pytest.raises(InvalidInputError, match="invalid port '0'"):
+        make_spec("web", ports=["0:80"])
+
+
+# --- VmSpec JSON -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", [
+    make_spec("web"),
+    make_spec("db", "tiny", 8, "4G", "20G", ["0.0.0.0:5432:5432", "[::1]:53:53/udp"],
+              "restricted", True),
+    make_spec("quiet", network="none"),
+])
+def test_vmspec_json_round_trip(spec: VmSpec) -> None:
+    data = json.loads(json.dumps(spec.to_json()))  # as stored in the database
+    back = VmSpec.from_json(data)
+    assert back == spec
+    assert all(isinstance(p, PortForward) for p in back.ports)
+    assert isinstance(back.ports, tuple)
+
+
+def test_vmspec_to_json_shape() -> None:
+    data = make_spec("web", ports=["8080:80"]).to_json()
+    assert list(data["ports"]) == [{"host_port": 8080, "guest_port": 80, "host_addr": "127.0.0.1",
+                              "proto": "tcp"}]
+    assert data["memory_mib"] == 256 and data["disk_bytes"] is None
