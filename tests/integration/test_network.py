@@ -36,8 +36,8 @@ def test_tcp_port_forward_reaches_guest_server(client: vmkit.Client, make_vm) ->
 def test_udp_port_forward(client: vmkit.Client, make_vm) -> None:
     port = free_port()
     make_vm("udp1", ports=[f"127.0.0.1:{port}:5000/udp"])
-    # A one-shot UDP listener in the guest that writes what it got to a file.
-    client.exec("udp1", ["sh", "-c", "nc -u -l -p 5000 > /tmp/got 2>/dev/null &"])
+    # A UDP listener in the guest (the tiny image's netcat) writes what it receives to a file.
+    client.exec("udp1", ["sh", "-c", "setsid netcat -u -l 5000 > /tmp/got 2>/dev/null &"])
     deadline = time.monotonic() + 20
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         while time.monotonic() < deadline:

@@ -3,9 +3,9 @@ renders output; vmkitd (started on demand) does the work.
 
 Startup time matters (``vmkit ls`` should feel instant), so importing this module imports
 nothing heavy: commands register with ``@command`` into a plain list, and the Typer app is
-built from it only when a command line needs parsing (``build_app``). The SDK, Rich and the
-rest are imported inside the commands that use them, and plain ``vmkit ls`` skips Typer
-altogether (``_fast_ls``). Errors are caught in one place, ``main``: one red line on stderr,
+built from it only when a command line needs parsing (``build_app``). The SDK and Rich are
+imported inside the commands that use them (tables are plain text, see ``render``), and plain
+``vmkit ls`` skips Typer altogether (``_fast_ls``). Errors are caught in one place, ``main``: one red line on stderr,
 exit status 1 (125 for ``exec``, whose other statuses are the guest command's), never a
 traceback.
 """
@@ -300,8 +300,8 @@ def ls(
     now = _now()
     render.table(
         ("NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "PORTS", "CREATED"),
-        ((render.cell(vm["name"]), render.state(vm), render.cell(vm["image"]), str(vm["cpus"]),
-          vm["memory"], render.cell(render.ports(vm)), render.ago(vm["created"], now))
+        ((vm["name"], render.state(vm), vm["image"], str(vm["cpus"]), vm["memory"],
+          render.ports(vm), render.ago(vm["created"], now))
          for vm in vms))
 
 
@@ -331,22 +331,22 @@ def inspect(
         render.print_json(vm)
         return
     pairs = [
-        ("Name", render.cell(vm["name"])),
-        ("State", render.state(vm) + (f" since {render.ago(vm['started'])}"
-                                      if vm.get("started") and vm["state"] == "running" else "")),
-        ("Image", render.cell(vm["image"])),
+        ("Name", vm["name"]),
+        ("State", render.state(vm)),
+        ("Image", vm["image"]),
         ("CPUs", str(vm["cpus"])),
         ("Memory", vm["memory"]),
         ("Disk", vm["disk"] or "the image's size"),
         ("Network", vm["network"]),
         ("MAC", vm["mac"]),
-        ("Ports", render.cell(render.ports(vm)) or "-"),
+        ("Ports", render.ports(vm) or "-"),
         ("QEMU PID", str(vm["pid"]) if vm.get("pid") else "-"),
         ("Auto-remove", "yes" if vm["auto_remove"] else "no"),
         ("Created", render.when(vm["created"])),
+        ("Started", render.when(vm.get("started"))),
     ]
     if vm.get("reason"):
-        pairs.append(("Reason", render.cell(vm["reason"])))
+        pairs.append(("Reason", vm["reason"]))
     render.fields(pairs)
 
 
@@ -690,7 +690,7 @@ def image_ls(
         return
     render.table(
         ("NAME", "KIND", "DISK", "SIZE", "DIGEST", "CREATED"),
-        ((render.cell(i["name"]), render.cell(i["kind"]), i["disk"], render.size(i["size"]),
+        ((i["name"], i["kind"], i["disk"], render.size(i["size"]),
           i["digest"][:12], render.ago(i["created"])) for i in images))
 
 
@@ -742,8 +742,8 @@ def image_inspect(
         render.print_json(image)
         return
     render.fields([
-        ("Name", render.cell(image["name"])),
-        ("Kind", render.cell(image["kind"])),
+        ("Name", image["name"]),
+        ("Kind", image["kind"]),
         ("Digest", image["digest"]),
         ("Disk", image["disk"]),
         ("Size", f"{render.size(image['size'])} on this host"),
@@ -771,12 +771,13 @@ def info(
         return
     accel = data.get("accel") or "none"
     if data.get("accel_reason"):
-        accel += f" ({data['accel_reason']})"
+        reason = "; ".join(line.strip() for line in data["accel_reason"].splitlines() if line.strip())
+        accel += f" ({reason})"
     render.fields([
-        ("Home", render.cell(data["home"])),
-        ("Socket", render.cell(str(c.paths.socket))),
+        ("Home", data["home"]),
+        ("Socket", str(c.paths.socket)),
         ("Daemon PID", str(data["pid"])),
-        ("Accelerator", render.cell(accel)),
+        ("Accelerator", accel),
         ("VMs", str(data["vms"])),
         ("Images", str(data["images"])),
     ])
@@ -794,9 +795,7 @@ def version() -> None:
 
 def main() -> None:
     """The console script. The one place errors become a message and an exit status."""
-    # httpcore imports trio whenever it is installed, ~100 ms we would pay on every command;
-    # the CLI is synchronous and never uses it.
-    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+    _trim_imports()
     from ..errors import VmkitError
 
     code = 0
@@ -820,6 +819,24 @@ def main() -> None:
         if _state.client is not None:
             _state.client.close()
     sys.exit(code)
+
+
+def _trim_imports() -> None:
+    """Keep two optional imports of our dependencies out of the CLI, which uses neither:
+    httpcore imports trio whenever it is installed (~100 ms), and ``import httpx`` loads its
+    own command line, ``httpx._main`` (click, pygments, rich.progress: ~50 ms). The second
+    takes effect only if nothing imported httpx before ``main`` runs."""
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+    if "httpx" not in sys.modules:
+        import types
+
+        stub = types.ModuleType("httpx._main")
+        stub.main = _httpx_main  # type: ignore[attr-defined]
+        sys.modules.setdefault("httpx._main", stub)
+
+
+def _httpx_main() -> None:  # stands in for httpx.main, the httpx command line
+    raise SystemExit("vmkit does not include the httpx command line")
 
 
 def _fast_ls(args: list[str]) -> bool:
@@ -851,14 +868,15 @@ def _describe(e: Exception) -> str:
     """A sentence for an exception that is not a VmkitError (a bug, or a broken transport)."""
     import httpx
 
+    log = _state.client.paths.daemon_log if _state.client else "vmkitd.log"
     if isinstance(e, httpx.TimeoutException):
-        log = _state.client.paths.daemon_log if _state.client else "vmkitd.log"
         return f"vmkitd did not answer in time; its log may say why: {log}"
+    if isinstance(e, httpx.ConnectError):
+        return f"cannot reach vmkitd ({e}); is it running? Its log: {log}"
     if isinstance(e, httpx.TransportError):
-        return f"lost the connection to vmkitd ({type(e).__name__}: {e}); is it running?"
+        return f"vmkitd broke off its answer ({e}); its log may say why: {log}"
     if isinstance(e, OSError) and e.strerror:
-        where = f" {e.filename}" if e.filename else ""
-        return f"{e.strerror}{where}"
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
     return (f"unexpected error: {type(e).__name__}: {e} "
             "(run with VMKIT_DEBUG=1 for a traceback, and please report it)")
 

@@ -23,7 +23,7 @@ from .kernel import extract_vmlinux
 Progress = Callable[[float, str], None]
 
 KERNEL_META = "linux-image-cloud-amd64"
-ROOTS = ["busybox-static", "qemu-guest-agent", "e2fsprogs"]
+ROOTS = ["busybox-static", "qemu-guest-agent", "e2fsprogs", "netcat-openbsd"]
 # Follow dependencies only into shared libraries: the guest needs the agent's libraries, not the
 # packaging machinery (perl, dpkg, init-system-helpers) its Debian package also depends on.
 LIBRARY_PREFIXES = ("lib", "zlib", "gcc-")
@@ -35,7 +35,10 @@ MODULES = [
 MODULE_SIG_MAGIC = b"~Module signature appended~\n"
 ROOTFS_SIZE = "1G"  # sparse: the file holds ~40 MiB; a VM asked for more grows it at boot
 LIB_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64"]
-BINARIES = {"usr/sbin/qemu-ga": "usr/sbin/qemu-ga", "sbin/resize2fs": "sbin/resize2fs"}
+# Beyond busybox: the agent, resize2fs to grow the root disk, and a netcat that speaks UDP
+# (as "netcat": busybox's shell runs its own "nc" applet before any file in PATH).
+BINARIES = {"usr/sbin/qemu-ga": "usr/sbin/qemu-ga", "sbin/resize2fs": "sbin/resize2fs",
+            "bin/nc.openbsd": "usr/bin/netcat"}
 
 
 def _run(argv: list[str], cwd: Path | None = None) -> str:
@@ -113,6 +116,7 @@ def _assemble_rootfs(unpacked: Path, rootfs: Path) -> None:
                             ignore=shutil.ignore_patterns("gconv", "*.a"))
     for src, dst in BINARIES.items():
         (rootfs / dst).parent.mkdir(parents=True, exist_ok=True)
+        (rootfs / dst).unlink(missing_ok=True)  # replaces a busybox applet of the same name
         shutil.copy2(unpacked / src, rootfs / dst)
     for d in ["proc", "sys", "dev", "run", "tmp", "root", "etc/init.d", "var"]:
         (rootfs / d).mkdir(parents=True, exist_ok=True)
@@ -129,12 +133,13 @@ def _assemble_rootfs(unpacked: Path, rootfs: Path) -> None:
     _put(rootfs, "etc/group", b"root:x:0:\n")
     _put(rootfs, "etc/hosts", b"127.0.0.1 localhost\n")
     _put(rootfs, "etc/os-release", b'NAME="vmkit tiny"\nID=vmkit-tiny\n')
-    # Check with the guest's own loader that every library the agent needs is there.
-    listing = _run([str(unpacked / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), "--library-path",
-                    ":".join(str(rootfs / d) for d in LIB_DIRS[:2]), "--list",
-                    str(rootfs / "usr/sbin/qemu-ga")])
-    if "not found" in listing:
-        raise ImageError(f"qemu-ga is missing libraries in the image: {listing}")
+    # Check with the guest's own loader that every library each binary needs is there.
+    for binary in BINARIES.values():
+        listing = _run([str(unpacked / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+                        "--library-path", ":".join(str(rootfs / d) for d in LIB_DIRS[:2]),
+                        "--list", str(rootfs / binary)])
+        if "not found" in listing:
+            raise ImageError(f"{binary} is missing libraries in the image: {listing}")
 
 
 def _assemble_initrd(unpacked: Path, initrd: Path) -> None:
