@@ -20,6 +20,7 @@ from typing import Any
 from .errors import AgentError
 
 CHUNK = 1 << 20  # bytes per guest-file-read/-write; the agent allows up to 48 MiB
+LINE_LIMIT = 4 * CHUNK  # one reply line holds a base64 chunk
 # Runs the user's argv with stdout/stderr in files we opened first, then unlinks them: we
 # read them while the command runs (qemu-ga itself returns output only after exit) and
 # nothing is left in the guest. Arguments travel as argv, never through a shell string.
@@ -32,6 +33,7 @@ class GuestAgent:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
+        self._in_step = True  # False while a request's reply may still be unread
 
     @property
     def connected(self) -> bool:
@@ -44,8 +46,10 @@ class GuestAgent:
             try:
                 async with self._lock:
                     if not self._writer:
-                        self._reader, self._writer = await asyncio.open_unix_connection(self.path)
+                        self._reader, self._writer = await asyncio.open_unix_connection(
+                            self.path, limit=LINE_LIMIT)
                     await self._sync(min(0.5, max(0.05, deadline - time.monotonic())))
+                    self._in_step = True
                 return
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, AgentError) as e:
                 if isinstance(e, (OSError, asyncio.IncompleteReadError)):
@@ -93,12 +97,17 @@ class GuestAgent:
                 raise AgentError("the guest agent is not connected; is the VM running?")
             assert self._reader
             try:
+                if not self._in_step:  # an earlier request was abandoned mid-way: resync
+                    await self._sync(timeout)
+                self._in_step = False
                 self._send(cmd, args)
                 await self._writer.drain()
                 if not reply:
+                    self._in_step = True
                     return None
                 line = await asyncio.wait_for(self._reader.readline(), timeout)
-            except (OSError, asyncio.TimeoutError) as e:
+                self._in_step = True
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
                 await self.close()  # the stream is out of step now; reconnect and sync later
                 raise AgentError(f"the guest agent did not complete {cmd}: {e or 'timeout'}") from e
             if not line:

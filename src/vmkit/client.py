@@ -40,14 +40,14 @@ class Client:
         """Local daemon by default (starting it when ``autostart``); ``url`` for a remote one."""
         self.paths = HomePaths(home or default_home())
         self.autostart = autostart and url is None
-        if url is None:
-            transport = httpx.HTTPTransport(uds=str(self.paths.socket))
+        if url is None:  # no TLS and no proxies on a Unix socket: skip loading their settings
+            transport = httpx.HTTPTransport(uds=str(self.paths.socket), verify=False)
             base = "http://vmkitd"
         else:
             transport, base = httpx.HTTPTransport(), url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(transport=transport, base_url=base, headers=headers,
-                                  timeout=timeout)
+                                  timeout=timeout, trust_env=url is not None)
 
     def __enter__(self) -> Client:
         return self
@@ -106,10 +106,21 @@ class Client:
                 return
             except (httpx.TransportError, FileNotFoundError):
                 time.sleep(0.02)
+        if daemon.returncode == 3:  # another vmkitd owns this home (maybe still shutting down)
+            return self._wait_for_daemon(deadline)
         if daemon.poll() is None:
             raise DaemonError(f"vmkitd did not answer within {wait:.0f} s; see {self.paths.daemon_log}")
         tail = self.paths.daemon_log.read_text(errors="replace").strip().splitlines()[-1:]
         raise DaemonError(f"vmkitd did not start: {' '.join(tail) or 'see ' + str(self.paths.daemon_log)}")
+
+    def _wait_for_daemon(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                self._http.get("/v1/info", timeout=1.0)
+                return
+            except (httpx.TransportError, FileNotFoundError):
+                time.sleep(0.05)
+        raise DaemonError(f"vmkitd for {self.paths.root} is running but does not answer")
 
     # --- host and images --------------------------------------------------------------
 
@@ -193,10 +204,8 @@ class Client:
         body: dict[str, Any] = {"argv": argv}
         if stdin:
             body["stdin"] = base64.b64encode(stdin).decode()
-        with self._http.stream("POST", f"/v1/vms/{name}/exec", json=body, timeout=None) as r:
-            if r.status_code >= 400:
-                r.read()
-                raise error_from_body(r.json())
+        r = self._send("POST", f"/vms/{name}/exec", stream=True, json=body, timeout=None)
+        with r:
             for line in r.iter_lines():
                 event = json.loads(line)
                 if "exit_code" in event:
@@ -240,4 +249,5 @@ class Client:
         """A websocket session to the serial console (an httpx_ws context manager)."""
         from httpx_ws import connect_ws
 
+        self.get_vm(name)  # starts the daemon if needed, and names a missing VM clearly
         return connect_ws(f"/v1/vms/{name}/console", self._http)

@@ -23,10 +23,11 @@ import uvicorn
 
 from .api.app import create_app
 from .errors import VmkitError
-from .host import Host
+from .host import AlreadyRunningError, Host
 from .paths import HomePaths, atomic_write, default_home
 
 log = logging.getLogger("vmkitd")
+EXIT_ALREADY_RUNNING = 3  # the CLI's autostart then waits for the daemon that is running
 
 
 class _Server(uvicorn.Server):
@@ -48,16 +49,8 @@ def load_token(paths: HomePaths) -> str:
 
 
 def bind_unix(path: Path) -> socket.socket:
-    """Bind the API socket with mode 0600, replacing a stale one but never a live daemon's."""
-    if path.exists():
-        probe = socket.socket(socket.AF_UNIX)
-        try:
-            probe.connect(str(path))
-            raise VmkitError(f"vmkitd is already running on {path}")
-        except (ConnectionRefusedError, FileNotFoundError):
-            path.unlink(missing_ok=True)
-        finally:
-            probe.close()
+    """Bind the API socket with mode 0600 (we hold the home's lock: any old socket is stale)."""
+    path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX)
     old = os.umask(0o177)
     try:
@@ -77,8 +70,8 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 async def serve(home: Path, listen: str | None) -> None:
     host = Host(home)
-    await host.open()
     paths = host.paths
+    await host.open()
     servers = []
     sockets = {}
     unix = bind_unix(paths.socket)
@@ -108,7 +101,7 @@ async def serve(home: Path, listen: str | None) -> None:
             s.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         await host.close()
-        paths.socket.unlink(missing_ok=True)
+        paths.socket.unlink(missing_ok=True)  # ours: the lock kept any other daemon out
         paths.daemon_pid.unlink(missing_ok=True)
 
 
@@ -123,11 +116,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # qemu.qmp logs every refused connect and every disconnect; vmkit reports what matters.
+    logging.getLogger("qemu.qmp").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     try:
         asyncio.run(serve(args.home or default_home(), args.listen))
     except VmkitError as e:
         print(f"vmkitd: {e.message}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(EXIT_ALREADY_RUNNING if isinstance(e, AlreadyRunningError) else 1)
     except KeyboardInterrupt:
         pass
 

@@ -7,10 +7,12 @@ their QMP events to keep states true, and on start re-attaches to every QEMU sti
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import time
 from collections import defaultdict
@@ -34,6 +36,10 @@ from .store import ImageRecord, Operation, Store, VmRecord
 
 AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
 S = VmState
+
+
+class AlreadyRunningError(HostError):
+    """Another vmkitd owns this VMKIT_HOME."""
 
 
 def host_memory_mib() -> int:
@@ -88,10 +94,15 @@ class Host:
                 d.mkdir(parents=True, exist_ok=True)
             for d in (root, self.paths.run, self.paths.vms):
                 d.chmod(0o700)
+            self._lock_fd = os.open(self.paths.run / "vmkitd.lock", os.O_RDWR | os.O_CREAT, 0o600)
             self.store = Store(self.paths.db)
         except (OSError, sqlite3.Error) as e:
             raise HostError(f"VMKIT_HOME {root} is not writable ({e}); set VMKIT_HOME to a "
                             "directory you own") from e
+        try:  # one Host per VMKIT_HOME, for as long as this process lives
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunningError(f"vmkitd is already running for {root}") from None
         self.images = ImageStore(self.paths.images, self.paths.deb_cache, self.store)
         self.store.fail_interrupted_operations()
         for rec in self.store.vms():
@@ -398,6 +409,9 @@ class Host:
         if (machine := self._machines.pop(name, None)) is not None:
             self._stopping.add(name)
             await machine.kill()
+        rec = self.store.vm(name)
+        if rec and rec.pid and pid_matches(rec.pid, self.paths.vm(name)):
+            os.kill(rec.pid, signal.SIGKILL)  # a QEMU we lost track of must not outlive its VM
         self.store.remove_vm(name)
         await asyncio.to_thread(shutil.rmtree, self.paths.vm(name).dir, True)
 

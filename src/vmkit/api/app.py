@@ -52,6 +52,12 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     async def vmkit_error(request: Request, exc: VmkitError) -> JSONResponse:
         return JSONResponse(to_body(exc), status_code=exc.status)
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error in %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal", "message": f"vmkitd failed: {exc!r}; "
+                             "see vmkitd's log"}, status_code=500)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "invalid_input"}.get(exc.status_code, "error")
@@ -208,6 +214,7 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     @app.websocket("/v1/vms/{name}/console")
     async def console(ws: WebSocket, name: str) -> None:
         """The serial console: binary frames both ways."""
+        await ws.accept()  # then refuse with a close code and reason the client can show
         if token is not None and not _token_ok(ws.headers.get("authorization", ""), token):
             await ws.close(code=4401, reason="a valid token is required")
             return
@@ -217,7 +224,6 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
         except VmkitError as e:
             await ws.close(code=4000 + e.status, reason=e.message[:120])
             return
-        await ws.accept()
         queue = await hub.attach()
 
         async def to_client() -> None:

@@ -8,6 +8,7 @@ socket and ``attach`` returns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -48,6 +49,7 @@ def attach(client: Any, name: str) -> str:
         finally:
             os.write(wake_w, b"x")
 
+    sys.stdout.flush()  # the reader writes to fd 1 directly, past Python's buffer
     tty_fd = stdin_fd = _stdin_fd()
     saved = _raw(tty_fd)
     sys.stderr.write(f"Connected to {name}'s console. Press Ctrl-] to detach; "
@@ -78,10 +80,8 @@ def attach(client: Any, name: str) -> str:
         result = STOPPED
     finally:
         _restore(tty_fd, saved)
-        try:
+        with contextlib.suppress(HTTPXWSException, OSError):  # the server may have closed it
             session.__exit__(None, None, None)
-        except (HTTPXWSException, OSError):
-            pass  # closing a socket the server already closed
         reader.join(timeout=2.0)
         if not reader.is_alive():  # else it may still write the pipe: leave it open
             os.close(wake_r)
@@ -94,6 +94,7 @@ def attach(client: Any, name: str) -> str:
                 detail = f"code {end.code} {end.reason}".strip()
             else:
                 detail = f"{type(end).__name__}: {end}" if end else "closed"
+            sys.stderr.write("\r\n")  # the guest's output may have left the cursor mid-line
             raise VmkitError(f"lost the console connection to vmkitd ({detail})")
     return result
 

@@ -5,19 +5,21 @@ Startup time matters (``vmkit ls`` should feel instant), so importing this modul
 nothing heavy: commands register with ``@command`` into a plain list, and the Typer app is
 built from it only when a command line needs parsing (``build_app``). The SDK and Rich are
 imported inside the commands that use them (tables are plain text, see ``render``), and plain
-``vmkit ls`` skips Typer altogether (``_fast_ls``). Errors are caught in one place, ``main``: one red line on stderr,
-exit status 1 (125 for ``exec``, whose other statuses are the guest command's), never a
-traceback.
+``vmkit ls`` skips Typer altogether (``_fast_ls``).
+
+Errors are caught in one place, ``main``: one red line on stderr, exit status 1 (125 for
+``exec``, whose other statuses are the guest command's), never a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 if TYPE_CHECKING:
     import typer
@@ -74,7 +76,7 @@ def build_app() -> typer.Typer:
                                             context_settings=settings)}
     app.callback()(_root)
     for group, name, options, f in _COMMANDS:
-        groups[group].command(name, **options)(_reflow(f))
+        groups[group].command(name, help=_help(f), **options)(f)
     app.add_typer(groups["image"], name="image")
     return app
 
@@ -103,18 +105,18 @@ def client() -> Client:
     return _state.client
 
 
-def _reflow(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Let docstrings wrap like prose: join the lines of each paragraph, but keep indented
-    ones (examples) as written. Typer's Rich help keeps every newline otherwise."""
+def _help(f: Callable[..., Any]) -> str:
+    """A command's help from its docstring, wrapping like prose: the lines of each paragraph
+    are joined, but indented ones (examples) stay as written. Typer's Rich help would keep
+    every newline of the docstring otherwise."""
     import inspect
 
     paragraphs = inspect.cleandoc(f.__doc__ or "").split("\n\n")
     # Typer dedents the help text again; an empty markup tag at the start of each example
     # line renders as nothing but keeps its indentation.
-    f.__doc__ = "\n\n".join(
+    return "\n\n".join(
         "\n".join("[dim][/dim]" + line for line in p.split("\n")) if p.startswith(" ")
         else p.replace("\n", " ") for p in paragraphs)
-    return f
 
 
 def _say(line: str) -> None:
@@ -123,7 +125,7 @@ def _say(line: str) -> None:
 
 
 def _root(
-    home: Annotated[Optional[Path], typer.Option(
+    home: Annotated[Path | None, typer.Option(
         "--home", envvar="VMKIT_HOME", show_default=False, metavar="PATH",
         help="vmkit's state directory: VMs, images and the daemon's socket. "
              "Default: ~/.local/share/vmkit (/var/lib/vmkit for root).")] = None,
@@ -133,7 +135,7 @@ def _root(
 
 # --- run -------------------------------------------------------------------------------
 
-class NetworkMode(str, Enum):
+class NetworkMode(StrEnum):
     nat = "nat"
     restricted = "restricted"
     none = "none"
@@ -143,7 +145,7 @@ class NetworkMode(str, Enum):
 def run(
     image: Annotated[str, typer.Argument(
         metavar="IMAGE", help="Image to boot; 'tiny' is built on first use.")] = "tiny",
-    name: Annotated[Optional[str], typer.Option(
+    name: Annotated[str | None, typer.Option(
         "--name", "-n", show_default=False,
         help="VM name, also its hostname (letters, digits, '-'). Default: a generated one "
              "such as brave-otter.")] = None,
@@ -151,10 +153,10 @@ def run(
     memory: Annotated[str, typer.Option("--memory", "-m",
                                         help="Memory, e.g. 256M or 1G (MiB if no unit).")
                       ] = "256M",
-    disk: Annotated[Optional[str], typer.Option(
+    disk: Annotated[str | None, typer.Option(
         "--disk", show_default=False,
         help="Root disk size, e.g. 2G. Default: the image's size.")] = None,
-    publish: Annotated[Optional[list[str]], typer.Option(
+    publish: Annotated[list[str] | None, typer.Option(
         "--publish", "-p", metavar="[ADDR:]HOST:GUEST[/udp]", show_default=False,
         help="Forward a host port to a guest port; repeatable. ADDR defaults to 127.0.0.1: "
              "-p 8080:80, -p 0.0.0.0:5353:53/udp.")] = None,
@@ -212,7 +214,7 @@ NOUNS = (
     "tapir tiger toucan turtle walrus weasel wombat yak zebra").split()
 
 
-def _friendly_name(c: "Client") -> str:
+def _friendly_name(c: Client) -> str:
     """adjective-noun, lowercase, not taken by an existing VM."""
     import random
 
@@ -224,7 +226,7 @@ def _friendly_name(c: "Client") -> str:
     return f"{candidate}-{random.randrange(10000)}"
 
 
-def _ensure_image(c: "Client", image: str) -> None:
+def _ensure_image(c: Client, image: str) -> None:
     from ..errors import ConflictError, NotFoundError
 
     try:
@@ -236,11 +238,11 @@ def _ensure_image(c: "Client", image: str) -> None:
             c.get_image(image)
 
 
-def _build(c: "Client", image: str, force: bool) -> dict[str, Any]:
+def _build(c: Client, image: str, force: bool) -> dict[str, Any]:
     """Start an image build and follow it with a progress bar on stderr."""
     from rich.markup import escape
-    from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn,
-                               TextColumn, TimeElapsedColumn)
+    from rich.progress import (
+        BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn)
 
     from . import render
 
@@ -249,8 +251,7 @@ def _build(c: "Client", image: str, force: bool) -> dict[str, Any]:
                BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
     with Progress(*columns, console=render.err()) as progress:
-        task = progress.add_task(escape(op.get("message") or "starting"), total=1.0,
-                                 completed=op.get("progress") or 0.0)
+        task = progress.add_task(escape(op.get("message") or "starting"), total=1.0)
 
         def on_progress(op: dict[str, Any]) -> None:
             progress.update(task, completed=op.get("progress") or 0.0,
@@ -259,7 +260,7 @@ def _build(c: "Client", image: str, force: bool) -> dict[str, Any]:
         return c.wait_operation(op["id"], on_progress)
 
 
-def _attach(c: "Client", name: str) -> None:
+def _attach(c: Client, name: str) -> None:
     from .console import DETACHED, attach
 
     if attach(c, name) == DETACHED:
@@ -286,7 +287,9 @@ def ls(
       vmkit ls -q | xargs vmkit stop   # stop every VM
       vmkit ls --json | jq '.[] | select(.state == "running") | .name'
     """
-    vms = client().list_vms()
+    vms = _local_get("/v1/vms")
+    if vms is None:
+        vms = client().list_vms()
     if as_json:
         from .render import print_json
 
@@ -352,7 +355,10 @@ def inspect(
 
 # --- lifecycle -------------------------------------------------------------------------
 
-Names: Any = None  # set by build_app (it needs Typer): Annotated[list[str], typer.Argument()]
+if TYPE_CHECKING:
+    Names = list[str]
+else:
+    Names = None  # build_app makes it Annotated[list[str], typer.Argument(...)]
 
 
 def _each(names: list[str], action: Any) -> None:
@@ -535,7 +541,7 @@ def exec_(
     code = 125
     for stream, data in c.exec_stream(name, command, stdin):
         if stream == "exit":
-            code = int(data)  # type: ignore[arg-type]
+            code = int(data)
         else:
             f = out if stream == "stdout" else err
             f.write(data)  # type: ignore[arg-type]
@@ -572,8 +578,8 @@ def cp(
             "'vmkit cp ./file web:/root/file' or 'vmkit cp web:/root/file .'")
     if into:
         _copy_in(src, *into)
-    else:
-        _copy_out(*out_of, dst)  # type: ignore[misc]
+    elif out_of:
+        _copy_out(*out_of, dst)
 
 
 def _guest_path(arg: str) -> tuple[str, str] | None:
@@ -654,10 +660,8 @@ def _copy_out(name: str, path: str, dst: str) -> None:
             os.fchmod(f.fileno(), _new_file_mode(target))
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -771,8 +775,8 @@ def info(
         return
     accel = data.get("accel") or "none"
     if data.get("accel_reason"):
-        reason = "; ".join(line.strip() for line in data["accel_reason"].splitlines() if line.strip())
-        accel += f" ({reason})"
+        lines = (line.strip() for line in data["accel_reason"].splitlines())
+        accel += f" ({'; '.join(line for line in lines if line)})"
     render.fields([
         ("Home", data["home"]),
         ("Socket", str(c.paths.socket)),
@@ -853,6 +857,14 @@ def _fast_ls(args: list[str]) -> bool:
     _state.home = Path(home) if home else None
     ls(as_json="--json" in flags, quiet=bool(flags & {"-q", "--quiet"}))
     return True
+
+
+def _local_get(path: str) -> Any | None:
+    """A GET answered by the local daemon without importing the HTTP client (see local.py)."""
+    from ..paths import HomePaths, default_home
+    from .local import get_json
+
+    return get_json(HomePaths(_state.home or default_home()).socket, path)
 
 
 def _fail(message: str) -> None:

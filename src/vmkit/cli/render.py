@@ -13,10 +13,10 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Union
+from typing import Any
 
 # A table cell: plain text, or (text, style) with a style name from _SGR.
-Cell = Union[str, tuple[str, str]]
+Cell = str | tuple[str, str]
 
 _SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36",
         "bold red": "1;31"}
@@ -116,10 +116,10 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]]) -> None:
     cells = [[c if isinstance(c, tuple) else (str(c), "") for c in row] for row in rows]
     widths = [max([len(h), *(len(row[i][0]) for row in cells)]) for i, h in enumerate(headers)]
     lines = ["  ".join(_paint(h.ljust(w) if i < len(headers) - 1 else h, "bold", color)
-                       for i, (h, w) in enumerate(zip(headers, widths))).rstrip()]
+                       for i, (h, w) in enumerate(zip(headers, widths, strict=True))).rstrip()]
     for row in cells:
         parts = []
-        for i, ((text, style), w) in enumerate(zip(row, widths)):
+        for i, ((text, style), w) in enumerate(zip(row, widths, strict=True)):
             pad = " " * (w - len(text)) if i < len(row) - 1 else ""
             parts.append(_paint(text, style, color) + pad)
         lines.append("  ".join(parts).rstrip())
@@ -130,9 +130,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]]) -> None:
 def fields(pairs: Iterable[tuple[str, Cell]]) -> None:
     """'Key:  value' lines, values aligned, for inspect and info."""
     color = color_enabled()
-    pairs = [(k, v if isinstance(v, tuple) else (str(v), "")) for k, v in pairs]
-    width = max(len(k) for k, _ in pairs) + 2
+    styled = [(k, v if isinstance(v, tuple) else (v, "")) for k, v in pairs]
+    width = max(len(k) for k, _ in styled) + 2
     sys.stdout.write("".join(
         f"{_paint(key + ':', 'bold', color)}{' ' * (width - len(key) - 1)}"
-        f"{_paint(text, style, color)}\n" for key, (text, style) in pairs))
+        f"{_paint(text, style, color)}\n" for key, (text, style) in styled))
     sys.stdout.flush()
