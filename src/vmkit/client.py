@@ -205,7 +205,7 @@ class Client:
         if stdin:
             body["stdin"] = base64.b64encode(stdin).decode()
         r = self._send("POST", f"/vms/{name}/exec", stream=True, json=body, timeout=None)
-        with r:
+        try:
             for line in r.iter_lines():
                 event = json.loads(line)
                 if "exit_code" in event:
@@ -215,6 +215,8 @@ class Client:
                 else:
                     stream, data = next(iter(event.items()))
                     yield stream, base64.b64decode(data)
+        finally:
+            r.close()
 
     def exec(self, name: str, argv: list[str], stdin: bytes | None = None) -> ExecResult:
         out, err, code = bytearray(), bytearray(), -1

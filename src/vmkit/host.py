@@ -364,14 +364,22 @@ class Host:
             rec = self._record(name)
             self.store.set_vm_state(name, S.STOPPING, pid=rec.pid, started=rec.started)
             await machine.stop(timeout)
-        return self.get_vm(name)
+        return self._after_exit(rec)
 
     async def kill_vm(self, name: str) -> dict[str, Any]:
         async with self._locks[name]:
             machine = self._machine(name, "kill")
+            rec = self._record(name)
             self._stopping.add(name)
             await machine.kill()
-        return self.get_vm(name)
+        return self._after_exit(rec)
+
+    def _after_exit(self, before: VmRecord) -> dict[str, Any]:
+        """The VM as it is now, or as it was at exit if it removed itself (--rm)."""
+        if (rec := self.store.vm(before.name)) is not None:
+            return describe_vm(rec)
+        return {**describe_vm(before), "state": S.STOPPED.value, "pid": None,
+                "reason": "removed when it stopped (auto_remove)"}
 
     async def restart_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
         require("restart", self._record(name).state, name)

@@ -8,7 +8,7 @@ import httpx
 
 import vmkit
 
-from .conftest import Daemon, free_port
+from ..conftest import Daemon, free_port
 
 
 def test_eight_vms_at_once(daemon: Daemon, make_vm) -> None:

@@ -9,7 +9,7 @@ import httpx
 
 import vmkit
 
-from .conftest import free_port
+from ..conftest import free_port
 
 
 def _get(url: str, deadline: float) -> httpx.Response:

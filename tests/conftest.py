@@ -1,4 +1,5 @@
-"""Integration tests: a real vmkitd, real QEMU guests under TCG, the real tiny image.
+"""Fixtures for the integration and end-to-end tests: a real vmkitd, real QEMU guests under
+TCG, the real tiny image. (Unit tests use none of them.)
 
 One VMKIT_HOME per test session; the image is built once in it (Debian packages are cached
 across local runs in ~/.cache/vmkit-tests). Guests use the 'restricted' network: user-mode NAT
@@ -22,20 +23,16 @@ import pytest
 
 import vmkit
 
-pytestmark = pytest.mark.integration
 DEB_CACHE = Path(os.environ.get("VMKIT_TEST_CACHE", Path.home() / ".cache/vmkit-tests/debs"))
 
 
 class Daemon:
     """A vmkitd for one VMKIT_HOME, started and killed as a user would."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, **env: str) -> None:
         self.home = home
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        return dict(os.environ, VMKIT_HOME=str(self.home))
+        self.env = dict(os.environ, VMKIT_HOME=str(home), **env)
 
     def start(self) -> None:
         log = open(self.home / "vmkitd-test.log", "ab")
@@ -83,10 +80,13 @@ def kill_qemus(home: Path) -> None:
                 os.kill(int(pid), signal.SIGKILL)
 
 
-def clone_home(src: Path, dst: Path) -> None:
-    """A new VMKIT_HOME that shares ``src``'s images (read-only) but none of its VMs."""
+def clone_home(src: Path, dst: Path, copy_images: bool = False) -> None:
+    """A new VMKIT_HOME with ``src``'s images (shared, or copied to be damaged) and no VMs."""
     dst.mkdir(mode=0o700)
-    (dst / "images").symlink_to(src / "images")
+    if copy_images:
+        subprocess.run(["cp", "-a", "--sparse=always", str(src / "images"), str(dst)], check=True)
+    else:
+        (dst / "images").symlink_to(src / "images")
     with sqlite3.connect(src / "state.db") as a, sqlite3.connect(dst / "state.db") as b:
         a.backup(b)
         b.execute("DELETE FROM vms")
@@ -114,6 +114,28 @@ def daemon(home: Path) -> Iterator[Daemon]:
     yield d
     d.stop()
     kill_qemus(home)
+
+
+@pytest.fixture
+def own_daemon(daemon: Daemon) -> Iterator:
+    """Start a second daemon on a home of its own (sharing the images), free to be killed or
+    misconfigured: own_daemon(copy_images=..., **env) -> Daemon."""
+    started: list[Daemon] = []
+
+    def start(copy_images: bool = False, **env: str) -> Daemon:
+        home = Path(tempfile.mkdtemp(prefix="vmkit-it-own-", dir="/tmp"))
+        home.rmdir()
+        clone_home(daemon.home, home, copy_images)
+        d = Daemon(home, **env)
+        d.start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+        kill_qemus(d.home)
+        shutil.rmtree(d.home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,149 @@
+"""The vmkit command as a user runs it: happy paths, and every kind of bad input giving one
+clear line, a non-zero exit status, no traceback, and nothing half-created."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import Daemon, free_port
+
+
+def ok(d: Daemon, *args: str, **kw) -> str:
+    r = d.cli(*args, **kw)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode()
+
+
+def fails(d: Daemon, *args: str, match: str, code: int = 1) -> str:
+    r = d.cli(*args)
+    err = r.stderr.decode()
+    assert r.returncode == code, (r.returncode, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert match in err, err
+    return err
+
+
+def vm_names(d: Daemon) -> set[str]:
+    return {vm["name"] for vm in json.loads(ok(d, "ls", "--json"))}
+
+
+def assert_nothing_left(d: Daemon, name: str) -> None:
+    assert name not in vm_names(d)
+    assert not (d.home / "vms" / name).exists()
+
+
+def test_run_ls_exec_cp_stop_start_rm(daemon: Daemon, tmp_path: Path) -> None:
+    port = free_port()
+    assert ok(daemon, "run", "-d", "--name", "cli1", "--network", "restricted", "--memory",
+              "192M", "-p", f"{port}:80").strip() == "cli1"
+    listed = {vm["name"]: vm for vm in json.loads(ok(daemon, "ls", "--json"))}["cli1"]
+    assert {k: listed[k] for k in ("name", "state", "image", "cpus", "memory")} == {
+        "name": "cli1", "state": "running", "image": "tiny", "cpus": 1, "memory": "192M"}
+    assert listed["ports"][0]["host_port"] == port
+    table = ok(daemon, "ls")
+    assert "cli1" in table and "running" in table and f"127.0.0.1:{port}->80/tcp" in table
+    assert json.loads(ok(daemon, "inspect", "cli1", "--json"))["mac"] == listed["mac"]
+
+    r = daemon.cli("exec", "cli1", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, b"out\n", b"err\n")
+    assert ok(daemon, "exec", "cli1", "--", "ls", "-d", "/etc") == "/etc\n"
+    assert ok(daemon, "exec", "cli1", "--", "tr", "a-z", "A-Z", input=b"hello") == "HELLO"
+
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"payload\n" * 1000)
+    ok(daemon, "cp", str(src), "cli1:/root/in.txt")
+    ok(daemon, "cp", "cli1:/root/in.txt", str(tmp_path / "back.txt"))
+    assert (tmp_path / "back.txt").read_bytes() == src.read_bytes()
+
+    ok(daemon, "stop", "cli1")
+    assert json.loads(ok(daemon, "inspect", "cli1", "--json"))["state"] == "stopped"
+    ok(daemon, "start", "cli1")
+    assert ok(daemon, "exec", "cli1", "--", "cat", "/root/in.txt") == src.read_text()
+    assert b"BusyBox" in daemon.cli("logs", "cli1").stdout
+    ok(daemon, "rm", "-f", "cli1")
+    assert_nothing_left(daemon, "cli1")
+
+
+def test_run_with_rm_removes_the_vm_when_it_stops(daemon: Daemon) -> None:
+    ok(daemon, "run", "-d", "--rm", "--name", "gone1", "--network", "none")
+    ok(daemon, "stop", "gone1")
+    for _ in range(50):
+        if "gone1" not in vm_names(daemon):
+            break
+        time.sleep(0.1)
+    assert_nothing_left(daemon, "gone1")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--name", "a/b"], "invalid VM name 'a/b'"),
+    (["--name", "a.b"], "invalid VM name 'a.b'"),
+    (["--name", "x" * 64], "invalid VM name"),
+    (["--memory", "lots"], "cannot read memory 'lots'"),
+    (["--memory", "16T"], "memory 16T is out of range"),
+    (["--cpus", "0"], "cpus 0 is out of range"),
+    (["--disk", "10Q"], "cannot read disk size '10Q'"),
+    (["--disk", "100M"], "smaller than the image"),
+    (["-p", "80"], "invalid port forward '80'"),
+    (["-p", "99999:80"], "invalid port '99999'"),
+])
+def test_bad_run_arguments(daemon: Daemon, args: list[str], match: str) -> None:
+    before = vm_names(daemon)
+    fails(daemon, "run", "-d", "--network", "restricted", *(["--name", "bad1"] if
+          "--name" not in args else []), *args, match=match)
+    assert vm_names(daemon) == before
+    assert not (daemon.home / "vms" / "bad1").exists()
+
+
+def test_unknown_vm_and_image(daemon: Daemon) -> None:
+    for verb in ("stop", "start", "inspect", "logs", "console", "rm", "pause", "kill"):
+        fails(daemon, verb, "nope", match="no VM named 'nope'")
+    fails(daemon, "exec", "nope", "--", "true", match="no VM named 'nope'", code=125)
+    fails(daemon, "run", "-d", "nosuchimage", "--name", "img1", match="image 'nosuchimage' not found")
+    assert_nothing_left(daemon, "img1")
+
+
+def test_duplicate_name_and_port_in_use(daemon: Daemon) -> None:
+    ok(daemon, "run", "-d", "--name", "dup1", "--network", "none")
+    try:
+        fails(daemon, "run", "-d", "--name", "dup1", "--network", "none",
+              match="a VM named dup1 already exists")
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            fails(daemon, "run", "-d", "--name", "port1", "--network", "restricted",
+                  "-p", f"{port}:80", match=f"host port 127.0.0.1:{port}/tcp is not available")
+        assert_nothing_left(daemon, "port1")
+        fails(daemon, "start", "dup1", match="VM dup1 is running; start needs it")
+    finally:
+        ok(daemon, "rm", "-f", "dup1")
+
+
+def test_home_not_writable(daemon: Daemon) -> None:
+    bad = Daemon(Path("/proc/vmkit-home"))
+    fails(bad, "ls", match="/proc/vmkit-home")
+
+
+def test_qemu_missing(own_daemon) -> None:
+    d = own_daemon(PATH="/nonexistent")
+    fails(d, "run", "-d", "--name", "noqemu", match="QEMU is not installed")
+    assert_nothing_left(d, "noqemu")
+
+
+def test_corrupt_base_image(own_daemon) -> None:
+    d = own_daemon(copy_images=True)
+    rootfs = next((d.home / "images").glob("*/rootfs.raw"))
+    rootfs.chmod(0o644)
+    with open(rootfs, "r+b") as f:  # flip one byte inside the filesystem's data
+        f.seek(4096 * 300)
+        byte = f.read(1)
+        f.seek(4096 * 300)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    fails(d, "run", "-d", "--name", "corrupt1", "--network", "none",
+          match="image 'tiny' is corrupt")
+    assert_nothing_left(d, "corrupt1")
