@@ -34,9 +34,9 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = dict(os.environ, VMKIT_HOME=str(home), **env)
 
-    def start(self) -> None:
+    def start(self, *args: str) -> None:
         log = open(self.home / "vmkitd-test.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "vmkit.daemon"], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "vmkit.daemon", *args], env=self.env,
                                      stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + 20
         with vmkit.Client(home=self.home) as c:
@@ -119,15 +119,15 @@ def daemon(home: Path) -> Iterator[Daemon]:
 @pytest.fixture
 def own_daemon(daemon: Daemon) -> Iterator:
     """Start a second daemon on a home of its own (sharing the images), free to be killed or
-    misconfigured: own_daemon(copy_images=..., **env) -> Daemon."""
+    misconfigured: own_daemon(copy_images=..., args=(vmkitd options), **env) -> Daemon."""
     started: list[Daemon] = []
 
-    def start(copy_images: bool = False, **env: str) -> Daemon:
+    def start(copy_images: bool = False, args: tuple[str, ...] = (), **env: str) -> Daemon:
         home = Path(tempfile.mkdtemp(prefix="vmkit-it-own-", dir="/tmp"))
         home.rmdir()
         clone_home(daemon.home, home, copy_images)
         d = Daemon(home, **env)
-        d.start()
+        d.start(*args)
         started.append(d)
         return d
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -49,3 +51,26 @@ def test_vm_that_died_while_daemon_was_down_is_crashed(own_daemon) -> None:
         assert "exited while vmkitd was not running" in got["reason"]
         c.remove_vm("gone")
         assert not (d.home / "vms" / "gone").exists()
+
+
+def test_tcp_listener_needs_the_token(own_daemon) -> None:
+    import httpx
+
+    import vmkit
+
+    from ..conftest import free_port
+
+    port = free_port()
+    d = own_daemon(args=("--listen", f"127.0.0.1:{port}"))
+    token = (d.home / "run" / "token").read_text().strip()
+    assert oct((d.home / "run" / "token").stat().st_mode & 0o777) == "0o600"
+    assert oct((d.home / "run" / "vmkitd.sock").stat().st_mode & 0o777) == "0o600"
+    url = f"http://127.0.0.1:{port}"
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": token}):
+        r = httpx.get(f"{url}/v1/vms", headers=headers)
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    with vmkit.Client(url=url, token=token) as remote:
+        assert remote.list_vms() == []
+        assert remote.info()["home"] == str(d.home)
+    with vmkit.Client(url=url, token="nope") as remote, pytest.raises(vmkit.UnauthorizedError):
+        remote.list_vms()

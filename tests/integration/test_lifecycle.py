@@ -96,8 +96,10 @@ def test_dead_qemu_is_reported_crashed(client: vmkit.Client, make_vm) -> None:
 
 def test_stop_without_agent_falls_back_to_force(client: vmkit.Client, make_vm) -> None:
     make_vm("stuck1")
-    # A guest that ignores shutdown requests: stop its agent, then ask for a graceful stop.
-    list(client.exec_stream("stuck1", ["sh", "-c", "kill -STOP $(pidof qemu-ga) &"]))
+    # A guest that ignores shutdown requests: freeze its agent (a second after this exec has
+    # finished talking to it), then ask for a graceful stop.
+    client.exec("stuck1", ["sh", "-c", "(sleep 1; kill -STOP $(pidof qemu-ga)) >/dev/null 2>&1 &"])
+    time.sleep(2)
     started = time.monotonic()
     assert client.stop_vm("stuck1", timeout=3)["state"] == "stopped"
     assert time.monotonic() - started < 15

@@ -773,7 +773,7 @@ def info(
     if as_json:
         render.print_json(data)
         return
-    accel = data.get("accel") or "none"
+    accel = data.get("accel") or "not probed yet (the first VM start probes it)"
     if data.get("accel_reason"):
         lines = (line.strip() for line in data["accel_reason"].splitlines())
         accel += f" ({'; '.join(line for line in lines if line)})"
