@@ -32,7 +32,7 @@ def agent_ready(path: str, deadline: float) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError("agent did not answer")
+                raise TimeoutError("agent did not answer") from None
             time.sleep(0.01)
 
 

@@ -46,7 +46,7 @@ class Daemon:
                     return
                 except vmkit.DaemonError:
                     if time.monotonic() > deadline or self.proc.poll() is not None:
-                        raise RuntimeError((self.home / "vmkitd-test.log").read_text()[-2000:])
+                        raise RuntimeError((self.home / "vmkitd-test.log").read_text()[-2000:]) from None
                     time.sleep(0.05)
 
     def kill9(self) -> None:

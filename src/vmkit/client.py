@@ -74,9 +74,12 @@ class Client:
         if response.status_code >= 400:
             response.read()
             try:
-                raise error_from_body(response.json())
-            except (ValueError, AttributeError):
+                body = response.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
                 raise VmkitError(f"vmkitd answered {response.status_code}: {response.text[:200]}")
+            raise error_from_body(body)
         return response
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:

@@ -168,10 +168,10 @@ class Host:
     def get_image(self, name: str) -> dict[str, Any]:
         return describe_image(self.images.get(name))
 
-    def build_image(self, name: str, force: bool = False) -> Operation:
+    def build_image(self, name: str, force: bool = False) -> dict[str, Any]:
         """Start building ``name`` in the background; returns the operation to follow."""
         if (running := self._builds.get(name)) is not None:
-            return running
+            return self.operation(running.id)
         if self.store.image(name) and not force:
             raise ConflictError(f"image {name!r} exists; rebuild it with --force")
         if force and (users := self._image_users(name)):
@@ -196,7 +196,7 @@ class Host:
                 del self._builds[name]
 
         self._spawn(run())
-        return op
+        return describe_operation(op)
 
     def operation(self, op_id: str) -> dict[str, Any]:
         op = self.store.operation(op_id)
@@ -223,6 +223,9 @@ class Host:
 
     def get_vm(self, name: str) -> dict[str, Any]:
         return describe_vm(self._record(name))
+
+    def has_vm(self, name: str) -> bool:
+        return self.store.vm(name) is not None
 
     def _machine(self, name: str, action: str) -> Machine:
         rec = self._record(name)
@@ -387,19 +390,19 @@ class Host:
         return await self.start_vm(name)
 
     async def pause_vm(self, name: str) -> dict[str, Any]:
-        async with self._locks[name]:
-            machine = self._machine(name, "pause")
-            await machine.execute("stop")
-            rec = self._record(name)
-            self.store.set_vm_state(name, S.PAUSED, pid=rec.pid, started=rec.started)
-        return self.get_vm(name)
+        return await self._run_state(name, "pause", "stop", S.PAUSED)
 
     async def resume_vm(self, name: str) -> dict[str, Any]:
+        return await self._run_state(name, "resume", "cont", S.RUNNING)
+
+    async def _run_state(self, name: str, action: str, qmp_command: str, state: VmState
+                         ) -> dict[str, Any]:
+        """Stop or continue the guest's CPUs (QEMU's 'stop'/'cont')."""
         async with self._locks[name]:
-            machine = self._machine(name, "resume")
-            await machine.execute("cont")
+            machine = self._machine(name, action)
+            await machine.execute(qmp_command)
             rec = self._record(name)
-            self.store.set_vm_state(name, S.RUNNING, pid=rec.pid, started=rec.started)
+            self.store.set_vm_state(name, state, pid=rec.pid, started=rec.started)
         return self.get_vm(name)
 
     async def remove_vm(self, name: str, force: bool = False) -> None:

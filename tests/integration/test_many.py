@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-import vmkit
 
 from ..conftest import Daemon, free_port
 

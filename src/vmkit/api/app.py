@@ -98,7 +98,7 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     @app.post("/v1/images/{name}/build", response_model=Operation, status_code=202)
     async def build_image(name: ImageName, force: bool = False) -> dict[str, Any]:
         """Start building an image; follow the returned operation for progress."""
-        return dict(host.build_image(name, force).__dict__)
+        return host.build_image(name, force)
 
     @app.delete("/v1/images/{name}", status_code=204)
     async def remove_image(name: ImageName) -> None:
@@ -204,7 +204,7 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
                     data = f.read(65536)
                     if data:
                         yield data
-                    elif not follow or host.store.vm(name) is None:
+                    elif not follow or not host.has_vm(name):
                         return
                     else:
                         await asyncio.sleep(0.2)
