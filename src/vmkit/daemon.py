@@ -91,14 +91,17 @@ async def serve(home: Path, listen: str | None) -> None:
     atomic_write(paths.daemon_pid, f"{os.getpid()}\n".encode())
     log.info("vmkitd %d serving on %s", os.getpid(), paths.socket)
     tasks = [asyncio.create_task(s.serve(sockets=sockets[i])) for i, s in enumerate(servers)]
+
+    def stop_serving() -> None:
+        for server in servers:
+            server.should_exit = True
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(
-            sig, lambda: [setattr(s, "should_exit", True) for s in servers])
+        asyncio.get_running_loop().add_signal_handler(sig, stop_serving)
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for s in servers:
-            s.should_exit = True
+        stop_serving()
         await asyncio.gather(*tasks, return_exceptions=True)
         await host.close()
         paths.socket.unlink(missing_ok=True)  # ours: the lock kept any other daemon out

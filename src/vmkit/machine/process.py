@@ -112,9 +112,11 @@ class Machine:
     async def _watch(self, listener: EventListener) -> None:
         async def events() -> None:
             async for event in listener:
-                if event["event"] == "SHUTDOWN":
-                    self.shutdown_reason = event["data"].get("reason", "")
-                self._on_event(event["event"])
+                name = str(event["event"])
+                if name == "SHUTDOWN":
+                    data: Any = event.get("data") or {}
+                    self.shutdown_reason = str(data.get("reason", ""))
+                self._on_event(name)
 
         pump = asyncio.create_task(events())
         while self.qmp.runstate == Runstate.RUNNING:
@@ -152,7 +154,7 @@ class Machine:
         try:
             return await self.qmp.execute(cmd, args)
         except ExecuteError as e:
-            raise QmpError(f"QEMU refused {cmd}: {e.error.desc}") from e
+            raise QmpError(f"QEMU refused {cmd}: {e} ({e.error_class})") from e
         except Exception as e:
             raise QmpError(f"QEMU's monitor failed during {cmd}: {e}") from e
 
