@@ -120,19 +120,30 @@ class Host:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _qemu_pid(self, rec: VmRecord) -> int | None:
+        """The pid of this VM's QEMU if it runs: from the store, or from QEMU's own pidfile
+        (a daemon killed between spawning QEMU and recording its pid)."""
+        vmp = self.paths.vm(rec.name)
+        candidates = [rec.pid]
+        try:
+            candidates.append(int(vmp.pid.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+        return next((p for p in candidates if p and pid_matches(p, vmp)), None)
+
     async def _reattach(self, rec: VmRecord) -> None:
         if rec.state not in LIVE:
             return
         vmp = self.paths.vm(rec.name)
-        if rec.pid and pid_matches(rec.pid, vmp):
+        if pid := self._qemu_pid(rec):
             try:
-                machine = await Machine.attach(vmp, rec.pid, self._handler(rec.name))
+                machine = await Machine.attach(vmp, pid, self._handler(rec.name))
                 state = S.PAUSED if await machine.status() == "paused" else S.RUNNING
             except VmkitError as e:
                 self.store.set_vm_state(rec.name, S.CRASHED, reason=f"cannot re-attach: {e}")
                 return
             self._machines[rec.name] = machine
-            self.store.set_vm_state(rec.name, state, pid=rec.pid, started=rec.started)
+            self.store.set_vm_state(rec.name, state, pid=pid, started=rec.started)
             self._spawn(self._connect_agent(machine))
         else:
             self.store.set_vm_state(rec.name, S.CRASHED, reason=self._crash_reason(
@@ -421,8 +432,8 @@ class Host:
             self._stopping.add(name)
             await machine.kill()
         rec = self.store.vm(name)
-        if rec and rec.pid and pid_matches(rec.pid, self.paths.vm(name)):
-            os.kill(rec.pid, signal.SIGKILL)  # a QEMU we lost track of must not outlive its VM
+        if rec and (pid := self._qemu_pid(rec)):
+            os.kill(pid, signal.SIGKILL)  # a QEMU we lost track of must not outlive its VM
         self.store.remove_vm(name)
         await asyncio.to_thread(shutil.rmtree, self.paths.vm(name).dir, True)
 
