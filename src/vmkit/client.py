@@ -93,37 +93,38 @@ class Client:
     def start_daemon(self, wait: float = 15.0) -> None:
         """Start vmkitd in the background for this VMKIT_HOME and wait until it answers."""
         env = dict(os.environ, VMKIT_HOME=str(self.paths.root))
-        try:
-            self.paths.run.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with open(self.paths.daemon_log, "ab") as log:
-                daemon = subprocess.Popen([sys.executable, "-m", "vmkit.daemon"], env=env,
-                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          start_new_session=True)
-        except OSError as e:
-            raise HostError(f"cannot start vmkitd in VMKIT_HOME {self.paths.root}: {e.strerror}; "
-                            "set VMKIT_HOME to a directory you can write") from None
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and daemon.poll() is None:
-            try:
-                self._http.get("/v1/info", timeout=1.0)
-                return
-            except (httpx.TransportError, FileNotFoundError):
-                time.sleep(0.02)
-        if daemon.returncode == 3:  # another vmkitd owns this home (maybe still shutting down)
-            return self._wait_for_daemon(deadline)
-        if daemon.poll() is None:
-            raise DaemonError(f"vmkitd did not answer within {wait:.0f} s; see {self.paths.daemon_log}")
-        tail = self.paths.daemon_log.read_text(errors="replace").strip().splitlines()[-1:]
-        raise DaemonError(f"vmkitd did not start: {' '.join(tail) or 'see ' + str(self.paths.daemon_log)}")
-
-    def _wait_for_daemon(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             try:
-                self._http.get("/v1/info", timeout=1.0)
-                return
-            except (httpx.TransportError, FileNotFoundError):
-                time.sleep(0.05)
-        raise DaemonError(f"vmkitd for {self.paths.root} is running but does not answer")
+                self.paths.run.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with open(self.paths.daemon_log, "ab") as log:
+                    daemon = subprocess.Popen([sys.executable, "-m", "vmkit.daemon"], env=env,
+                                              stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                              start_new_session=True)
+            except OSError as e:
+                raise HostError(f"cannot start vmkitd in VMKIT_HOME {self.paths.root}: "
+                                f"{e.strerror}; set VMKIT_HOME to a directory you can write"
+                                ) from None
+            while daemon.poll() is None and time.monotonic() < deadline:
+                if self._answers():
+                    return
+                time.sleep(0.02)
+            if daemon.returncode == 3:  # another vmkitd owns this home: up, or shutting down
+                if self._answers():
+                    return
+                time.sleep(0.2)
+                continue
+            if daemon.returncode is not None:
+                tail = self.paths.daemon_log.read_text(errors="replace").strip().splitlines()
+                raise DaemonError(f"vmkitd did not start: {tail[-1] if tail else 'no output'}")
+        raise DaemonError(f"vmkitd did not answer within {wait:.0f} s; see {self.paths.daemon_log}")
+
+    def _answers(self) -> bool:
+        try:
+            self._http.get("/v1/info", timeout=1.0)
+            return True
+        except (httpx.TransportError, FileNotFoundError):
+            return False
 
     # --- host and images --------------------------------------------------------------
 

@@ -94,15 +94,28 @@ def test_dead_qemu_is_reported_crashed(client: vmkit.Client, make_vm) -> None:
     assert client.start_vm("crash1")["state"] == "running"
 
 
-def test_stop_without_agent_falls_back_to_force(client: vmkit.Client, make_vm) -> None:
-    make_vm("stuck1")
-    # A guest that ignores shutdown requests: freeze its agent (a second after this exec has
-    # finished talking to it), then ask for a graceful stop.
-    client.exec("stuck1", ["sh", "-c", "(sleep 1; kill -STOP $(pidof qemu-ga)) >/dev/null 2>&1 &"])
+def _freeze(client: vmkit.Client, name: str, also: str = "") -> None:
+    """Freeze the guest agent a second after this exec has finished talking to it."""
+    script = f"(sleep 1; {also} kill -STOP $(pidof qemu-ga)) >/dev/null 2>&1 &"
+    client.exec(name, ["sh", "-c", script])
     time.sleep(2)
+
+
+def test_stop_without_agent_uses_the_power_button(client: vmkit.Client, make_vm) -> None:
+    make_vm("acpi1")
+    _freeze(client, "acpi1")
+    assert client.stop_vm("acpi1", timeout=15)["state"] == "stopped"
+    log = b"".join(client.logs("acpi1"))
+    assert b"The system is going down" in log  # busybox init shut down cleanly
+
+
+def test_stop_of_a_deaf_guest_is_forced_after_the_timeout(client: vmkit.Client, make_vm) -> None:
+    make_vm("deaf1")
+    _freeze(client, "deaf1", also="killall acpid;")
     started = time.monotonic()
-    assert client.stop_vm("stuck1", timeout=3)["state"] == "stopped"
-    assert time.monotonic() - started < 15
+    assert client.stop_vm("deaf1", timeout=3)["state"] == "stopped"
+    assert 3 <= time.monotonic() - started < 15
+    assert b"The system is going down" not in b"".join(client.logs("deaf1"))
 
 
 def test_bigger_disk_grows_the_root_filesystem(client: vmkit.Client, make_vm) -> None:

@@ -32,6 +32,9 @@ MODULES = [
     "virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "failover", "net_failover",
     "virtio_net", "virtio_console", "virtio-rng",
 ]
+# Loaded from the root disk after the agent is up, off the boot's critical path: the ACPI
+# power button (so `vmkit stop` works without the agent) and the input events it sends.
+LATE_MODULES = ["button", "evdev"]
 MODULE_SIG_MAGIC = b"~Module signature appended~\n"
 ROOTFS_SIZE = "1G"  # sparse: the file holds ~40 MiB; a VM asked for more grows it at boot
 LIB_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64"]
@@ -108,8 +111,22 @@ def _put(dest: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def _kernel_modules(unpacked: Path) -> dict[str, Path]:
+    return {p.stem: p for p in (unpacked / "lib/modules").rglob("*.ko")}
+
+
+def _copy_modules(unpacked: Path, names: list[str], dest: Path) -> None:
+    found = _kernel_modules(unpacked)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if name not in found:
+            raise ImageError(f"the kernel package has no module {name}.ko")
+        (dest / f"{name}.ko").write_bytes(strip_signature(found[name].read_bytes()))
+
+
 def _assemble_rootfs(unpacked: Path, rootfs: Path) -> None:
     _install_busybox(unpacked, rootfs)
+    _copy_modules(unpacked, LATE_MODULES, rootfs / "lib/modules/vmkit")
     for rel in LIB_DIRS:
         if (unpacked / rel).exists():
             shutil.copytree(unpacked / rel, rootfs / rel, symlinks=True, dirs_exist_ok=True,
@@ -118,7 +135,7 @@ def _assemble_rootfs(unpacked: Path, rootfs: Path) -> None:
         (rootfs / dst).parent.mkdir(parents=True, exist_ok=True)
         (rootfs / dst).unlink(missing_ok=True)  # replaces a busybox applet of the same name
         shutil.copy2(unpacked / src, rootfs / dst)
-    for d in ["proc", "sys", "dev", "run", "tmp", "root", "etc/init.d", "var"]:
+    for d in ["proc", "sys", "dev", "run", "tmp", "root", "etc/init.d", "var/log"]:
         (rootfs / d).mkdir(parents=True, exist_ok=True)
     (rootfs / "var/run").symlink_to("/run")
     (rootfs / "tmp").chmod(0o1777)
@@ -128,6 +145,8 @@ def _assemble_rootfs(unpacked: Path, rootfs: Path) -> None:
     _put(rootfs, "etc/profile", _guest_file("profile"))
     (rootfs / "sbin/shutdown").unlink(missing_ok=True)
     _put(rootfs, "sbin/shutdown", _guest_file("shutdown"), 0o755)
+    # busybox acpid runs /etc/acpi/PWRF/00000080 when the power button is pressed.
+    _put(rootfs, "etc/acpi/PWRF/00000080", b"#!/bin/sh\nexec poweroff\n", 0o755)
     _put(rootfs, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     _put(rootfs, "etc/shadow", b"root::19000:0:99999:7:::\n", 0o600)
     _put(rootfs, "etc/group", b"root:x:0:\n")
@@ -146,12 +165,7 @@ def _assemble_initrd(unpacked: Path, initrd: Path) -> None:
     (initrd / "bin").mkdir(parents=True)
     shutil.copy2(unpacked / "bin/busybox", initrd / "bin/busybox")
     _put(initrd, "init", _guest_file("init"), 0o755)
-    (initrd / "modules").mkdir()
-    found = {p.stem: p for p in (unpacked / "lib/modules").rglob("*.ko")}
-    for name in MODULES:
-        if name not in found:
-            raise ImageError(f"the kernel package has no module {name}.ko")
-        (initrd / "modules" / f"{name}.ko").write_bytes(strip_signature(found[name].read_bytes()))
+    _copy_modules(unpacked, MODULES, initrd / "modules")
 
 
 def strip_signature(module: bytes) -> bytes:

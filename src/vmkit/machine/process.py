@@ -162,12 +162,14 @@ class Machine:
         return str((await self.execute("query-status"))["status"])
 
     async def stop(self, timeout: float = 20.0) -> str:
-        """Stop gracefully if the guest cooperates, by force if not. Returns how it stopped."""
+        """Stop gracefully if the guest cooperates, by force if not. Returns how it stopped:
+        "agent" (guest-shutdown), "acpi" (power button), "quit" or "killed"."""
+        deadline = time.monotonic() + timeout
         steps: list[tuple[str, float]] = []
-        if self.agent.connected:
-            steps.append(("agent", timeout * 0.75))
-        steps += [("acpi", timeout * 0.25 if steps else timeout), ("quit", 3.0)]
-        for how, wait in steps:
+        if self.agent.connected and await self._agent_alive():
+            steps.append(("agent", deadline - timeout / 2))
+        steps += [("acpi", deadline), ("quit", deadline + 3.0)]
+        for how, until in steps:
             with contextlib.suppress(Exception):
                 if how == "agent":
                     await self.agent.shutdown()
@@ -178,10 +180,17 @@ class Machine:
                 else:
                     await self.execute("quit")
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.exited.wait(), wait)
+                await asyncio.wait_for(self.exited.wait(), max(0.1, until - time.monotonic()))
                 return how
         await self.kill()
         return "killed"
+
+    async def _agent_alive(self) -> bool:
+        try:
+            await self.agent.execute("guest-ping", timeout=1.0)
+            return True
+        except Exception:  # a frozen or absent agent: go straight to the power button
+            return False
 
     async def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
