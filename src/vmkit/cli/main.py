@@ -193,7 +193,7 @@ def run(
         _ensure_image(c, image)
     from . import render
 
-    with render.err().status(f"Booting {name}...", spinner="dots"):
+    with render.busy(f"Booting {name}..."):
         c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk, ports=ports,
                     network=network.value, auto_remove=rm)
     if detach:

@@ -34,6 +34,16 @@ def err() -> Any:
     return _err_console[0]
 
 
+def busy(message: str) -> Any:
+    """A spinner on stderr while something runs, for people: scripts (stderr not a terminal)
+    get nothing, and skip importing Rich."""
+    if not sys.stderr.isatty():
+        import contextlib
+
+        return contextlib.nullcontext()
+    return err().status(message, spinner="dots")
+
+
 def error(message: str) -> None:
     """One red line on stderr: ``vmkit: <message>``."""
     from rich.markup import escape
