@@ -47,8 +47,7 @@ def raw_boot(launched: Path, timeout: float = 60.0) -> float:
             ["qemu-img", "info", "-U", "--output=json", base]))["backing-filename"]
         subprocess.check_call(["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing,
                                "-F", "raw", str(disk)])
-        argv = [a.replace(old_dir, tmp) for a in info["argv"]]
-        argv = [a for a in argv]  # same flags, sockets and logs moved into tmp
+        argv = [a.replace(old_dir, tmp) for a in info["argv"]]  # disk, sockets, logs in tmp
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
