@@ -123,9 +123,6 @@ class GuestAgent:
     async def shutdown(self) -> None:
         await self.execute("guest-shutdown", {"mode": "powerdown"}, reply=False)
 
-    async def set_time(self, ns: int | None = None) -> None:
-        await self.execute("guest-set-time", {"time": ns if ns is not None else time.time_ns()})
-
     async def _open(self, path: str, mode: str) -> int:
         return int(await self.execute("guest-file-open", {"path": path, "mode": mode}))
 

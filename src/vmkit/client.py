@@ -40,6 +40,7 @@ class Client:
         """Local daemon by default (starting it when ``autostart``); ``url`` for a remote one."""
         self.paths = HomePaths(home or default_home())
         self.autostart = autostart and url is None
+        self._where = url or str(self.paths.socket)  # for messages
         if url is None:  # no TLS and no proxies on a Unix socket: skip loading their settings
             transport = httpx.HTTPTransport(uds=str(self.paths.socket), verify=False)
             base = "http://vmkitd"
@@ -69,7 +70,7 @@ class Client:
             except (httpx.ConnectError, FileNotFoundError) as e:
                 if attempt or not self.autostart:
                     raise DaemonError(
-                        f"cannot reach vmkitd at {self._where()}: start it with 'vmkitd'") from e
+                        f"cannot reach vmkitd at {self._where}: start it with 'vmkitd'") from e
                 self.start_daemon()
         if response.status_code >= 400:
             response.read()
@@ -86,9 +87,6 @@ class Client:
         response = self._send(method, path, **kw)
         return response.json() if response.content else None
 
-    def _where(self) -> str:
-        return str(self.paths.socket) if self.autostart or "vmkitd" in str(
-            self._http.base_url) else str(self._http.base_url)
 
     def start_daemon(self, wait: float = 15.0) -> None:
         """Start vmkitd in the background for this VMKIT_HOME and wait until it answers."""

@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -68,29 +69,26 @@ def parse_listen(text: str) -> tuple[str, int]:
     return addr.strip("[]"), int(port)
 
 
+def _api_server(app: Any) -> _Server:
+    return _Server(uvicorn.Config(app, lifespan="off", log_level="warning", ws="auto"))
+
+
 async def serve(home: Path, listen: str | None) -> None:
     host = Host(home)
     paths = host.paths
     await host.open()
-    servers = []
-    sockets = {}
-    unix = bind_unix(paths.socket)
-    servers.append(_Server(uvicorn.Config(create_app(host), lifespan="off",
-                                                 log_level="warning", ws="auto")))
-    sockets[0] = [unix]
+    listeners = [(_api_server(create_app(host)), bind_unix(paths.socket))]
     if listen:
         addr, port = parse_listen(listen)
         tcp = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.bind((addr, port))
-        servers.append(_Server(uvicorn.Config(
-            create_app(host, token=load_token(paths)), lifespan="off", log_level="warning",
-            ws="auto")))
-        sockets[1] = [tcp]
+        listeners.append((_api_server(create_app(host, token=load_token(paths))), tcp))
         log.info("API on http://%s:%d (token in %s)", addr, port, paths.token)
+    servers = [s for s, _ in listeners]
     atomic_write(paths.daemon_pid, f"{os.getpid()}\n".encode())
     log.info("vmkitd %d serving on %s", os.getpid(), paths.socket)
-    tasks = [asyncio.create_task(s.serve(sockets=sockets[i])) for i, s in enumerate(servers)]
+    tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in listeners]
 
     def stop_serving() -> None:
         for server in servers:

@@ -63,11 +63,14 @@ def command(name: str | None = None, group: str = "", **options: Any
 
 def build_app() -> typer.Typer:
     """The Typer app with every registered command."""
-    global typer, Names  # the string annotations of the commands name them
+    global typer, Names, StopTimeout  # the string annotations of the commands name them
     import typer
 
     Names = Annotated[list[str], typer.Argument(metavar="NAME", help="One or more VMs.",
                                                 show_default=False)]
+    StopTimeout = Annotated[float, typer.Option(
+        "--timeout", "-t", metavar="SECONDS",
+        help="How long to wait for a clean shutdown before forcing the VM off.")]
     settings = {"help_option_names": ["-h", "--help"]}
     app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False, rich_markup_mode="rich",
@@ -357,8 +360,9 @@ def inspect(
 
 if TYPE_CHECKING:
     Names = list[str]
+    StopTimeout = float
 else:
-    Names = None  # build_app makes it Annotated[list[str], typer.Argument(...)]
+    Names = StopTimeout = None  # build_app makes them Annotated[..., typer.Argument/Option]
 
 
 def _each(names: list[str], action: Any) -> None:
@@ -396,9 +400,7 @@ def start(names: Names) -> None:
 @command()
 def stop(
     names: Names,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", "-t", metavar="SECONDS",
-        help="How long to wait for a clean shutdown before forcing the VM off.")] = 20.0,
+    timeout: StopTimeout = 20.0,
 ) -> None:
     """Shut VMs down cleanly (forcing them off after --timeout).
 
@@ -424,9 +426,7 @@ def kill(names: Names) -> None:
 @command()
 def restart(
     names: Names,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", "-t", metavar="SECONDS",
-        help="How long to wait for a clean shutdown before forcing the VM off.")] = 20.0,
+    timeout: StopTimeout = 20.0,
 ) -> None:
     """Stop VMs cleanly and boot them again.
 
