@@ -198,6 +198,49 @@ class Client:
     def remove_vm(self, name: str, force: bool = False) -> None:
         self._json("DELETE", f"/vms/{name}", params={"force": force}, timeout=LONG)
 
+    # --- snapshots, forks, templates ---------------------------------------------------
+
+    def list_snapshots(self, vm: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/vms/{vm}/snapshots")
+
+    def create_snapshot(self, vm: str, name: str | None = None, memory: bool = True
+                        ) -> dict[str, Any]:
+        """Snapshot the disk, and memory + devices if the VM runs (unless memory=False)."""
+        return self._json("POST", f"/vms/{vm}/snapshots", json={"name": name, "memory": memory},
+                          timeout=LONG)
+
+    def get_snapshot(self, vm: str, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/vms/{vm}/snapshots/{name}")
+
+    def restore_snapshot(self, vm: str, name: str) -> dict[str, Any]:
+        return self._json("POST", f"/vms/{vm}/snapshots/{name}/restore", timeout=LONG)
+
+    def remove_snapshot(self, vm: str, name: str) -> None:
+        self._json("DELETE", f"/vms/{vm}/snapshots/{name}", timeout=LONG)
+
+    def fork(self, source: str, name: str, ports: Iterable[str] = (), network: str | None = None,
+             auto_remove: bool = False) -> dict[str, Any]:
+        """A new running VM from ``source``: VM@SNAPSHOT, a template, or a running VM."""
+        body = {"source": source, "name": name, "ports": list(ports), "network": network,
+                "auto_remove": auto_remove}
+        return self._json("POST", "/forks", json=body, timeout=LONG)
+
+    def list_templates(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/templates")
+
+    def create_template(self, name: str, source: str) -> dict[str, Any]:
+        return self._json("POST", "/templates", json={"name": name, "source": source},
+                          timeout=LONG)
+
+    def fast_template(self, image: str = "tiny", cpus: int = 1, memory: str = "256M",
+                      network: str = "nat") -> dict[str, Any]:
+        """The template 'run --fast' forks; made on first use."""
+        body = {"image": image, "cpus": cpus, "memory": memory, "network": network}
+        return self._json("POST", "/templates/fast", json=body, timeout=LONG)
+
+    def remove_template(self, name: str) -> None:
+        self._json("DELETE", f"/templates/{name}", timeout=LONG)
+
     # --- guest access -----------------------------------------------------------------
 
     def exec_stream(self, name: str, argv: list[str], stdin: bytes | None = None

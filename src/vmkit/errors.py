@@ -7,6 +7,7 @@
     ├── ConflictError             name taken, port in use, image in use (HTTP 409)
     ├── InvalidStateError         the VM is not in a state that allows this (HTTP 409)
     ├── HostError                 the host lacks something: QEMU, a writable VMKIT_HOME (HTTP 500)
+    │   └── NoSpaceError          VMKIT_HOME is full (HTTP 507)
     ├── ImageError                an image cannot be built or is corrupt (HTTP 409)
     ├── LaunchError               QEMU would not start; carries the log tail (HTTP 500)
     ├── QmpError                  QEMU's monitor failed or refused a command (HTTP 500)
@@ -53,6 +54,10 @@ class HostError(VmkitError):
     status, kind = 500, "host"
 
 
+class NoSpaceError(HostError):
+    status, kind = 507, "no_space"
+
+
 class ImageError(VmkitError):
     status, kind = 409, "image"
 
@@ -77,7 +82,7 @@ _BY_KIND = {
     cls.kind: cls
     for cls in (
         InvalidInputError, UnauthorizedError, NotFoundError, ConflictError, InvalidStateError, HostError,
-        ImageError, LaunchError, QmpError, AgentError, DaemonError,
+        NoSpaceError, ImageError, LaunchError, QmpError, AgentError, DaemonError,
     )
 }
 

@@ -10,7 +10,6 @@ import asyncio
 import fcntl
 import json
 import os
-import random
 import shutil
 import signal
 import sqlite3
@@ -20,18 +19,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from . import disks, identity
 from .agent import GuestAgent
 from .console import ConsoleHub
 from .errors import (AgentError, ConflictError, HostError, InvalidInputError, LaunchError,
                      NotFoundError, VmkitError)
 from .images.store import ImageStore
 from .machine.accel import probe_host
+from .identity import random_mac
+from .machine import vmstate
 from .machine.argv import BootFiles, HostFacts, build_argv
 from .machine.process import Machine, log_tail, pid_matches
 from .network import check_ports_free
-from .paths import HomePaths, atomic_write
+from .paths import HomePaths, atomic_write, new_id
 from .spec import VmSpec, format_size
 from .state import LIVE, VmState, require
+from .snapshots import Resume, Snapshots
 from .store import ImageRecord, Operation, Store, VmRecord
 
 AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
@@ -74,14 +77,16 @@ def describe_operation(op: Operation) -> dict[str, Any]:
 
 class Host:
     def __init__(self, home: Path) -> None:
-        self.paths = HomePaths(home)
+        self.paths = HomePaths(home.absolute())  # absolute: disk layers name their backing files
         self._machines: dict[str, Machine] = {}
         self._consoles: dict[str, ConsoleHub] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._stopping: set[str] = set()  # VMs we were asked to stop: their exit is no crash
+        self._replacing: set[str] = set()  # VMs whose QEMU a restore replaces: no stop, no crash
         self._builds: dict[str, Operation] = {}
         self._facts: tuple[HostFacts, str] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.snapshots = Snapshots(self)
 
     # --- daemon lifecycle ----------------------------------------------------------
 
@@ -90,10 +95,13 @@ class Host:
         if "," in str(root):
             raise HostError(f"VMKIT_HOME {root} contains a comma, which QEMU cannot take in paths")
         try:
-            for d in (root, self.paths.run, self.paths.images, self.paths.vms):
+            dirs = (root, self.paths.run, self.paths.images, self.paths.vms, self.paths.disks,
+                    self.paths.snapshots)
+            for d in dirs:
                 d.mkdir(parents=True, exist_ok=True)
-            for d in (root, self.paths.run, self.paths.vms):
-                d.chmod(0o700)
+            for d in dirs:
+                if d != self.paths.images:
+                    d.chmod(0o700)
             self._lock_fd = os.open(self.paths.run / "vmkitd.lock", os.O_RDWR | os.O_CREAT, 0o600)
             self.store = Store(self.paths.db)
         except (OSError, sqlite3.Error) as e:
@@ -106,7 +114,17 @@ class Host:
         self.images = ImageStore(self.paths.images, self.paths.deb_cache, self.store)
         self.store.fail_interrupted_operations()
         for rec in self.store.vms():
+            self._move_legacy_disk(rec)
             await self._reattach(rec)
+        await self.snapshots.collect_garbage()
+
+    def _move_legacy_disk(self, rec: VmRecord) -> None:
+        """VMs made before disk layers kept their disk in their own directory: move it."""
+        legacy = self.paths.vm(rec.name).legacy_disk
+        if not rec.disk and legacy.exists():
+            layer = new_id()
+            os.rename(legacy, self.paths.disk(layer))  # a running QEMU keeps its open file
+            self.store.set_vm_disk(rec.name, layer, rec.head)
 
     async def close(self) -> None:
         """Stop serving; every VM keeps running and the next daemon re-attaches to it."""
@@ -138,11 +156,12 @@ class Host:
         if pid := self._qemu_pid(rec):
             try:
                 machine = await Machine.attach(vmp, pid, self._handler(rec.name))
-                state = S.PAUSED if await machine.status() == "paused" else S.RUNNING
             except VmkitError as e:
                 self.store.set_vm_state(rec.name, S.CRASHED, reason=f"cannot re-attach: {e}")
                 return
             self._machines[rec.name] = machine
+            await self.snapshots.recover(rec, machine)
+            state = S.PAUSED if await machine.status() == "paused" else S.RUNNING
             self.store.set_vm_state(rec.name, state, pid=pid, started=rec.started)
             self._spawn(self._connect_agent(machine))
         else:
@@ -186,7 +205,7 @@ class Host:
         if self.store.image(name) and not force:
             raise ConflictError(f"image {name!r} exists; rebuild it with --force")
         if force and (users := self._image_users(name)):
-            raise ConflictError(f"image {name!r} is used by VM(s) {', '.join(users)}; "
+            raise ConflictError(f"image {name!r} is used by {', '.join(users)}; "
                                 "remove them before rebuilding it")
         op = self.store.add_operation("image-build", name)
         self._builds[name] = op
@@ -216,7 +235,11 @@ class Host:
         return describe_operation(op)
 
     def _image_users(self, name: str) -> list[str]:
-        return [v.name for v in self.store.vms() if v.spec.image == name]
+        """VMs, and snapshots kept by templates, whose disks are built on image ``name``."""
+        vms = [v.name for v in self.store.vms() if v.spec.image == name]
+        kept = [f"template {t.name}" for t in self.store.templates()
+                if (snap := self.store.snapshot(t.snapshot)) and snap.spec.image == name]
+        return vms + kept
 
     def remove_image(self, name: str) -> None:
         self.images.remove(name, self._image_users(name))
@@ -229,11 +252,15 @@ class Host:
             raise NotFoundError(f"no VM named {name!r}; 'vmkit ls' lists them")
         return rec
 
+    def _describe(self, rec: VmRecord) -> dict[str, Any]:
+        return {**describe_vm(rec), "snapshot": self.snapshots.label(rec.head),
+                "forked_from": self.snapshots.label(rec.base)}
+
     def list_vms(self) -> list[dict[str, Any]]:
-        return [describe_vm(r) for r in self.store.vms()]
+        return [self._describe(r) for r in self.store.vms()]
 
     def get_vm(self, name: str) -> dict[str, Any]:
-        return describe_vm(self._record(name))
+        return self._describe(self._record(name))
 
     def has_vm(self, name: str) -> bool:
         return self.store.vm(name) is not None
@@ -269,27 +296,24 @@ class Host:
             shutil.rmtree(vmp.dir, ignore_errors=True)  # leftovers of a VM not in the store
             vmp.dir.mkdir(mode=0o700)
             try:
-                await self._make_overlay(boot.rootfs, vmp.disk, spec.disk_bytes or boot.rootfs_bytes)
-                mac = "52:54:00:%02x:%02x:%02x" % tuple(random.randbytes(3))
-                rec = self.store.add_vm(spec, mac)
+                layer = new_id()
+                await disks.create_overlay(self.paths.disk(layer), boot.rootfs, "raw",
+                                           spec.disk_bytes or boot.rootfs_bytes)
+                rec = self.store.add_vm(spec, random_mac(), layer)
                 await self._launch(rec, boot, facts)
             except BaseException:
                 await self._discard(spec.name)  # nothing half-created is left behind
                 raise
         return self.get_vm(spec.name)
 
-    async def _make_overlay(self, base: Path, overlay: Path, size: int) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            "qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "raw",
-            str(overlay), str(size), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise HostError(f"qemu-img could not create the VM's disk: {err.decode().strip()}")
-
-    async def _launch(self, rec: VmRecord, boot: BootFiles, facts: HostFacts) -> None:
+    async def _launch(self, rec: VmRecord, boot: BootFiles, facts: HostFacts,
+                      resume: Resume | None = None) -> None:
+        """Start the VM's QEMU, booting it or resuming a saved state; returns when the guest
+        agent answers (or at once for a state restored paused)."""
         name = rec.name
         vmp = self.paths.vm(name)
-        argv = build_argv(rec.spec, boot, vmp, facts, rec.mac)
+        argv = build_argv(rec.spec, boot, vmp, facts, rec.mac, self.disk_path(rec),
+                          ram=resume.ram if resume else None, incoming=resume is not None)
         atomic_write(vmp.launched, json.dumps({"version": 1, "spec": rec.spec.to_json(),
                                                "argv": argv}, indent=1).encode())
         self.store.set_vm_state(name, S.STARTING)
@@ -298,8 +322,16 @@ class Host:
         self._machines[name] = machine
         self.store.set_vm_state(name, S.STARTING, pid=machine.pid)
         try:
+            if resume is not None:
+                await self._load(machine, resume)
+                if resume.paused:
+                    self.store.set_vm_state(name, S.PAUSED, pid=machine.pid, started=time.time())
+                    return
+                await machine.execute("cont")
             await machine.agent.connect(timeout=AGENT_TIMEOUT)
-        except AgentError as e:
+            if resume is not None:
+                await identity.apply(machine.agent, resume.identity)
+        except VmkitError as e:
             self._stopping.add(name)
             await machine.kill()
             raise LaunchError(f"VM {name} did not become ready: {e.message} Last console "
@@ -307,6 +339,18 @@ class Host:
         if machine.exited.is_set():
             raise LaunchError(f"VM {name} stopped while booting: {self._record(name).reason}")
         self.store.set_vm_state(name, S.RUNNING, pid=machine.pid, started=time.time())
+
+    async def _load(self, machine: Machine, resume: Resume) -> None:
+        try:
+            await vmstate.load(machine, resume.state, ignore_shared=resume.ram is not None)
+        except VmkitError:
+            await asyncio.wait_for(machine.exited.wait(), 5.0)  # QEMU exits on a bad state
+            raise LaunchError(f"QEMU could not load the saved state: "
+                              f"{log_tail(machine.paths.qemu_log, 2) or 'no message'}") from None
+
+    def disk_path(self, rec: VmRecord) -> Path:
+        """The VM's writable disk layer."""
+        return self.paths.disk(rec.disk)
 
     def _handler(self, name: str) -> Any:
         return lambda event: self._on_event(name, event)
@@ -323,6 +367,9 @@ class Host:
             machine = self._machines.pop(name, None)
             if (hub := self._consoles.pop(name, None)) is not None:
                 self._spawn(hub.close())
+            if name in self._replacing:
+                self.store.set_vm_state(name, S.STOPPED)
+                return
             requested = name in self._stopping
             self._stopping.discard(name)
             why = machine.shutdown_reason if machine else ""
@@ -359,17 +406,31 @@ class Host:
             rec = self._record(name)
             require("start", rec.state, name)
             boot = self.images.boot_files(self.images.get(rec.spec.image))
-            check_ports_free(rec.spec.ports)
-            try:
-                await self._launch(rec, boot, self.host_facts(boot))
-            except BaseException as e:
-                if (machine := self._machines.pop(name, None)) is not None:
-                    self._stopping.add(name)
-                    await machine.kill()
-                reason = e.message if isinstance(e, VmkitError) else "start was interrupted"
-                self.store.set_vm_state(name, S.CRASHED, reason=reason)
-                raise
+            await self.start(rec, boot, self.host_facts(boot))
         return self.get_vm(name)
+
+    async def start(self, rec: VmRecord, boot: BootFiles, facts: HostFacts,
+                    resume: Resume | None = None) -> None:
+        """Launch an existing VM; if that fails it is left crashed, with the reason."""
+        check_ports_free(rec.spec.ports)
+        try:
+            await self._launch(rec, boot, facts, resume)
+        except BaseException as e:
+            if (machine := self._machines.pop(rec.name, None)) is not None:
+                self._stopping.add(rec.name)
+                await machine.kill()
+            reason = e.message if isinstance(e, VmkitError) else "start was interrupted"
+            self.store.set_vm_state(rec.name, S.CRASHED, reason=reason)
+            raise
+
+    async def replace_process(self, name: str) -> None:
+        """Kill the VM's QEMU, if it runs, for a restore that starts another."""
+        if (machine := self._machines.get(name)) is not None:
+            self._replacing.add(name)
+            try:
+                await machine.kill()
+            finally:
+                self._replacing.discard(name)
 
     async def stop_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
         async with self._locks[name]:
@@ -391,8 +452,8 @@ class Host:
     def _after_exit(self, before: VmRecord) -> dict[str, Any]:
         """The VM as it is now, or as it was at exit if it removed itself (--rm)."""
         if (rec := self.store.vm(before.name)) is not None:
-            return describe_vm(rec)
-        return {**describe_vm(before), "state": S.STOPPED.value, "pid": None,
+            return self._describe(rec)
+        return {**self._describe(before), "state": S.STOPPED.value, "pid": None,
                 "reason": "removed when it stopped (auto_remove)"}
 
     async def restart_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
@@ -418,6 +479,7 @@ class Host:
 
     async def remove_vm(self, name: str, force: bool = False) -> None:
         rec = self._record(name)
+        self.snapshots.check_vm_removable(name)
         if force and rec.state in LIVE:
             if (machine := self._machines.get(name)) is not None:
                 self._stopping.add(name)
@@ -436,6 +498,7 @@ class Host:
             os.kill(pid, signal.SIGKILL)  # a QEMU we lost track of must not outlive its VM
         self.store.remove_vm(name)
         await asyncio.to_thread(shutil.rmtree, self.paths.vm(name).dir, True)
+        await self.snapshots.collect_garbage()
 
     # --- VMs: guest access ----------------------------------------------------------
 

@@ -1,12 +1,16 @@
 """Where vmkit keeps things. Every file name under VMKIT_HOME is spelled here and nowhere else.
 
     VMKIT_HOME/                     ~/.local/share/vmkit, or /var/lib/vmkit for root
-      state.db                      SQLite (WAL): VMs, images, operations
+      state.db                      SQLite (WAL): VMs, images, snapshots, templates, operations
       run/vmkitd.sock               the daemon's API socket (directory is 0700)
       run/vmkitd.pid, vmkitd.log, token
       images/<sha256>/              a content-addressed image, read-only once stored
       cache/debs/                   Debian packages fetched for image builds
-      vms/<name>/                   one VM: overlay, sockets, logs, pid, launched spec
+      vms/<name>/                   one VM: sockets, logs, pid, launched spec
+      disks/<id>.qcow2              disk layers: each VM's writable top, and the frozen layers
+                                    of snapshots below it (a chain ends in an image's rootfs)
+      snapshots/<id>/               a snapshot's memory: state (QEMU's saved state), and once
+                                    forked: ram (guest RAM as a file) + devices (the rest)
 """
 
 from __future__ import annotations
@@ -68,13 +72,28 @@ class HomePaths:
     def vm(self, name: str) -> VmPaths:
         return VmPaths(self.vms / name)
 
+    @property
+    def disks(self) -> Path:
+        return self.root / "disks"
+
+    def disk(self, layer: str) -> Path:
+        return self.disks / f"{layer}.qcow2"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots"
+
+    def snapshot(self, snap_id: str) -> SnapshotPaths:
+        return SnapshotPaths(self.snapshots / snap_id)
+
 
 class VmPaths:
     def __init__(self, dir: Path) -> None:
         self.dir = dir
 
     @property
-    def disk(self) -> Path:
+    def legacy_disk(self) -> Path:
+        """Where VMs made before snapshots existed kept their disk; moved to disks/ on open."""
         return self.dir / "disk.qcow2"
 
     @property
@@ -105,6 +124,37 @@ class VmPaths:
     def launched(self) -> Path:
         """The resolved spec and argv of the running QEMU, written before it starts."""
         return self.dir / "launched.json"
+
+    @property
+    def saving(self) -> Path:
+        """Present while vmkit holds the VM paused to save it: a daemon that finds it after a
+        crash resumes the guest."""
+        return self.dir / "saving"
+
+
+class SnapshotPaths:
+    def __init__(self, dir: Path) -> None:
+        self.dir = dir
+
+    @property
+    def state(self) -> Path:
+        """QEMU's saved state, RAM included: what a restore loads."""
+        return self.dir / "state"
+
+    @property
+    def ram(self) -> Path:
+        """Guest RAM as a file that forks map copy-on-write (made on first fork)."""
+        return self.dir / "ram"
+
+    @property
+    def devices(self) -> Path:
+        """The device state that goes with ``ram`` (saved without RAM)."""
+        return self.dir / "devices"
+
+
+def new_id() -> str:
+    """A fresh name for a disk layer or snapshot directory."""
+    return os.urandom(8).hex()
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -33,6 +33,9 @@ ALLOWED: dict[str, frozenset[VmState]] = {
     "exec": frozenset({S.RUNNING}),
     "copy": frozenset({S.RUNNING}),
     "console": frozenset({S.STARTING, S.RUNNING, S.PAUSED}),
+    "snapshot": frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}),
+    "restore": frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}),
+    "fork": frozenset({S.RUNNING, S.PAUSED}),  # forking a VM (not a snapshot) snapshots it live
 }
 
 def _hint(action: str, state: VmState, name: str) -> str:

@@ -1,16 +1,18 @@
-"""The state database: VMs, images and operations in SQLite (WAL mode).
+"""The state database: VMs, images, snapshots, templates and operations in SQLite (WAL mode).
 
 Each method is one transaction, so a crash leaves the old row or the new one, never half.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,25 @@ CREATE TABLE IF NOT EXISTS images (
     name TEXT PRIMARY KEY, digest TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
     meta TEXT NOT NULL, created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    id TEXT PRIMARY KEY, vm TEXT, name TEXT NOT NULL, parent TEXT, created REAL NOT NULL,
+    memory INTEGER NOT NULL, paused INTEGER NOT NULL, layer TEXT NOT NULL, spec TEXT NOT NULL, UNIQUE (vm, name)
+);
+CREATE TABLE IF NOT EXISTS templates (
+    name TEXT PRIMARY KEY, snapshot TEXT NOT NULL, created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS operations (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
     progress REAL NOT NULL, message TEXT NOT NULL, error TEXT, created REAL NOT NULL,
     updated REAL NOT NULL
 );
 """
+# Columns added to ``vms`` with snapshots; added to databases made before them.
+VM_COLUMNS_ADDED = {
+    "disk": "TEXT NOT NULL DEFAULT ''",  # the VM's writable disk layer (disks/<disk>.qcow2)
+    "head": "TEXT",  # the snapshot the VM's current state descends from (the next one's parent)
+    "base": "TEXT",  # for a fork: the snapshot it was forked from, which it needs
+}
 
 
 @dataclass
@@ -43,6 +58,9 @@ class VmRecord:
     reason: str
     created: float
     started: float | None
+    disk: str = ""
+    head: str | None = None
+    base: str | None = None
 
     @property
     def name(self) -> str:
@@ -56,6 +74,26 @@ class ImageRecord:
     kind: str
     size: int  # bytes on disk
     meta: dict[str, Any]
+    created: float
+
+
+@dataclass
+class SnapshotRecord:
+    id: str
+    vm: str | None  # None once its VM is gone and only a template keeps it
+    name: str
+    parent: str | None
+    created: float
+    memory: bool  # False: the disk only
+    paused: bool  # the VM was paused when it was taken (a restore leaves it paused)
+    layer: str  # the frozen disk layer, disks/<layer>.qcow2
+    spec: VmSpec  # the VM's hardware then: a restore or fork needs the same
+
+
+@dataclass
+class Template:
+    name: str
+    snapshot: str
     created: float
 
 
@@ -78,18 +116,26 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(vms)")}
+        for column, definition in VM_COLUMNS_ADDED.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE vms ADD COLUMN {column} {definition}")
         self._lock = threading.Lock()
 
-    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                count = self._db.execute(sql, args).rowcount
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            return count
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+        with self._transaction() as db:
+            return db.execute(sql, args).rowcount
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -99,18 +145,19 @@ class Store:
 
     @staticmethod
     def _vm(row: tuple[Any, ...]) -> VmRecord:
-        spec, state, mac, pid, reason, created, started = row
-        return VmRecord(VmSpec.from_json(json.loads(spec)), VmState(state), mac, pid, reason,
-                        created, started)
+        spec, state, *rest = row
+        return VmRecord(VmSpec.from_json(json.loads(spec)), VmState(state), *rest)
 
-    _VM_COLS = "spec, state, mac, pid, reason, created, started"
+    _VM_COLS = "spec, state, mac, pid, reason, created, started, disk, head, base"
 
-    def add_vm(self, spec: VmSpec, mac: str) -> VmRecord:
+    def add_vm(self, spec: VmSpec, mac: str, disk: str, base: str | None = None) -> VmRecord:
         """Insert a new VM; sqlite3.IntegrityError if the name is taken."""
         now = time.time()
-        self._write("INSERT INTO vms (name, spec, state, mac, created) VALUES (?, ?, ?, ?, ?)",
-                    (spec.name, json.dumps(spec.to_json()), VmState.STOPPED.value, mac, now))
-        return VmRecord(spec, VmState.STOPPED, mac, None, "", now, None)
+        self._write("INSERT INTO vms (name, spec, state, mac, created, disk, head, base) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (spec.name, json.dumps(spec.to_json()), VmState.STOPPED.value, mac, now,
+                     disk, base, base))
+        return VmRecord(spec, VmState.STOPPED, mac, None, "", now, None, disk, base, base)
 
     def vms(self) -> list[VmRecord]:
         return [self._vm(r) for r in self._rows(f"SELECT {self._VM_COLS} FROM vms ORDER BY created")]
@@ -124,8 +171,80 @@ class Store:
         self._write("UPDATE vms SET state = ?, pid = ?, reason = ?, started = ? WHERE name = ?",
                     (state.value, pid, reason, started, name))
 
+    def set_vm_disk(self, name: str, disk: str, head: str | None) -> None:
+        self._write("UPDATE vms SET disk = ?, head = ? WHERE name = ?", (disk, head, name))
+
     def remove_vm(self, name: str) -> None:
-        self._write("DELETE FROM vms WHERE name = ?", (name,))
+        """Remove the VM with its snapshots, except those a template keeps (they stay, ownerless)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM snapshots WHERE vm = ? AND id NOT IN "
+                       "(SELECT snapshot FROM templates)", (name,))
+            db.execute("UPDATE snapshots SET vm = NULL WHERE vm = ?", (name,))
+            db.execute("DELETE FROM vms WHERE name = ?", (name,))
+
+    # --- snapshots and templates -------------------------------------------------------
+
+    _SNAP_COLS = "id, vm, name, parent, created, memory, paused, layer, spec"
+
+    @staticmethod
+    def _snapshot(row: tuple[Any, ...]) -> SnapshotRecord:
+        *head, memory, paused, layer, spec = row
+        return SnapshotRecord(*head, bool(memory), bool(paused), layer,
+                              VmSpec.from_json(json.loads(spec)))
+
+    def add_snapshot(self, snap: SnapshotRecord) -> None:
+        """Insert ``snap`` and make it its VM's head; IntegrityError if the name is taken."""
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO snapshots ({self._SNAP_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                (snap.id, snap.vm, snap.name, snap.parent, snap.created, int(snap.memory),
+                 int(snap.paused), snap.layer, json.dumps(snap.spec.to_json())))
+            db.execute("UPDATE vms SET head = ? WHERE name = ?", (snap.id, snap.vm))
+
+    def snapshots(self, vm: str | None = None) -> list[SnapshotRecord]:
+        if vm is None:
+            rows = self._rows(f"SELECT {self._SNAP_COLS} FROM snapshots ORDER BY created")
+        else:
+            rows = self._rows(f"SELECT {self._SNAP_COLS} FROM snapshots WHERE vm = ? "
+                              "ORDER BY created", (vm,))
+        return [self._snapshot(r) for r in rows]
+
+    def snapshot(self, snap_id: str) -> SnapshotRecord | None:
+        rows = self._rows(f"SELECT {self._SNAP_COLS} FROM snapshots WHERE id = ?", (snap_id,))
+        return self._snapshot(rows[0]) if rows else None
+
+    def remove_snapshot(self, snap_id: str) -> None:
+        """Remove it; its children (and VMs whose head it was) move up to its parent."""
+        with self._transaction() as db:
+            parent = db.execute("SELECT parent FROM snapshots WHERE id = ?",
+                                (snap_id,)).fetchone()
+            up = parent[0] if parent else None
+            db.execute("UPDATE snapshots SET parent = ? WHERE parent = ?", (up, snap_id))
+            db.execute("UPDATE vms SET head = ? WHERE head = ?", (up, snap_id))
+            db.execute("DELETE FROM snapshots WHERE id = ?", (snap_id,))
+
+    def add_template(self, name: str, snap_id: str) -> Template:
+        """IntegrityError if the name is taken."""
+        t = Template(name, snap_id, time.time())
+        self._write("INSERT INTO templates VALUES (?, ?, ?)", (t.name, t.snapshot, t.created))
+        return t
+
+    def templates(self) -> list[Template]:
+        return [Template(*r) for r in self._rows("SELECT * FROM templates ORDER BY name")]
+
+    def template(self, name: str) -> Template | None:
+        rows = self._rows("SELECT * FROM templates WHERE name = ?", (name,))
+        return Template(*rows[0]) if rows else None
+
+    def remove_template(self, name: str) -> None:
+        """Remove it, and its snapshot too if no VM owns that any more."""
+        with self._transaction() as db:
+            row = db.execute("SELECT snapshot FROM templates WHERE name = ?",
+                             (name,)).fetchone()
+            db.execute("DELETE FROM templates WHERE name = ?", (name,))
+            if row:
+                db.execute("DELETE FROM snapshots WHERE id = ? AND vm IS NULL AND id "
+                           "NOT IN (SELECT snapshot FROM templates)", (row[0],))
 
     # --- images ------------------------------------------------------------------------
 

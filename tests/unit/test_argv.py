@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from vmkit.machine.argv import SANDBOX, BootFiles, HostFacts, build_argv, kernel_cmdline
+from vmkit.machine.argv import (RAM_ID, SANDBOX, BootFiles, HostFacts, RamFile, build_argv,
+                               kernel_cmdline)
 from vmkit.paths import VmPaths
 from vmkit.spec import VmSpec, make_spec
 
 MAC = "52:54:00:12:34:56"
 VM_DIR = Path("/nonexistent/vmkit-test/vms/web")  # build_argv must not care that it is absent
 PATHS = VmPaths(VM_DIR)
+DISK = Path("/nonexistent/vmkit-test/disks/0123456789abcdef.qcow2")
 BOOT = BootFiles(Path("/nonexistent/img/vmlinux"), Path("/nonexistent/img/initrd.cpio"),
                  Path("/nonexistent/img/rootfs.raw"), rootfs_bytes=1 << 30)
 TCG = HostFacts(qemu="/usr/bin/qemu-system-x86_64", accel="tcg", tsc_khz=2_500_000)
@@ -24,7 +26,7 @@ KVM = HostFacts(qemu="/usr/bin/qemu-system-x86_64", accel="kvm", tsc_khz=3_000_1
 
 
 def argv_for(spec: VmSpec, facts: HostFacts = TCG, boot: BootFiles = BOOT) -> list[str]:
-    return build_argv(spec, boot, PATHS, facts, MAC)
+    return build_argv(spec, boot, PATHS, facts, MAC, DISK)
 
 
 def option(argv: list[str], flag: str) -> list[str]:
@@ -76,7 +78,7 @@ def test_boot_files() -> None:
     assert one(argv, "-kernel") == "/nonexistent/img/vmlinux"
     assert one(argv, "-initrd") == "/nonexistent/img/initrd.cpio"
     drive = one(argv, "-drive").split(",")
-    assert f"file={PATHS.disk}" in drive and "format=qcow2" in drive
+    assert f"file={DISK}" in drive and "format=qcow2" in drive
     assert "virtio-blk-device,drive=disk0" in option(argv, "-device")
     assert one(argv, "-pidfile") == str(PATHS.pid)
 
@@ -183,7 +185,37 @@ def test_build_argv_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
                       (subprocess, "Popen"), (socket, "socket")]:
         monkeypatch.setattr(mod, name, forbidden)
     spec = make_spec("web", cpus=2, disk="4G", ports=["8080:80"])
-    argv = build_argv(spec, BOOT, PATHS, KVM, MAC)
+    argv = build_argv(spec, BOOT, PATHS, KVM, MAC, DISK)
     monkeypatch.undo()
     assert not VM_DIR.exists()
-    assert argv == build_argv(spec, BOOT, PATHS, KVM, MAC)  # and is deterministic
+    assert argv == build_argv(spec, BOOT, PATHS, KVM, MAC, DISK)  # and is deterministic
+
+
+def test_a_booted_vm_has_anonymous_ram_and_boots() -> None:
+    argv = argv_for(make_spec("web"))
+    assert "-incoming" not in argv and "memory-backend-file" not in " ".join(argv)
+
+
+def test_a_fork_maps_the_snapshot_ram_privately_and_waits_for_its_state() -> None:
+    ram = Path("/nonexistent/snapshots/abc/ram")
+    argv = build_argv(make_spec("web", memory="512M"), BOOT, PATHS, TCG, MAC, DISK,
+                      ram=RamFile(ram, shared=False), incoming=True)
+    backend = one(argv, "-object").split(",")
+    assert backend[0] == "memory-backend-file" and f"id={RAM_ID}" in backend
+    assert f"mem-path={ram}" in backend and "share=off" in backend and "size=512M" in backend
+    assert f"memory-backend={RAM_ID}" in option(argv, "-machine")
+    assert one(argv, "-incoming") == "defer"
+
+
+def test_preparing_a_snapshot_shares_the_ram_file_and_never_writes_the_disk() -> None:
+    argv = build_argv(make_spec("web"), BOOT, PATHS, TCG, MAC, DISK,
+                      ram=RamFile(Path("/x/ram"), shared=True), incoming=True,
+                      readonly_disk=True)
+    assert "share=on" in one(argv, "-object").split(",")
+    assert "readonly=on" in one(argv, "-drive").split(",")
+
+
+def test_the_ram_id_is_qemus_default_so_saved_states_move_between_both_kinds() -> None:
+    # A VM booted with anonymous RAM names its RAM block "microvm.ram"; a state saved from it
+    # loads only into a QEMU whose RAM block has the same name.
+    assert RAM_ID == "microvm.ram"

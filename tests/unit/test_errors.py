@@ -6,6 +6,7 @@ import pytest
 
 from vmkit import errors
 from vmkit.errors import (AgentError, ConflictError, DaemonError, HostError, ImageError,
+                          NoSpaceError,
                           InvalidInputError, InvalidStateError, LaunchError, NotFoundError,
                           QmpError, UnauthorizedError, VmkitError, error_from_body,
                           to_body)
@@ -17,6 +18,7 @@ STATUS = {
     ConflictError: (409, "conflict"),
     InvalidStateError: (409, "invalid_state"),
     HostError: (500, "host"),
+    NoSpaceError: (507, "no_space"),
     ImageError: (409, "image"),
     LaunchError: (500, "launch"),
     QmpError: (500, "qmp"),

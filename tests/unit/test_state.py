@@ -23,6 +23,9 @@ EXPECTED: dict[str, set[VmState]] = {
     "exec": {S.RUNNING},
     "copy": {S.RUNNING},
     "console": {S.STARTING, S.RUNNING, S.PAUSED},
+    "snapshot": {S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED},
+    "restore": {S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED},
+    "fork": {S.RUNNING, S.PAUSED},
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from vmkit.spec import make_spec
 from vmkit.state import VmState
-from vmkit.store import ImageRecord, Store
+from vmkit.store import ImageRecord, SnapshotRecord, Store
 
 MAC = "52:54:00:aa:bb:cc"
 
@@ -23,7 +23,7 @@ def store(tmp_path: Path) -> Store:
 
 def test_add_and_get_vm(store: Store) -> None:
     spec = make_spec("web", cpus=2, memory="1G", disk="4G", ports=["8080:80", "[::1]:53:53/udp"])
-    rec = store.add_vm(spec, MAC)
+    rec = store.add_vm(spec, MAC, "layer")
     assert (rec.name, rec.state, rec.mac, rec.pid, rec.reason, rec.started) == (
         "web", VmState.STOPPED, MAC, None, "", None)
     got = store.vm("web")
@@ -37,22 +37,22 @@ def test_missing_vm(store: Store) -> None:
 
 
 def test_duplicate_name(store: Store) -> None:
-    store.add_vm(make_spec("web"), MAC)
+    store.add_vm(make_spec("web"), MAC, "layer")
     with pytest.raises(sqlite3.IntegrityError):
-        store.add_vm(make_spec("web", cpus=4), "52:54:00:00:00:01")
+        store.add_vm(make_spec("web", cpus=4), "52:54:00:00:00:01", "layer")
     rec = store.vm("web")
     assert rec is not None and rec.spec.cpus == 1 and rec.mac == MAC  # the first one is kept
-    store.add_vm(make_spec("db"), MAC)  # the failed insert left no transaction open
+    store.add_vm(make_spec("db"), MAC, "layer")  # the failed insert left no transaction open
 
 
 def test_vms_in_creation_order(store: Store) -> None:
     for name in ("c", "a", "b"):
-        store.add_vm(make_spec(name), MAC)
+        store.add_vm(make_spec(name), MAC, "layer")
     assert [v.name for v in store.vms()] == ["c", "a", "b"]
 
 
 def test_set_vm_state(store: Store) -> None:
-    store.add_vm(make_spec("web"), MAC)
+    store.add_vm(make_spec("web"), MAC, "layer")
     store.set_vm_state("web", VmState.RUNNING, pid=4242, started=1234.5)
     rec = store.vm("web")
     assert rec is not None
@@ -66,25 +66,25 @@ def test_set_vm_state(store: Store) -> None:
 
 
 def test_set_state_of_one_vm_only(store: Store) -> None:
-    store.add_vm(make_spec("web"), MAC)
-    store.add_vm(make_spec("db"), MAC)
+    store.add_vm(make_spec("web"), MAC, "layer")
+    store.add_vm(make_spec("db"), MAC, "layer")
     store.set_vm_state("web", VmState.RUNNING, pid=1)
     assert {v.name: v.state for v in store.vms()} == {"web": VmState.RUNNING,
                                                        "db": VmState.STOPPED}
 
 
 def test_remove_vm(store: Store) -> None:
-    store.add_vm(make_spec("web"), MAC)
-    store.add_vm(make_spec("db"), MAC)
+    store.add_vm(make_spec("web"), MAC, "layer")
+    store.add_vm(make_spec("db"), MAC, "layer")
     store.remove_vm("web")
     assert store.vm("web") is None
     assert [v.name for v in store.vms()] == ["db"]
     store.remove_vm("web")  # removing twice is harmless
-    store.add_vm(make_spec("web"), MAC)  # and the name is free again
+    store.add_vm(make_spec("web"), MAC, "layer")  # and the name is free again
 
 
 def test_persists_across_connections(tmp_path: Path) -> None:
-    Store(tmp_path / "state.db").add_vm(make_spec("web", memory="512M"), MAC)
+    Store(tmp_path / "state.db").add_vm(make_spec("web", memory="512M"), MAC, "layer")
     rec = Store(tmp_path / "state.db").vm("web")
     assert rec is not None and rec.spec.memory_mib == 512
 
@@ -161,3 +161,74 @@ def test_fail_interrupted_operations(store: Store) -> None:
     assert got.error is not None and "interrupted" in got.error
     assert store.operation(done.id).state == "succeeded"  # type: ignore[union-attr]
     assert store.operation(failed.id).error == "boom"  # type: ignore[union-attr]
+
+
+# --- snapshots and templates ---------------------------------------------------------------
+
+def snap(id: str, vm: str | None, name: str, parent: str | None = None) -> SnapshotRecord:
+    return SnapshotRecord(id, vm, name, parent, 1.0, True, False, f"layer-{id}",
+                          make_spec(vm or "gone"))
+
+
+def test_a_snapshot_becomes_its_vms_head(store: Store) -> None:
+    store.add_vm(make_spec("web"), MAC, "layer")
+    store.add_snapshot(snap("a", "web", "s1"))
+    assert store.vm("web").head == "a"
+    assert store.snapshot("a") == snap("a", "web", "s1")  # the spec survives JSON
+    store.add_snapshot(snap("b", "web", "s2", parent="a"))
+    assert [s.name for s in store.snapshots("web")] == ["s1", "s2"]
+    assert store.vm("web").head == "b"
+
+
+def test_snapshot_names_are_unique_per_vm(store: Store) -> None:
+    store.add_vm(make_spec("web"), MAC, "layer")
+    store.add_vm(make_spec("db"), MAC, "layer2")
+    store.add_snapshot(snap("a", "web", "s1"))
+    store.add_snapshot(snap("b", "db", "s1"))  # another VM may use the name
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_snapshot(snap("c", "web", "s1"))
+    assert store.vm("web").head == "a"  # the failed insert changed nothing
+
+
+def test_removing_a_snapshot_hands_its_children_to_its_parent(store: Store) -> None:
+    store.add_vm(make_spec("web"), MAC, "layer")
+    store.add_snapshot(snap("a", "web", "s1"))
+    store.add_snapshot(snap("b", "web", "s2", parent="a"))
+    store.add_snapshot(snap("c", "web", "s3", parent="b"))
+    store.set_vm_disk("web", "layer", "b")
+    store.remove_snapshot("b")
+    assert store.snapshot("c").parent == "a"
+    assert store.vm("web").head == "a"
+
+
+def test_removing_a_vm_keeps_only_the_snapshots_templates_use(store: Store) -> None:
+    store.add_vm(make_spec("web"), MAC, "layer")
+    store.add_snapshot(snap("a", "web", "s1"))
+    store.add_snapshot(snap("b", "web", "s2"))
+    store.add_template("base", "b")
+    store.remove_vm("web")
+    assert store.snapshot("a") is None
+    kept = store.snapshot("b")
+    assert kept is not None and kept.vm is None
+    store.remove_template("base")  # and its ownerless snapshot goes with it
+    assert store.snapshot("b") is None
+
+
+def test_template_names_are_unique(store: Store) -> None:
+    store.add_template("base", "a")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_template("base", "b")
+    assert [t.snapshot for t in store.templates()] == ["a"]
+
+
+def test_a_database_from_before_snapshots_gets_the_new_columns(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.executescript("""CREATE TABLE vms (name TEXT PRIMARY KEY, spec TEXT NOT NULL,
+        state TEXT NOT NULL, mac TEXT NOT NULL, pid INTEGER, reason TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL, started REAL);""")
+    db.execute("INSERT INTO vms (name, spec, state, mac, created) VALUES (?, ?, ?, ?, ?)",
+               ("old", '{"name": "old"}', "stopped", MAC, 1.0))
+    db.commit()
+    db.close()
+    rec = Store(tmp_path / "state.db").vm("old")
+    assert rec is not None and (rec.disk, rec.head, rec.base) == ("", None, None)

@@ -25,11 +25,12 @@ from .. import __version__
 from ..errors import InvalidInputError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
 from ..spec import make_spec, validate_name
-from .models import Error, ExecRequest, HostInfo, Image, Operation, Vm, VmCreate
+from .models import (Error, ExecRequest, FastTemplate, ForkCreate, HostInfo, Image, Operation,
+                     Snapshot, SnapshotCreate, Template, TemplateCreate, Vm, VmCreate)
 
 log = logging.getLogger("vmkit.api")
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Error} for code in (401, 404, 409, 422, 500, 502)}
+    code: {"model": Error} for code in (401, 404, 409, 422, 500, 502, 507)}
 
 
 def vm_name(name: Annotated[str, Path(max_length=63)]) -> str:
@@ -40,8 +41,18 @@ def image_name(name: Annotated[str, Path(max_length=63)]) -> str:
     return validate_name(name, "image")
 
 
+def snapshot_name(snap: Annotated[str, Path(max_length=63)]) -> str:
+    return validate_name(snap, "snapshot")
+
+
+def template_name(name: Annotated[str, Path(max_length=63)]) -> str:
+    return validate_name(name, "template")
+
+
 VmName = Annotated[str, Depends(vm_name)]
 ImageName = Annotated[str, Depends(image_name)]
+SnapshotName = Annotated[str, Depends(snapshot_name)]
+TemplateName = Annotated[str, Depends(template_name)]
 
 
 def create_app(host: Host, token: str | None = None) -> FastAPI:
@@ -210,6 +221,58 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
                         await asyncio.sleep(0.2)
 
         return StreamingResponse(chunks(), media_type="text/plain")
+
+    # --- snapshots, forks, templates ---------------------------------------------------------
+
+    @app.get("/v1/vms/{name}/snapshots", response_model=list[Snapshot])
+    async def list_snapshots(name: VmName) -> list[dict[str, Any]]:
+        """The VM's snapshots, oldest first; ``parent`` links make the tree."""
+        return host.snapshots.list(name)
+
+    @app.post("/v1/vms/{name}/snapshots", response_model=Snapshot, status_code=201)
+    async def create_snapshot(name: VmName, body: SnapshotCreate) -> dict[str, Any]:
+        """Snapshot the disk, and memory + devices of a running VM (paused only for the save)."""
+        return await host.snapshots.create(name, body.name, body.memory)
+
+    @app.get("/v1/vms/{name}/snapshots/{snap}", response_model=Snapshot)
+    async def get_snapshot(name: VmName, snap: SnapshotName) -> dict[str, Any]:
+        return host.snapshots.get(name, snap)
+
+    @app.post("/v1/vms/{name}/snapshots/{snap}/restore", response_model=Vm)
+    async def restore_snapshot(name: VmName, snap: SnapshotName) -> dict[str, Any]:
+        """Bring the VM back to the snapshot: disk, and memory if it has one."""
+        return await host.snapshots.restore(name, snap)
+
+    @app.delete("/v1/vms/{name}/snapshots/{snap}", status_code=204)
+    async def remove_snapshot(name: VmName, snap: SnapshotName) -> None:
+        await host.snapshots.remove(name, snap)
+
+    @app.post("/v1/forks", response_model=Vm, status_code=201)
+    async def fork(body: ForkCreate) -> dict[str, Any]:
+        """A new running VM from a memory snapshot; answers once it has its own identity."""
+        return await host.snapshots.fork(body.source, body.name, body.ports, body.network,
+                                         body.auto_remove)
+
+    @app.get("/v1/templates", response_model=list[Template])
+    async def list_templates() -> list[dict[str, Any]]:
+        return host.snapshots.list_templates()
+
+    @app.post("/v1/templates", response_model=Template, status_code=201)
+    async def create_template(body: TemplateCreate) -> dict[str, Any]:
+        return await host.snapshots.create_template(body.name, body.source)
+
+    @app.post("/v1/templates/fast", response_model=Template)
+    async def fast_template(body: FastTemplate) -> dict[str, Any]:
+        """The template 'vmkit run --fast' forks, made on first use (boot once, snapshot)."""
+        spec = make_spec("fast", body.image, body.cpus, body.memory, network=body.network,
+                         host_memory_mib=host_memory_mib())
+        name = await host.snapshots.fast_template(spec.image, spec.cpus, spec.memory_mib,
+                                                  spec.network != "none")
+        return host.snapshots.get_template(name)
+
+    @app.delete("/v1/templates/{name}", status_code=204)
+    async def remove_template(name: TemplateName) -> None:
+        host.snapshots.remove_template(name)
 
     @app.websocket("/v1/vms/{name}/console")
     async def console(ws: WebSocket, name: str) -> None:

@@ -51,6 +51,8 @@ class Vm(BaseModel):
     created: float
     started: float | None
     reason: str = Field(description="why the VM crashed, if it did")
+    snapshot: str | None = Field(None, description="the snapshot its state descends from")
+    forked_from: str | None = Field(None, description="VM@SNAP or template it was forked from")
 
 
 class Image(BaseModel):
@@ -86,3 +88,56 @@ class HostInfo(BaseModel):
     accel_reason: str | None
     vms: int
     images: int
+
+
+class SnapshotCreate(BaseModel):
+    name: str | None = Field(None, max_length=63, description="default: snap1, snap2, ...")
+    memory: bool = Field(True, description="save memory and devices too (if the VM runs); "
+                                           "false: the disk only")
+
+
+class Snapshot(BaseModel):
+    id: str
+    name: str
+    vm: str | None
+    created: float
+    memory: bool = Field(description="holds memory and device state, not only the disk")
+    paused: bool = Field(description="the VM was paused when it was taken")
+    size: int = Field(description="bytes on disk")
+    parent: str | None = Field(description="the snapshot this one descends from")
+    current: bool = Field(description="the VM's state descends from this snapshot")
+    forks: list[str] = Field(description="VMs forked from it")
+    templates: list[str]
+
+
+class ForkCreate(BaseModel):
+    source: str = Field(max_length=127, examples=["web@snap1"],
+                        description="VM@SNAPSHOT, a template, or a running VM (snapshotted now)")
+    name: str = Field(max_length=63, description="the new VM's name and hostname")
+    ports: list[str] = Field([], max_length=64, description="docker-style port forwards")
+    network: Literal["nat", "restricted", "none"] | None = Field(
+        None, description="default: the source's")
+    auto_remove: bool = False
+
+
+class TemplateCreate(BaseModel):
+    name: str = Field(max_length=63)
+    source: str = Field(max_length=127, description="VM@SNAPSHOT, or a running VM")
+
+
+class FastTemplate(BaseModel):
+    image: str = Field("tiny", max_length=63)
+    cpus: int = 1
+    memory: str = Field("256M", max_length=32)
+    network: Literal["nat", "restricted", "none"] = "nat"
+
+
+class Template(BaseModel):
+    name: str
+    created: float
+    image: str
+    cpus: int
+    memory_mib: int
+    source: str | None = Field(description="VM@SNAPSHOT it was made from, if that VM exists")
+    forks: list[str]
+    size: int

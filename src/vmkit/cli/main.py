@@ -38,6 +38,27 @@ vmkit starts its daemon, vmkitd, on first use; every command talks to it.
   vmkit console web                  # its serial console; Ctrl-] detaches
   vmkit rm -f web                    # stop and remove it
 """
+SNAPSHOT_HELP = """Save a VM's disk and memory, list, restore and remove snapshots.
+
+A snapshot of a running VM holds its memory too: restoring it brings the VM back to that
+moment, processes and all. Snapshots form a tree: restore an older one and snapshot again
+to branch.
+
+[bold]Examples:[/bold]
+
+  vmkit snapshot create web before-upgrade
+  vmkit snapshot ls web
+  vmkit snapshot restore web before-upgrade
+  vmkit fork web@before-upgrade web-test     # a new VM from it, in a moment
+"""
+TEMPLATE_HELP = """Keep snapshots as named templates to fork VMs from.
+
+[bold]Examples:[/bold]
+
+  vmkit template create web --name web-base  # snapshot running web, keep it
+  vmkit run --from web-base -n web2          # a ready VM in well under a second
+  vmkit template ls
+"""
 IMAGE_HELP = """Build, list, inspect and remove VM images.
 
 [bold]Examples:[/bold]
@@ -75,12 +96,17 @@ def build_app() -> typer.Typer:
     app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False, rich_markup_mode="rich",
                       context_settings=settings)
-    groups = {"": app, "image": typer.Typer(help=IMAGE_HELP, no_args_is_help=True,
-                                            context_settings=settings)}
+    groups = {name: typer.Typer(help=_prose(text), no_args_is_help=True,
+                                context_settings=settings)
+              for name, text in (("image", IMAGE_HELP), ("snapshot", SNAPSHOT_HELP),
+                                 ("template", TEMPLATE_HELP))}
+    groups[""] = app
     app.callback()(_root)
     for group, name, options, f in _COMMANDS:
         groups[group].command(name, help=_help(f), **options)(f)
-    app.add_typer(groups["image"], name="image")
+    for name, group in groups.items():
+        if name:
+            app.add_typer(group, name=name)
     return app
 
 
@@ -114,7 +140,11 @@ def _help(f: Callable[..., Any]) -> str:
     every newline of the docstring otherwise."""
     import inspect
 
-    paragraphs = inspect.cleandoc(f.__doc__ or "").split("\n\n")
+    return _prose(inspect.cleandoc(f.__doc__ or ""))
+
+
+def _prose(text: str) -> str:
+    paragraphs = text.split("\n\n")
     # Typer dedents the help text again; an empty markup tag at the start of each example
     # line renders as nothing but keeps its indentation.
     return "\n\n".join(
@@ -170,6 +200,13 @@ def run(
     detach: Annotated[bool, typer.Option(
         "--detach", "-d", help="Print the VM's name and return instead of attaching.")] = False,
     rm: Annotated[bool, typer.Option("--rm", help="Remove the VM when it stops.")] = False,
+    source: Annotated[str | None, typer.Option(
+        "--from", metavar="VM@SNAP|TEMPLATE", show_default=False,
+        help="Fork it from a memory snapshot or template instead of booting (see "
+             "'vmkit fork').")] = None,
+    fast: Annotated[bool, typer.Option(
+        "--fast", help="Fork it from a template of IMAGE made on first use (boot once, "
+                       "snapshot) instead of booting: ready in about a second.")] = False,
 ) -> None:
     """Create a VM, boot it and attach to its serial console.
 
@@ -184,7 +221,9 @@ def run(
       vmkit run -d --cpus 2 -m 1G --disk 4G --network restricted
       vmkit run --rm -n scratch        # removed once it stops
       NAME=$(vmkit run -d) && vmkit exec $NAME -- uname -a
+      vmkit run -d --fast              # forked from a ready template of tiny
     """
+    from ..errors import InvalidInputError
     from ..spec import make_spec
 
     c = client()
@@ -192,13 +231,24 @@ def run(
     ports = publish or []
     # Check the request here first, so a typo fails before an image build.
     make_spec(name, image, cpus, memory, disk, ports, network.value, rm)
-    if image == "tiny":
+    if (source or fast) and disk:
+        raise InvalidInputError("a fork has its source's disk: drop --disk with --from/--fast")
+    if source and fast:
+        raise InvalidInputError("--from and --fast both choose what to fork: give one")
+    if image == "tiny" and not source:
         _ensure_image(c, image)
     from . import render
 
-    with render.busy(f"Booting {name}..."):
-        c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk, ports=ports,
-                    network=network.value, auto_remove=rm)
+    if fast:
+        with render.busy(f"Preparing the template of {image} (first use only)..."):
+            source = c.fast_template(image, cpus, memory, network.value)["name"]
+    if source:
+        with render.busy(f"Forking {name} from {source}..."):
+            c.fork(source, name, ports, network.value, rm)
+    else:
+        with render.busy(f"Booting {name}..."):
+            c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk, ports=ports,
+                        network=network.value, auto_remove=rm)
     if detach:
         _say(name)
         return
@@ -348,6 +398,8 @@ def inspect(
         ("Ports", render.ports(vm) or "-"),
         ("QEMU PID", str(vm["pid"]) if vm.get("pid") else "-"),
         ("Auto-remove", "yes" if vm["auto_remove"] else "no"),
+        ("Snapshot", vm.get("snapshot") or "-"),
+        ("Forked from", vm.get("forked_from") or "-"),
         ("Created", render.when(vm["created"])),
         ("Started", render.when(vm.get("started"))),
     ]
@@ -673,6 +725,175 @@ def _new_file_mode(target: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+# --- snapshots, forks, templates ---------------------------------------------------------
+
+@command("create", group="snapshot")
+def snapshot_create(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
+    snap: Annotated[str | None, typer.Argument(
+        metavar="[SNAP]", help="Snapshot name. Default: snap1, snap2, ...",
+        show_default=False)] = None,
+    no_memory: Annotated[bool, typer.Option(
+        "--no-memory", help="The disk only, even of a running VM (the filesystems are frozen "
+                            "for the moment it takes).")] = False,
+) -> None:
+    """Snapshot a VM: its disk and, while it runs, its memory and devices.
+
+    A running VM pauses only for the save (about 0.1-0.3 s for 256 MiB); a stopped VM gets a
+    disk snapshot. Prints the snapshot's name.
+
+    [bold]Examples:[/bold]
+
+      vmkit snapshot create web before-upgrade
+      vmkit snapshot create web --no-memory
+    """
+    from . import render
+
+    with render.busy(f"Snapshotting {name}..."):
+        made = client().create_snapshot(name, snap, memory=not no_memory)
+    _say(made["name"])
+
+
+@command("ls", group="snapshot")
+def snapshot_ls(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """List a VM's snapshots as a tree; * marks the one its current state descends from.
+
+    [bold]Example:[/bold]  vmkit snapshot ls web
+    """
+    from . import render
+
+    snaps = client().list_snapshots(name)
+    if as_json:
+        render.print_json(snaps)
+        return
+    now = _now()
+    render.table(
+        ("NAME", "CREATED", "SIZE", "MEMORY", "FORKS"),
+        ((("* " if s["current"] else "  ") + "  " * depth + s["name"],
+          render.ago(s["created"], now), render.size(s["size"]),
+          "paused" if s["paused"] and s["memory"] else "yes" if s["memory"] else "no",
+          ", ".join(s["forks"] + s["templates"]) or "-")
+         for depth, s in render.tree(snaps)))
+
+
+@command("restore", group="snapshot")
+def snapshot_restore(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
+    snap: Annotated[str, typer.Argument(metavar="SNAP", help="The snapshot.")],
+) -> None:
+    """Bring a VM back to a snapshot; what happened since is gone.
+
+    With memory, the VM runs on from that moment (its processes too); a disk-only snapshot
+    leaves a stopped VM stopped and reboots a running one.
+
+    [bold]Example:[/bold]  vmkit snapshot restore web before-upgrade
+    """
+    from . import render
+
+    with render.busy(f"Restoring {name} to {snap}..."):
+        client().restore_snapshot(name, snap)
+    _say(name)
+
+
+@command("rm", group="snapshot")
+def snapshot_rm(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
+    snaps: Annotated[list[str], typer.Argument(metavar="SNAP...", help="Snapshots to remove.")],
+) -> None:
+    """Remove snapshots (refused for those forks or templates still use).
+
+    [bold]Example:[/bold]  vmkit snapshot rm web snap1 snap2
+    """
+    c = client()
+    _each(snaps, lambda s: c.remove_snapshot(name, s))
+
+
+@command()
+def fork(
+    source: Annotated[str, typer.Argument(
+        metavar="SOURCE[@SNAP]", help="VM@SNAP, a template, or a running VM (snapshotted now).")],
+    name: Annotated[str, typer.Argument(metavar="NEWNAME", help="The new VM.")],
+    publish: Annotated[list[str] | None, typer.Option(
+        "--publish", "-p", metavar="[ADDR:]HOST:GUEST[/udp]", show_default=False,
+        help="Forward a host port to a guest port; repeatable.")] = None,
+    network: Annotated[NetworkMode | None, typer.Option(
+        "--network", case_sensitive=False, show_default=False,
+        help="nat, restricted or none. Default: the source's.")] = None,
+    rm: Annotated[bool, typer.Option("--rm", help="Remove the VM when it stops.")] = False,
+) -> None:
+    """Create a running VM from a memory snapshot, without booting.
+
+    The fork maps the snapshot's memory copy-on-write and loads only device state, then gets
+    its own hostname, MAC, machine-id, entropy and clock before it counts as ready. Forks of
+    one snapshot share the memory neither has changed. Prints the new VM's name.
+
+    [bold]Examples:[/bold]
+
+      vmkit fork web@snap1 web-test
+      vmkit fork web web2 -p 8081:80     # snapshot running web now, fork it
+      vmkit fork web-base ci-42          # from a template
+    """
+    from . import render
+
+    with render.busy(f"Forking {name} from {source}..."):
+        client().fork(source, name, publish or [], network.value if network else None, rm)
+    _say(name)
+
+
+@command("create", group="template")
+def template_create(
+    source: Annotated[str, typer.Argument(
+        metavar="NAME[@SNAP]", help="A running VM (snapshotted now) or VM@SNAP.")],
+    name: Annotated[str | None, typer.Option(
+        "--name", "-n", show_default=False, help="The template's name. Default: NAME.")] = None,
+) -> None:
+    """Keep a memory snapshot as a named template, ready to fork.
+
+    [bold]Examples:[/bold]
+
+      vmkit template create web --name web-base
+      vmkit run --from web-base -n web2
+    """
+    from . import render
+
+    template = name or source.partition("@")[0]
+    with render.busy(f"Making template {template}..."):
+        client().create_template(template, source)
+    _say(template)
+
+
+@command("ls", group="template")
+def template_ls(
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """List templates."""
+    from . import render
+
+    templates = client().list_templates()
+    if as_json:
+        render.print_json(templates)
+        return
+    now = _now()
+    render.table(("NAME", "IMAGE", "CPUS", "MEMORY", "SIZE", "FROM", "FORKS", "CREATED"),
+                 ((t["name"], t["image"], str(t["cpus"]), f"{t['memory_mib']}M",
+                   render.size(t["size"]), t["source"] or "-", str(len(t["forks"])),
+                   render.ago(t["created"], now)) for t in templates))
+
+
+@command("rm", group="template")
+def template_rm(
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Templates to remove.")],
+) -> None:
+    """Remove templates (refused while VMs forked from them need them)."""
+    c = client()
+    _each(names, c.remove_template)
 
 
 # --- images ----------------------------------------------------------------------------

@@ -119,6 +119,23 @@ def _paint(text: str, style: str | None, color: bool) -> str:
     return f"\x1b[{_SGR[style]}m{text}\x1b[0m"
 
 
+def tree(items: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """Items with ``name`` and ``parent`` (a name) in depth-first order, with their depth."""
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    names = {i["name"] for i in items}
+    for item in items:
+        children.setdefault(item["parent"] if item["parent"] in names else None, []).append(item)
+    out: list[tuple[int, dict[str, Any]]] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for item in children.get(parent, []):
+            out.append((depth, item))
+            walk(item["name"], depth + 1)
+
+    walk(None, 0)
+    return out
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]]) -> None:
     """A docker-style table on stdout: headers, columns two spaces apart, no borders, no
     trailing blanks."""

@@ -121,7 +121,7 @@ class ImageStore:
         image = self.get(name)
         if users:
             raise ConflictError(
-                f"image {name!r} is used by VM(s) {', '.join(users)}; remove them first")
+                f"image {name!r} is used by {', '.join(users)}; remove them first")
         self.store.remove_image(name)
         if not any(i.digest == image.digest for i in self.store.images()):
             shutil.rmtree(self.path(image), ignore_errors=True)

@@ -23,7 +23,7 @@ from .kernel import extract_vmlinux
 Progress = Callable[[float, str], None]
 
 KERNEL_META = "linux-image-cloud-amd64"
-ROOTS = ["busybox-static", "qemu-guest-agent", "e2fsprogs", "netcat-openbsd"]
+ROOTS = ["busybox-static", "qemu-guest-agent", "e2fsprogs", "netcat-openbsd", "perl-base"]
 # Follow dependencies only into shared libraries: the guest needs the agent's libraries, not the
 # packaging machinery (perl, dpkg, init-system-helpers) its Debian package also depends on.
 LIBRARY_PREFIXES = ("lib", "zlib", "gcc-")
@@ -38,10 +38,11 @@ LATE_MODULES = ["button", "evdev"]
 MODULE_SIG_MAGIC = b"~Module signature appended~\n"
 ROOTFS_SIZE = "1G"  # sparse: the file holds ~40 MiB; a VM asked for more grows it at boot
 LIB_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64"]
-# Beyond busybox: the agent, resize2fs to grow the root disk, and a netcat that speaks UDP
-# (as "netcat": busybox's shell runs its own "nc" applet before any file in PATH).
+# Beyond busybox: the agent, resize2fs to grow the root disk, a netcat that speaks UDP
+# (as "netcat": busybox's shell runs its own "nc" applet before any file in PATH), and perl
+# alone (no modules) for the two system calls a fork's new identity needs (identity.py).
 BINARIES = {"usr/sbin/qemu-ga": "usr/sbin/qemu-ga", "sbin/resize2fs": "sbin/resize2fs",
-            "bin/nc.openbsd": "usr/bin/netcat"}
+            "bin/nc.openbsd": "usr/bin/netcat", "usr/bin/perl": "usr/bin/perl"}
 
 
 def _run(argv: list[str], cwd: Path | None = None) -> str:

@@ -14,6 +14,7 @@ from ..paths import VmPaths
 from ..spec import VmSpec
 
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+RAM_ID = "microvm.ram"
 HZ = 250  # CONFIG_HZ of Debian's kernels; lpj = loops per jiffy = TSC kHz * 1000 / HZ
 # Kernel initcalls that cost the most emulated time at boot (measured with initcall_debug)
 # and that a VM does not need: tracing and BTF setup, slab sysfs, crypto self-tests.
@@ -28,6 +29,15 @@ class HostFacts:
     qemu: str  # path to qemu-system-x86_64
     accel: str  # "kvm" or "tcg", from the probe
     tsc_khz: int  # host TSC frequency; the guest's TSC runs at the same rate
+
+
+@dataclass(frozen=True)
+class RamFile:
+    """Guest RAM kept in a file instead of anonymous memory. ``shared``: the guest writes into
+    the file (a snapshot being prepared for forks); private: the guest maps it copy-on-write
+    and the file never changes (a fork), so forks of one snapshot share its unchanged pages."""
+    path: Path
+    shared: bool
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,12 @@ def _netdev(spec: VmSpec) -> str:
     return ",".join(opts)
 
 
-def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, mac: str) -> list[str]:
+def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, mac: str,
+               disk: Path, *, ram: RamFile | None = None, incoming: bool = False,
+               readonly_disk: bool = False) -> list[str]:
+    """The QEMU command line of one VM. ``incoming``: wait for a saved state to be loaded
+    (a restore or fork) instead of booting; the devices must be exactly those it was saved
+    with, which holds because they are all derived from the same spec here."""
     cpu = "host" if facts.accel == "kvm" else "max"
     grow = spec.disk_bytes is not None and spec.disk_bytes > boot.rootfs_bytes
     argv = [
@@ -76,7 +91,8 @@ def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, 
         "-sandbox", SANDBOX,
         "-kernel", str(boot.kernel), "-initrd", str(boot.initrd),
         "-append", kernel_cmdline(spec, facts, grow),
-        "-drive", f"file={paths.disk},if=none,id=disk0,format=qcow2,discard=unmap",
+        "-drive", f"file={disk},if=none,id=disk0,format=qcow2,discard=unmap"
+                  + (",readonly=on" if readonly_disk else ""),
         "-device", "virtio-blk-device,drive=disk0",
         "-chardev", f"socket,id=qmp,path={paths.qmp},server=on,wait=off",
         "-mon", "chardev=qmp,mode=control",
@@ -91,4 +107,11 @@ def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, 
     ]
     if spec.network != "none":
         argv += ["-netdev", _netdev(spec), "-device", f"virtio-net-device,netdev=net0,mac={mac}"]
+    if ram is not None:
+        # The id is the one QEMU gives its default RAM, so saved states load either way.
+        argv += ["-object", f"memory-backend-file,id={RAM_ID},size={spec.memory_mib}M,"
+                            f"mem-path={ram.path},share={'on' if ram.shared else 'off'}",
+                 "-machine", f"memory-backend={RAM_ID}"]
+    if incoming:
+        argv += ["-incoming", "defer"]
     return argv

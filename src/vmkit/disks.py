@@ -1,0 +1,58 @@
+"""Disk layers: qcow2 files under disks/, each backed by the one below, ending in an image.
+
+A VM writes only to its top layer. Taking a snapshot freezes the top layer and puts a new,
+empty one above it; restoring or forking puts a new top layer above a snapshot's frozen one.
+Layers are never renamed (their paths are written into the layers above them); a layer no
+VM or snapshot reaches any more is garbage, collected by ``unreferenced``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import HostError
+
+
+async def create_overlay(path: Path, backing: Path, backing_format: str, size: int | None = None
+                         ) -> None:
+    """A new empty qcow2 at ``path`` on top of ``backing`` (its size, unless ``size``)."""
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", backing_format,
+            str(path)]
+    if size is not None:
+        argv.append(str(size))
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise HostError(f"qemu-img could not create a disk layer: {err.decode().strip()}")
+
+
+def backing_chain(top: Path) -> list[Path]:
+    """``top`` and every file below it. -U: the VM using it may be running."""
+    out = subprocess.run(["qemu-img", "info", "-U", "--backing-chain", "--output=json", str(top)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:  # never guess: a wrong answer would delete layers still in use
+        raise HostError(f"cannot read the disk chain of {top}: {out.stderr.strip()}")
+    return [Path(layer["filename"]) for layer in json.loads(out.stdout)]
+
+
+def unreferenced(layer_dir: Path, tops: Iterable[Path]) -> list[Path]:
+    """Layers in ``layer_dir`` that no chain starting at one of ``tops`` uses."""
+    used: set[Path] = set()
+    for top in tops:
+        if top not in used:
+            used.update(backing_chain(top))
+    return [p for p in layer_dir.glob("*.qcow2") if p not in used]
+
+
+def allocated(path: Path) -> int:
+    """Bytes a (sparse) file really takes on disk; 0 if it is gone."""
+    try:
+        return path.stat().st_blocks * 512
+    except OSError:
+        return 0

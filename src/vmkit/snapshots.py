@@ -1,0 +1,494 @@
+"""Snapshots, restores, forks and templates: going back in time and cloning a running VM.
+
+A snapshot is a frozen disk layer (see disks.py) and, when taken of a running VM, QEMU's saved
+state (RAM, CPUs, devices) in ``snapshots/<id>/state``. Taking one pauses the guest only for
+the save itself (about 0.1 s for 256 MiB). A restore starts a fresh QEMU on a new top layer
+above the snapshot's and loads ``state`` into it.
+
+A fork needs the snapshot's RAM as a file: the first fork of a snapshot loads ``state`` once
+into a shared RAM file (``ram``) and saves the devices alone (``devices``). Every fork then
+maps ``ram`` copy-on-write and loads only ``devices``: no RAM is copied, and forks share the
+pages they have not written. The fork gets its own identity (identity.py) before it is ready.
+
+Snapshot files never change once written: forks and restores only read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import disks
+from .errors import (AgentError, ConflictError, HostError, InvalidInputError, NoSpaceError,
+                     NotFoundError, VmkitError)
+from .identity import Identity, random_mac
+from .machine import vmstate
+from .machine.argv import RamFile, build_argv
+from .machine.process import Machine
+from .network import check_ports_free
+from .paths import VmPaths, new_id
+from .spec import make_spec, validate_name
+from .state import LIVE, VmState, require
+from .store import SnapshotRecord, VmRecord
+
+if TYPE_CHECKING:
+    from .host import Host
+
+log = logging.getLogger("vmkit.snapshots")
+S = VmState
+# Limits how fast a save writes (bytes/s), to spare the host's disk; unset: as fast as it can.
+BANDWIDTH_ENV = "VMKIT_SAVE_BANDWIDTH"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Launch from a saved state instead of booting: a restore (RAM in ``state``) or a fork
+    (``state`` holds only devices; RAM is ``ram``, mapped copy-on-write)."""
+    state: Path
+    ram: RamFile | None
+    paused: bool  # leave it paused, as it was when saved
+    identity: Identity  # given to the guest once it runs (empty: only entropy and clock)
+
+
+class Snapshots:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._preparing: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._building: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._in_progress: set[str] = set()  # snapshot directories being written
+        self.pending_layers: set[str] = set()  # disk layers in use but not yet in the store
+        self.layers_lock = asyncio.Lock()  # garbage collection vs. a layer being registered
+
+    @property
+    def store(self) -> Any:
+        return self.host.store
+
+    @property
+    def paths(self) -> Any:
+        return self.host.paths
+
+    # --- queries -----------------------------------------------------------------------
+
+    def label(self, snap_id: str | None) -> str | None:
+        """How users name a snapshot: VM@SNAP, or the template that keeps it."""
+        if snap_id is None or (snap := self.store.snapshot(snap_id)) is None:
+            return None
+        if snap.vm is not None:
+            return f"{snap.vm}@{snap.name}"
+        names = [t.name for t in self.store.templates() if t.snapshot == snap_id]
+        return names[0] if names else snap.name
+
+    def describe(self, snap: SnapshotRecord) -> dict[str, Any]:
+        sp = self.paths.snapshot(snap.id)
+        size = disks.allocated(self.paths.disk(snap.layer)) + sum(
+            disks.allocated(f) for f in (sp.state, sp.ram, sp.devices))
+        vm = self.store.vm(snap.vm) if snap.vm else None
+        parent = self.store.snapshot(snap.parent) if snap.parent else None
+        return {
+            "id": snap.id, "name": snap.name, "vm": snap.vm, "created": snap.created,
+            "memory": snap.memory, "paused": snap.paused, "size": size,
+            "parent": parent.name if parent else None,
+            "current": vm is not None and vm.head == snap.id,
+            "forks": self._forks_of(snap.id), "templates": self._templates_of(snap.id),
+        }
+
+    def _forks_of(self, snap_id: str) -> list[str]:
+        return [v.name for v in self.store.vms() if v.base == snap_id]
+
+    def _templates_of(self, snap_id: str) -> list[str]:
+        return [t.name for t in self.store.templates() if t.snapshot == snap_id]
+
+    def list(self, vm: str) -> list[dict[str, Any]]:
+        self.host._record(vm)
+        return [self.describe(s) for s in self.store.snapshots(vm)]
+
+    def find(self, vm: str, name: str) -> SnapshotRecord:
+        self.host._record(vm)
+        for snap in self.store.snapshots(vm):
+            if snap.name == name:
+                return snap
+        raise NotFoundError(f"VM {vm} has no snapshot {name!r}; "
+                            f"'vmkit snapshot ls {vm}' lists them")
+
+    def get(self, vm: str, name: str) -> dict[str, Any]:
+        return self.describe(self.find(vm, name))
+
+    # --- taking snapshots ------------------------------------------------------------------
+
+    async def create(self, vm: str, name: str | None = None, memory: bool = True
+                     ) -> dict[str, Any]:
+        if name is not None:
+            validate_name(name, "snapshot")
+        return self.describe(await self._take(vm, name, memory))
+
+    def _free_name(self, vm: str, prefix: str) -> str:
+        taken = {s.name for s in self.store.snapshots(vm)}
+        return next(n for i in range(1, len(taken) + 2) if (n := f"{prefix}{i}") not in taken)
+
+    async def _take(self, vm: str, name: str | None, memory: bool) -> SnapshotRecord:
+        async with self.host._locks[vm]:
+            rec = self.host._record(vm)
+            require("snapshot", rec.state, vm)
+            name = name or self._free_name(vm, "snap")
+            if any(s.name == name for s in self.store.snapshots(vm)):
+                raise ConflictError(f"VM {vm} already has a snapshot named {name}; choose "
+                                    f"another name or remove it with "
+                                    f"'vmkit snapshot rm {vm} {name}'")
+            machine = self.host._machines.get(vm) if rec.state in LIVE else None
+            memory = memory and machine is not None  # a stopped VM has only its disk
+            snap_id = new_id()
+            final = self.paths.snapshot(snap_id)
+            work = VmPaths(final.dir.with_name(f"{snap_id}.tmp"))  # state file lands here first
+            self._in_progress.add(snap_id)
+            try:
+                work.dir.mkdir(mode=0o700)
+                if machine is None:
+                    await self._new_top_layer(rec, None)
+                elif memory:
+                    await self._save(rec, machine, work.dir / final.state.name)
+                else:
+                    await self._freeze_disk(rec, machine)
+                os.rename(work.dir, final.dir)
+                _fsync_dir(final.dir.parent)
+                snap = SnapshotRecord(snap_id, vm, name, rec.head, time.time(), memory,
+                                      rec.state == S.PAUSED, rec.disk, rec.spec)
+                self.store.add_snapshot(snap)
+            except BaseException as e:
+                shutil.rmtree(work.dir, ignore_errors=True)
+                shutil.rmtree(final.dir, ignore_errors=True)
+                raise self._explain(e, f"the snapshot of {vm}") from e
+            finally:
+                self._in_progress.discard(snap_id)
+        return snap
+
+    async def _save(self, rec: VmRecord, machine: Machine, state: Path) -> None:
+        """Pause, freeze the disk, save RAM and devices, resume: disk and memory match."""
+        saving = self.paths.vm(rec.name).saving
+        pause = rec.state == S.RUNNING
+        if pause:
+            saving.touch()  # a daemon that dies now tells its successor to resume the guest
+            await machine.execute("stop")
+        try:
+            await self._new_top_layer(rec, machine)
+            bandwidth = int(os.environ.get(BANDWIDTH_ENV, "0")) or None
+            await vmstate.save(machine, state, bandwidth=bandwidth)
+        finally:
+            if pause and not machine.exited.is_set():
+                with contextlib.suppress(VmkitError):
+                    await machine.execute("cont")
+            saving.unlink(missing_ok=True)
+
+    async def _freeze_disk(self, rec: VmRecord, machine: Machine) -> None:
+        """A disk-only snapshot of a running VM, with its filesystems frozen if the agent can."""
+        frozen = False
+        with contextlib.suppress(AgentError):
+            if machine.agent.connected:
+                await machine.agent.execute("guest-fsfreeze-freeze", timeout=5.0)
+                frozen = True
+        try:
+            await self._new_top_layer(rec, machine)
+        finally:
+            if frozen:
+                with contextlib.suppress(AgentError):
+                    await machine.agent.execute("guest-fsfreeze-thaw", timeout=5.0)
+
+    async def _new_top_layer(self, rec: VmRecord, machine: Machine | None) -> None:
+        """Freeze the VM's top disk layer: put a new, empty one above it for its writes."""
+        layer = new_id()
+        path = self.paths.disk(layer)
+        async with self.layers_lock:
+            if machine is not None:
+                await machine.execute("blockdev-snapshot-sync", {
+                    "device": "disk0", "snapshot-file": str(path), "format": "qcow2"})
+            else:
+                await disks.create_overlay(path, self.host.disk_path(rec), "qcow2")
+            self.store.set_vm_disk(rec.name, layer, rec.head)
+
+    def _explain(self, error: BaseException, what: str) -> BaseException:
+        """A save that failed for lack of space says so, whatever layer noticed it."""
+        if not isinstance(error, (VmkitError, OSError)):
+            return error
+        free = shutil.disk_usage(self.paths.root).free
+        text = str(getattr(error, "message", error))
+        if "No space" in text or free < 16 << 20:
+            return NoSpaceError(f"{what} failed: VMKIT_HOME ({self.paths.root}) is full "
+                                f"({free >> 20} MiB free); free some space, e.g. remove old "
+                                "snapshots with 'vmkit snapshot rm', and try again")
+        return error
+
+    # --- restore ---------------------------------------------------------------------------
+
+    async def restore(self, vm: str, name: str) -> dict[str, Any]:
+        """Bring ``vm`` back to snapshot ``name``: its disk, and its memory if it has one."""
+        host = self.host
+        async with host._locks[vm]:
+            rec = host._record(vm)
+            require("restore", rec.state, vm)
+            snap = self.find(vm, name)
+            if (snap.spec.cpus, snap.spec.memory_mib) != (rec.spec.cpus, rec.spec.memory_mib):
+                raise InvalidInputError(f"snapshot {name} was taken with other CPUs or memory "
+                                        f"than {vm} has now; it cannot be restored onto it")
+            boot = host.images.boot_files(host.images.get(rec.spec.image))
+            facts = host.host_facts(boot)
+            was_live = rec.state in LIVE
+            layer = new_id()
+            self.pending_layers.add(layer)
+            try:
+                await disks.create_overlay(self.paths.disk(layer), self.paths.disk(snap.layer),
+                                           "qcow2")
+                await host.replace_process(vm)
+                restored = replace(rec, disk=layer, head=snap.id)
+                if snap.memory:
+                    resume = Resume(self.paths.snapshot(snap.id).state, None, snap.paused,
+                                         Identity())
+                    await host.start(restored, boot, facts, resume)
+                elif was_live:
+                    await host.start(restored, boot, facts)
+                self.store.set_vm_disk(vm, layer, snap.id)
+            except BaseException:
+                self.paths.disk(layer).unlink(missing_ok=True)
+                raise
+            finally:
+                self.pending_layers.discard(layer)
+        await self.collect_garbage()
+        return host.get_vm(vm)
+
+    # --- forks and templates ---------------------------------------------------------------
+
+    async def _source(self, ref: str) -> SnapshotRecord:
+        """The snapshot ``ref`` names: VM@SNAP, a template, or a running VM (snapshot it now)."""
+        vm, at, snap_name = ref.partition("@")
+        if at:
+            validate_name(vm)
+            validate_name(snap_name, "snapshot")
+            return self.find(vm, snap_name)
+        validate_name(ref, "source")
+        if (template := self.store.template(ref)) is not None:
+            return self.store.snapshot(template.snapshot)
+        rec = self.store.vm(ref)
+        if rec is None:
+            raise NotFoundError(f"no VM or template named {ref!r}; 'vmkit ls' and "
+                                "'vmkit template ls' list them")
+        require("fork", rec.state, ref)
+        return await self._take(ref, self._free_name(ref, "fork"), memory=True)
+
+    async def fork(self, source: str, name: str, ports: list[str] | None = None,
+                   network: str | None = None, auto_remove: bool = False) -> dict[str, Any]:
+        """A new running VM from a memory snapshot: ready once it has its own identity."""
+        host = self.host
+        validate_name(name)
+        if self.store.vm(name):
+            raise ConflictError(f"a VM named {name} already exists; choose another name or "
+                                f"remove it with 'vmkit rm {name}'")
+        snap = await self._source(source)
+        if not snap.memory:
+            raise InvalidInputError(f"snapshot {self.label(snap.id)} holds no memory (taken of "
+                                    "a stopped VM or with --no-memory); a fork needs one "
+                                    "taken while the VM ran")
+        base = snap.spec
+        spec = replace(make_spec(name, base.image, base.cpus, f"{base.memory_mib}M", None,
+                                 ports or [], network or base.network, auto_remove),
+                       disk_bytes=base.disk_bytes)
+        if (spec.network == "none") != (base.network == "none"):
+            raise InvalidInputError(f"{self.label(snap.id)} was taken "
+                                    f"{'without' if base.network == 'none' else 'with'} a NIC; "
+                                    "its forks must have the same (choose --network to match)")
+        await self._prepare(snap)
+        sp = self.paths.snapshot(snap.id)
+        async with host._locks[name]:
+            if self.store.vm(name):
+                raise ConflictError(f"a VM named {name} already exists; choose another name")
+            boot = host.images.boot_files(host.images.get(spec.image))
+            facts = host.host_facts(boot)
+            check_ports_free(spec.ports)
+            vmp = host.paths.vm(name)
+            shutil.rmtree(vmp.dir, ignore_errors=True)
+            vmp.dir.mkdir(mode=0o700)
+            try:
+                layer = new_id()
+                await disks.create_overlay(self.paths.disk(layer), self.paths.disk(snap.layer),
+                                           "qcow2")
+                mac = random_mac()
+                rec = self.store.add_vm(spec, mac, layer, base=snap.id)
+                nic_mac = mac if spec.network != "none" else ""
+                await host._launch(rec, boot, facts, Resume(
+                    sp.devices, RamFile(sp.ram, shared=False), False, Identity.new(name, nic_mac)))
+            except BaseException:
+                await host._discard(name)
+                raise
+        return host.get_vm(name)
+
+    async def _prepare(self, snap: SnapshotRecord) -> None:
+        """Make the snapshot forkable (once): its RAM as a file, and its devices alone."""
+        sp = self.paths.snapshot(snap.id)
+        async with self._preparing[snap.id]:
+            if sp.devices.exists():
+                return
+            if shutil.disk_usage(sp.dir).free < (snap.spec.memory_mib << 20) + (64 << 20):
+                raise NoSpaceError(f"forking needs {snap.spec.memory_mib} MiB free in "
+                                   f"VMKIT_HOME for the snapshot's RAM file; free some space")
+            host = self.host
+            work = VmPaths(sp.dir / "prepare")
+            shutil.rmtree(work.dir, ignore_errors=True)
+            work.dir.mkdir(mode=0o700)
+            boot = host.images.boot_files(host.images.get(snap.spec.image))
+            argv = build_argv(snap.spec, boot, work, host.host_facts(boot), random_mac(),
+                              self.paths.disk(snap.layer), ram=RamFile(work.dir / "ram", True),
+                              incoming=True, readonly_disk=True)
+            machine = await Machine.launch(argv, work)
+            try:
+                await vmstate.load(machine, sp.state)
+                await vmstate.save(machine, work.dir / "devices", ignore_shared=True)
+            except VmkitError as e:
+                raise HostError(f"cannot prepare {self.label(snap.id)} for forking: {e.message}")
+            finally:
+                await machine.kill()
+            fd = os.open(work.dir / "ram", os.O_RDONLY)
+            try:
+                await asyncio.to_thread(os.fsync, fd)
+            finally:
+                os.close(fd)
+            os.rename(work.dir / "ram", sp.ram)
+            os.rename(work.dir / "devices", sp.devices)  # last: its presence means "ready"
+            _fsync_dir(sp.dir)
+            shutil.rmtree(work.dir, ignore_errors=True)
+
+    def list_templates(self) -> list[dict[str, Any]]:
+        return [self.get_template(t.name) for t in self.store.templates()]
+
+    def get_template(self, name: str) -> dict[str, Any]:
+        t = self.store.template(name)
+        if t is None:
+            raise NotFoundError(f"no template named {name!r}; 'vmkit template ls' lists them")
+        snap = self.store.snapshot(t.snapshot)
+        return {"name": t.name, "created": t.created, "image": snap.spec.image,
+                "cpus": snap.spec.cpus, "memory_mib": snap.spec.memory_mib,
+                "source": f"{snap.vm}@{snap.name}" if snap.vm else None,
+                "forks": self._forks_of(snap.id), "size": self.describe(snap)["size"]}
+
+    async def create_template(self, name: str, source: str) -> dict[str, Any]:
+        validate_name(name, "template")
+        if self.store.template(name):
+            raise ConflictError(f"a template named {name} exists; remove it with "
+                                f"'vmkit template rm {name}' or choose another name")
+        snap = await self._source(source)
+        if not snap.memory:
+            raise InvalidInputError(f"snapshot {self.label(snap.id)} holds no memory; a "
+                                    "template needs one taken while the VM ran")
+        await self._prepare(snap)
+        try:
+            self.store.add_template(name, snap.id)
+        except sqlite3.IntegrityError:
+            raise ConflictError(f"a template named {name} exists") from None
+        return self.get_template(name)
+
+    def remove_template(self, name: str) -> None:
+        t = self.store.template(name)
+        if t is None:
+            raise NotFoundError(f"no template named {name!r}; 'vmkit template ls' lists them")
+        snap = self.store.snapshot(t.snapshot)
+        if snap.vm is None and (forks := self._forks_of(snap.id)):
+            raise ConflictError(f"template {name} is the base of VM(s) {', '.join(forks)}; "
+                                "remove them first")
+        self.store.remove_template(name)
+        if self.store.snapshot(snap.id) is None:
+            shutil.rmtree(self.paths.snapshot(snap.id).dir, ignore_errors=True)
+
+    async def fast_template(self, image: str, cpus: int, memory_mib: int, nic: bool) -> str:
+        """The template ``run --fast`` forks: made on first use by booting ``image`` once and
+        snapshotting it as soon as its agent answers."""
+        name = f"fast-{image}-{cpus}c{memory_mib}m" + ("" if nic else "-nonic")
+        validate_name(name, "template")
+        async with self._building[name]:
+            if self.store.template(name) is None:
+                spec = make_spec(name, image, cpus, f"{memory_mib}M",
+                                 network="restricted" if nic else "none")
+                await self.host.create_vm(spec)
+                try:
+                    snap = await self._take(name, "ready", memory=True)
+                    await self._prepare(snap)
+                    self.store.add_template(name, snap.id)
+                finally:  # the snapshot stays, kept by the template
+                    await self.host._discard(name)
+        return name
+
+    # --- removal and recovery ------------------------------------------------------------
+
+    def _dependents(self, snap_ids: set[str], besides: str = "") -> list[str]:
+        forks = [f"VM {v.name}" for v in self.store.vms() if v.base in snap_ids
+                 and v.name != besides]
+        templates = [f"template {t.name}" for t in self.store.templates()
+                     if t.snapshot in snap_ids]
+        return forks + templates
+
+    def check_vm_removable(self, vm: str) -> None:
+        ids = {s.id for s in self.store.snapshots(vm)}
+        if users := self._dependents(ids, besides=vm):
+            raise ConflictError(f"VM {vm} cannot be removed: {', '.join(users)} use its "
+                                "snapshots; remove those first ('vmkit rm', 'vmkit template rm')")
+
+    async def remove(self, vm: str, name: str) -> None:
+        async with self.host._locks[vm]:
+            snap = self.find(vm, name)
+            if users := self._dependents({snap.id}):
+                raise ConflictError(f"snapshot {vm}@{name} is used by {', '.join(users)}; "
+                                    "remove those first")
+            self.store.remove_snapshot(snap.id)
+            shutil.rmtree(self.paths.snapshot(snap.id).dir, ignore_errors=True)
+        await self.collect_garbage()
+
+    async def recover(self, rec: VmRecord, machine: Machine) -> None:
+        """Re-attaching after a daemon crash: finish what a save in progress left undone."""
+        saving = self.paths.vm(rec.name).saving
+        if saving.exists():  # the guest is paused for a save that nobody will finish
+            with contextlib.suppress(VmkitError):
+                await vmstate.cancel(machine)
+                for _ in range(500):
+                    info = await machine.execute("query-migrate")
+                    if info.get("status") not in ("setup", "active", "cancelling", "device"):
+                        break
+                    await asyncio.sleep(0.01)
+                await machine.execute("cont")
+            saving.unlink(missing_ok=True)
+        # The daemon may have died after QEMU moved to a new top layer, before recording it.
+        with contextlib.suppress(VmkitError, KeyError, IndexError):
+            for dev in await machine.execute("query-block"):
+                path = Path(dev["inserted"]["file"])
+                if dev["device"] == "disk0" and path.parent == self.paths.disks \
+                        and path.stem != rec.disk:
+                    self.store.set_vm_disk(rec.name, path.stem, rec.head)
+
+    async def collect_garbage(self) -> None:
+        """Delete disk layers and snapshot directories nothing refers to any more."""
+        async with self.layers_lock:
+            layers = ({r.disk for r in self.store.vms() if r.disk}
+                      | {s.layer for s in self.store.snapshots()} | self.pending_layers)
+            try:
+                garbage = await asyncio.to_thread(
+                    disks.unreferenced, self.paths.disks, [self.paths.disk(x) for x in layers])
+            except HostError as e:
+                log.warning("not collecting disk layers: %s", e.message)
+                return
+            for path in garbage:
+                path.unlink(missing_ok=True)
+            keep = {s.id for s in self.store.snapshots()} | self._in_progress
+            for d in self.paths.snapshots.iterdir():
+                if d.name.removesuffix(".tmp") not in keep:
+                    shutil.rmtree(d, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
