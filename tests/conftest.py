@@ -89,8 +89,8 @@ def clone_home(src: Path, dst: Path, copy_images: bool = False) -> None:
         (dst / "images").symlink_to(src / "images")
     with sqlite3.connect(src / "state.db") as a, sqlite3.connect(dst / "state.db") as b:
         a.backup(b)
-        b.execute("DELETE FROM vms")
-        b.execute("DELETE FROM operations")
+        for table in ("vms", "operations", "snapshots", "templates"):
+            b.execute(f"DELETE FROM {table}")
 
 
 @pytest.fixture(scope="session")

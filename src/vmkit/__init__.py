@@ -8,8 +8,8 @@ the CLI's fast paths) do not pay for importing the HTTP stack.
 from typing import TYPE_CHECKING, Any
 
 from .errors import (AgentError, ConflictError, DaemonError, HostError, ImageError,
-                     InvalidInputError, InvalidStateError, LaunchError, NotFoundError, QmpError,
-                     UnauthorizedError, VmkitError)
+                     InvalidInputError, InvalidStateError, LaunchError, NoSpaceError,
+                     NotFoundError, QmpError, UnauthorizedError, VmkitError)
 
 if TYPE_CHECKING:
     from .client import Client, ExecResult
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Client", "ExecResult", "VmkitError", "InvalidInputError", "NotFoundError", "ConflictError",
     "InvalidStateError", "HostError", "ImageError", "LaunchError", "QmpError", "AgentError",
-    "DaemonError", "UnauthorizedError", "__version__",
+    "DaemonError", "UnauthorizedError", "NoSpaceError", "__version__",
 ]
 
 

@@ -163,9 +163,12 @@ class Snapshots:
                                       rec.state == S.PAUSED, rec.disk, rec.spec)
                 self.store.add_snapshot(snap)
             except BaseException as e:
+                explained = self._explain(e, f"the snapshot of {vm}")  # before space is freed
                 shutil.rmtree(work.dir, ignore_errors=True)
                 shutil.rmtree(final.dir, ignore_errors=True)
-                raise self._explain(e, f"the snapshot of {vm}") from e
+                if explained is e:
+                    raise
+                raise explained from e
             finally:
                 self._in_progress.discard(snap_id)
         return snap
@@ -181,6 +184,13 @@ class Snapshots:
             await self._new_top_layer(rec, machine)
             bandwidth = int(os.environ.get(BANDWIDTH_ENV, "0")) or None
             await vmstate.save(machine, state, bandwidth=bandwidth)
+        except BaseException as e:
+            explained = self._explain(e, f"the snapshot of {rec.name}")
+            # Free the space first: resuming may need to write to the disk image.
+            state.unlink(missing_ok=True)
+            if explained is e:
+                raise
+            raise explained from e
         finally:
             if pause and not machine.exited.is_set():
                 with contextlib.suppress(VmkitError):
@@ -215,7 +225,7 @@ class Snapshots:
 
     def _explain(self, error: BaseException, what: str) -> BaseException:
         """A save that failed for lack of space says so, whatever layer noticed it."""
-        if not isinstance(error, (VmkitError, OSError)):
+        if isinstance(error, NoSpaceError) or not isinstance(error, (VmkitError, OSError)):
             return error
         free = shutil.disk_usage(self.paths.root).free
         text = str(getattr(error, "message", error))

@@ -147,3 +147,44 @@ def test_corrupt_base_image(own_daemon) -> None:
     fails(d, "run", "-d", "--name", "corrupt1", "--network", "none",
           match="image 'tiny' is corrupt")
     assert_nothing_left(d, "corrupt1")
+
+
+def test_snapshot_fork_template_commands_and_their_bad_input(daemon: Daemon) -> None:
+    ok(daemon, "run", "-d", "-n", "snapcli", "--network", "restricted")
+    try:
+        assert ok(daemon, "snapshot", "create", "snapcli", "s1").strip() == "s1"
+        table = ok(daemon, "snapshot", "ls", "snapcli")
+        assert table.splitlines()[0].split() == ["NAME", "CREATED", "SIZE", "MEMORY", "FORKS"]
+        assert "* s1" in table
+        listed = json.loads(ok(daemon, "snapshot", "ls", "snapcli", "--json"))
+        assert [(s["name"], s["memory"]) for s in listed] == [("s1", True)]
+
+        fails(daemon, "snapshot", "create", "nosuch", match="no VM named 'nosuch'")
+        fails(daemon, "snapshot", "create", "snapcli", "s1", match="already has a snapshot named s1")
+        fails(daemon, "snapshot", "create", "snapcli", "bad name", match="snapshot name")
+        fails(daemon, "snapshot", "restore", "snapcli", "nope", match="has no snapshot 'nope'")
+        fails(daemon, "fork", "snapcli@nope", "x1", match="has no snapshot 'nope'")
+        fails(daemon, "fork", "nosuch", "x1", match="no VM or template named 'nosuch'")
+        fails(daemon, "fork", "snapcli@s1", "snapcli", match="already exists")
+        fails(daemon, "fork", "snapcli@s1", "x1", "--network", "none", match="with a NIC")
+        fails(daemon, "run", "--from", "snapcli@s1", "--disk", "2G", "-n", "x1", match="--disk")
+        assert "x1" not in vm_names(daemon)
+
+        assert ok(daemon, "fork", "snapcli@s1", "snapcli-2").strip() == "snapcli-2"
+        fails(daemon, "rm", "-f", "snapcli", match="VM snapcli-2 use its snapshots")
+        fails(daemon, "snapshot", "rm", "snapcli", "s1", match="used by VM snapcli-2")
+        assert ok(daemon, "template", "create", "snapcli@s1", "--name", "snapcli-t").strip() \
+            == "snapcli-t"
+        fails(daemon, "template", "create", "snapcli@s1", "--name", "snapcli-t",
+              match="template named snapcli-t exists")
+        assert "snapcli-t" in ok(daemon, "template", "ls")
+        ok(daemon, "rm", "-f", "snapcli-2")
+        fails(daemon, "rm", "-f", "snapcli", match="template snapcli-t")
+        ok(daemon, "template", "rm", "snapcli-t")
+        fails(daemon, "template", "rm", "snapcli-t", match="no template named 'snapcli-t'")
+        assert ok(daemon, "snapshot", "rm", "snapcli", "s1").strip() == "s1"
+    finally:
+        daemon.cli("rm", "-f", "snapcli-2")
+        daemon.cli("template", "rm", "snapcli-t")
+        daemon.cli("rm", "-f", "snapcli")
+    assert_nothing_left(daemon, "snapcli")
