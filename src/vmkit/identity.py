@@ -2,20 +2,20 @@
 
 Forks of one snapshot start as byte-identical copies of one guest: same hostname, MAC,
 machine-id, the same kernel RNG state (so the same "random" bytes) and a wall clock frozen at
-snapshot time. One program, run through the agent before the fork is reported ready, fixes
-all of it:
+snapshot time. The guest-side helper (images/guest/identity, a perl script) fixes all of it
+before the fork is reported ready:
 
 - the hostname and /etc/machine-id are rewritten;
 - the NIC takes the fork's MAC (virtio-net changes it live) and, with arp_notify on, the
   kernel announces it, so the NAT learns it before the first forwarded connection;
 - 32 bytes from the host's RNG are mixed into the kernel's pool and the RNG is reseeded at
   once (ioctl RNDRESEEDCRNG): Debian's kernel has no VM generation ID device to do it;
-- the clock is set to the host's time as sent (clock_settime); the command's latency, about
-  0.1-0.3 s under TCG, is the error.
+- the clock is set to the host's time as sent (clock_settime); the time the request takes
+  to arrive is the error.
 
-It is perl, without modules, because the guest has no other way to make those system calls,
-and one process starts faster than a shell running five tools (the cost under TCG is mostly
-translating each new program's code).
+In the tiny image the helper is resident (started at boot, so it is in every snapshot):
+asking it costs a few agent calls. Elsewhere vmkit runs it once through guest-exec, which
+costs a perl start, about 0.3-0.5 s under TCG.
 """
 
 from __future__ import annotations
@@ -27,38 +27,13 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from importlib import resources
 
 from .agent import GuestAgent
 from .errors import AgentError
 
-# Arguments: hostname, machine-id, MAC (each may be empty: left as is), seed (hex), seconds,
-# nanoseconds. System call and ioctl numbers are x86-64 Linux's.
-PROGRAM = r"""
-my ($name, $id, $mac, $seed, $sec, $nsec) = @ARGV;
-sub put {
-    my ($path, $text) = @_;
-    open(my $f, ">", $path) or die "$path: $!\n";
-    print $f $text;
-    close($f) or die "$path: $!\n";
-}
-if ($name ne "") {
-    syscall(170, $name, length $name) == 0 or die "sethostname: $!\n";
-    put("/etc/hostname", "$name\n");
-}
-put("/etc/machine-id", "$id\n") if $id ne "";
-if ($mac ne "") {
-    opendir(my $d, "/sys/class/net") or die "/sys/class/net: $!\n";
-    my ($nic) = sort grep { !/^(\.|lo$)/ } readdir($d);
-    put("/proc/sys/net/ipv4/conf/$nic/arp_notify", "1");
-    socket(my $s, 2, 2, 0) or die "socket: $!\n";
-    my $ifreq = pack("a16 S C6 x32", $nic, 1, map { hex } split(/:/, $mac));
-    ioctl($s, 0x8924, $ifreq) or die "set MAC of $nic: $!\n";    # SIOCSIFHWADDR
-}
-open(my $r, ">", "/dev/urandom") or die "/dev/urandom: $!\n";
-syswrite($r, pack("H*", $seed)) or die "/dev/urandom: $!\n";
-ioctl($r, 0x5207, 0) or die "reseed: $!\n";                      # RNDRESEEDCRNG
-syscall(227, 0, pack("q2", $sec, $nsec)) == 0 or die "clock: $!\n";  # clock_settime
-"""
+FIFO = "/run/vmkit-identity"  # where the resident helper reads requests (see rcS)
+RESIDENT_WAIT = 2.0  # seconds before giving up on a resident helper that does not answer
 
 
 def random_mac() -> str:
@@ -77,14 +52,71 @@ class Identity:
     def new(cls, hostname: str, mac: str) -> Identity:
         return cls(hostname, mac, uuid.uuid4().hex)
 
+    def args(self) -> list[str]:
+        """The helper's arguments, taken now (the time is part of them)."""
+        now = time.time_ns()
+        return [self.hostname or "-", self.machine_id or "-", self.mac or "-",
+                os.urandom(32).hex(), str(now // 10**9), str(now % 10**9)]
+
 
 async def apply(agent: GuestAgent, identity: Identity, timeout: float = 10.0) -> None:
     """Give the guest ``identity``, fresh randomness and the host's time; raise if it fails."""
-    now = time.time_ns()
-    argv = ["-e", PROGRAM, identity.hostname, identity.machine_id, identity.mac,
-            os.urandom(32).hex(), str(now // 10**9), str(now % 10**9)]
-    pid = (await agent.execute("guest-exec", {"path": "/usr/bin/perl", "arg": argv,
-                                              "capture-output": True}))["pid"]
+    if not await _ask_resident(agent, identity):
+        await _run_once(agent, identity, timeout)
+
+
+async def wait_resident(agent: GuestAgent, timeout: float = 5.0) -> None:
+    """Wait until the resident helper listens (a VM about to become a template)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await agent.execute("guest-file-close", {"handle": await agent.execute(
+                "guest-file-open", {"path": f"{FIFO}.ready", "mode": "r"})})
+            return
+        except AgentError:
+            if time.monotonic() > deadline:
+                return  # an image without the helper: its forks run it once instead
+            await asyncio.sleep(0.02)
+
+
+async def _ask_resident(agent: GuestAgent, identity: Identity) -> bool:
+    """Have the resident helper do it; False if there is none (or it does not answer)."""
+    nonce = os.urandom(8).hex()
+    try:  # "r+": opening a FIFO read-write never blocks, even with nobody reading it
+        handle = await agent.execute("guest-file-open", {"path": FIFO, "mode": "r+"})
+    except AgentError:
+        return False
+    try:
+        line = " ".join([nonce, *identity.args()]) + "\n"
+        await agent.execute("guest-file-write", {"handle": handle,
+                                                 "buf-b64": base64.b64encode(line.encode()).decode()})
+    finally:
+        await agent.execute("guest-file-close", {"handle": handle})
+    deadline = time.monotonic() + RESIDENT_WAIT
+    while True:
+        try:
+            handle = await agent.execute("guest-file-open", {"path": f"{FIFO}.{nonce}",
+                                                             "mode": "r"})
+            break
+        except AgentError:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.002)
+    try:
+        answer = base64.b64decode((await agent.execute(
+            "guest-file-read", {"handle": handle}))["buf-b64"]).decode(errors="replace")
+    finally:
+        await agent.execute("guest-file-close", {"handle": handle})
+    if answer != "ok\n":
+        raise AgentError(f"the guest could not take its new identity: {answer.strip()}")
+    return True
+
+
+async def _run_once(agent: GuestAgent, identity: Identity, timeout: float) -> None:
+    program = resources.files("vmkit.images").joinpath("guest", "identity").read_text()
+    pid = (await agent.execute("guest-exec", {
+        "path": "perl", "arg": ["-e", program, *identity.args()],
+        "capture-output": True}))["pid"]
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:

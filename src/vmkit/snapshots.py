@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import disks
+from . import disks, identity
 from .errors import (AgentError, ConflictError, HostError, InvalidInputError, NoSpaceError,
                      NotFoundError, VmkitError)
 from .identity import Identity, random_mac
@@ -424,6 +424,7 @@ class Snapshots:
                                  network="restricted" if nic else "none")
                 await self.host.create_vm(spec)
                 try:
+                    await identity.wait_resident(self.host._machines[name].agent)
                     snap = await self._take(name, "ready", memory=True)
                     await self._prepare(snap)
                     self.store.add_template(name, snap.id)

@@ -144,6 +144,7 @@ def _assemble_rootfs(unpacked: Path, rootfs: Path) -> None:
     _put(rootfs, "etc/init.d/rcS", _guest_file("rcS"), 0o755)
     _put(rootfs, "etc/udhcpc.script", _guest_file("udhcpc.script"), 0o755)
     _put(rootfs, "etc/profile", _guest_file("profile"))
+    _put(rootfs, "usr/lib/vmkit/identity", _guest_file("identity"), 0o755)
     (rootfs / "sbin/shutdown").unlink(missing_ok=True)
     _put(rootfs, "sbin/shutdown", _guest_file("shutdown"), 0o755)
     # busybox acpid runs /etc/acpi/PWRF/00000080 when the power button is pressed.
