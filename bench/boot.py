@@ -11,37 +11,14 @@ machine's load hits both. Also times `vmkit ls` against the Python interpreter's
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rawboot import raw_boot  # noqa: E402
-
-import vmkit  # noqa: E402
-
-
-# The installed console script itself, not a shim in front of it (pyenv's adds ~100 ms).
-VMKIT = str(Path(sys.executable).with_name("vmkit"))
-
-
-def vmkit_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([VMKIT, *args], capture_output=True, check=True)
-
-
-def timed(fn, *args) -> float:
-    start = time.monotonic()
-    fn(*args)
-    return time.monotonic() - start
-
-
-def row(label: str, samples: list[float], unit: float = 1.0, fmt: str = "{:.2f} s") -> str:
-    lo, med = min(samples) * unit, statistics.median(samples) * unit
-    return f"{label:34s} min {fmt.format(lo):>10s}   median {fmt.format(med):>10s}   (n={len(samples)})"
+from common import open_home, row, stop_daemon, timed, vmkit_cli
+from rawboot import raw_boot
 
 
 def main() -> None:
@@ -49,16 +26,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--home", type=Path, default=None, help="VMKIT_HOME (default: a new one)")
     args = parser.parse_args()
-    # Byte-compile vmkit as `pip install` of a wheel does; an editable install under
-    # PYTHONDONTWRITEBYTECODE (as on the CI machine) would otherwise recompile it every run.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(vmkit.__file__).parent)],
-                   check=True, capture_output=True)
-    home = args.home or Path(tempfile.mkdtemp(prefix="vmkit-bench-", dir="/tmp"))
-    os.environ["VMKIT_HOME"] = str(home)
-    client = vmkit.Client(autostart=True)
-    if not any(i["name"] == "tiny" for i in client.list_images()):
-        print("building the tiny image ...", flush=True)
-        client.wait_operation(client.build_image("tiny")["id"])
+    home, client = open_home(args.home)
 
     # Warm-up, not timed: the accelerator probe and the image check happen once per daemon.
     vmkit_cli("run", "-d", "--network", "restricted", "--name", "bench-warm")
@@ -89,9 +57,7 @@ def main() -> None:
     print(f"{'ratio vmkit ls / python floor':34s} "
           f"{statistics.median(ls_times) / statistics.median(py_times):.2f}x   (goal: ls < 150 ms)")
     if args.home is None:
-        client.close()
-        pid = (home / "run" / "vmkitd.pid").read_text().strip()
-        os.kill(int(pid), 15)
+        stop_daemon(home, client)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def raw_boot(launched: Path, timeout: float = 60.0) -> float:
             ["qemu-img", "info", "-U", "--output=json", base]))["backing-filename"]
         subprocess.check_call(["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing,
                                "-F", "raw", str(disk)])
-        argv = [a.replace(old_dir, tmp) for a in info["argv"]]  # disk, sockets, logs in tmp
+        argv = [a.replace(old_dir, tmp).replace(f"file={base},", f"file={disk},")
+                for a in info["argv"]]  # its own disk, sockets and logs, in tmp
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

@@ -1,4 +1,4 @@
-"""Save and restore a running guest with libvirt's ``virsh`` (no vmkit), as a baseline.
+r"""Save and restore a running guest with libvirt's ``virsh`` (no vmkit), as a baseline.
 
 What it measures, per run, on a freshly booted guest (the boot itself is not timed):
   save     wall-clock seconds of ``virsh save DOMAIN FILE`` (guest RAM and device state to a
@@ -6,23 +6,27 @@ What it measures, per run, on a freshly booted guest (the boot itself is not tim
   restore  seconds from starting ``virsh restore FILE`` until the guest agent answers
            guest-sync-delimited again, the same definition of ready as bench/rawboot.py
 
-The guest is the same as vmkit's: a transient libvirt domain of type 'qemu' (TCG) on the microvm
-machine, direct kernel boot of the uncompressed vmlinux (PVH entry), the initrd, a qcow2 overlay
-on the raw root disk as a virtio(-mmio) disk, the serial console to a file, and no network at all.
+The guest is vmkit's: a transient libvirt domain of type 'qemu' (TCG) on the microvm machine,
+direct kernel boot of the uncompressed vmlinux (PVH entry) and the initrd, a qcow2 overlay on the
+raw root disk as a virtio(-mmio) disk, the serial console to a file, and no network at all.
+The kernel command line gets tsc_early_khz, as vmkit's does: without it the boot sometimes hangs.
 
 The guest agent's virtio-serial port is given to QEMU through <qemu:commandline>, not as a
 libvirt <channel>: libvirt connects to a channel named org.qemu.guest_agent.0 itself, and QEMU's
-socket takes one client at a time, so after a restore our connection would never be answered.
-The domain's DAC label is root (<seclabel ... relabel='no'><label>+0:+0</label>), so QEMU can
-read the image files wherever they are and libvirt changes no file's owner: no qemu.conf change.
+socket serves one client at a time, so after a restore our connection would never be answered.
+The domain's DAC label is root with relabel='no': libvirt changes no owner or xattr of any file.
 
-libvirtd on a machine whose PID 1 is not systemd (Debian 12), as root:
+libvirtd on Debian 12 as root when PID 1 is not systemd (what ensure_libvirtd does if the
+packages are installed and the daemons are not running):
     apt-get install -y --no-install-recommends libvirt-daemon-system libvirt-clients
+    printf 'user = "+0"\ngroup = "+0"\n' >> /etc/libvirt/qemu.conf
     mkdir -p /var/log/libvirt /run/libvirt
-    virtlogd -d          # libvirtd hands QEMU's stdout/stderr to it: no start without it
-    libvirtd -d          # qemu:///system; errors about dnsmasq, D-Bus, dmidecode are harmless
-ensure_libvirtd() does the last three when the daemons are installed but not running, and
-stop_libvirtd() stops the ones it started.
+    virtlogd -d          # libvirtd hands QEMU's output to it: domains do not start without it
+    libvirtd -d          # qemu:///system; its log's errors on dnsmasq, D-Bus, dmidecode are harmless
+The qemu.conf lines matter where /dev/kvm is root-only: QEMU, probed as root, reports KVM, but
+the default QEMU user (libvirt-qemu) cannot open /dev/kvm, so libvirt finds its capability cache
+stale and probes QEMU again (seconds to a minute under TCG) on every start and restore.
+stop_libvirtd() stops the daemons that ensure_libvirtd started.
 """
 
 from __future__ import annotations
@@ -37,10 +41,14 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rawboot import agent_ready  # noqa: E402
+from rawboot import agent_ready
+
+from vmkit.machine.accel import tsc_khz
 
 URI = "qemu:///system"
 CMDLINE = "console=ttyS0 root=/dev/vda rw quiet panic=-1 tsc=reliable no_timer_check mitigations=off"
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+RUN_AS_ROOT = '\n# vmkit bench/virsh_baseline.py: run QEMU as root (see there)\nuser = "+0"\ngroup = "+0"\n'
 AGENT_TIMEOUT = 120.0  # seconds for the agent to answer after a boot or a restore
 DAEMONS = {  # daemon -> its pid file when started as root with -d
     "virtlogd": Path("/run/virtlogd.pid"),
@@ -76,6 +84,10 @@ def ensure_libvirtd() -> str | None:
         return None
     if os.geteuid() != 0:
         return "libvirtd is not running, and only root can start it for qemu:///system"
+    if QEMU_CONF.exists() and not any(line.split("=")[0].strip() == "user"
+                                      for line in QEMU_CONF.read_text().splitlines()):
+        with QEMU_CONF.open("a") as f:
+            f.write(RUN_AS_ROOT)
     for d in ("/var/log/libvirt", "/run/libvirt"):
         os.makedirs(d, exist_ok=True)
     for daemon, pidfile in DAEMONS.items():
@@ -109,7 +121,7 @@ def stop_libvirtd() -> None:
             pass
 
 
-def domain_xml(name: str, kernel: Path, initrd: Path, rootfs: Path, disk: Path,
+def domain_xml(name: str, kernel: Path, initrd: Path, cmdline: str, rootfs: Path, disk: Path,
                agent_sock: Path, console: Path, memory_mib: int) -> str:
     """A microvm domain with direct kernel boot, one virtio disk, the agent port, no network."""
     def a(value: object) -> str:
@@ -124,7 +136,7 @@ def domain_xml(name: str, kernel: Path, initrd: Path, rootfs: Path, disk: Path,
     <type arch='x86_64' machine='microvm'>hvm</type>
     <kernel>{escape(str(kernel))}</kernel>
     <initrd>{escape(str(initrd))}</initrd>
-    <cmdline>{escape(CMDLINE)}</cmdline>
+    <cmdline>{escape(cmdline)}</cmdline>
   </os>
   <features><acpi/></features>
   <cpu mode='maximum'/>
@@ -165,8 +177,11 @@ def _one_run(name: str, kernel: Path, initrd: Path, rootfs: Path, memory_mib: in
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(rootfs), "-F", "raw",
                     str(disk)], check=True, capture_output=True, text=True)
     xml = tmp / "domain.xml"
-    xml.write_text(domain_xml(name, kernel, initrd, rootfs, disk, sock, tmp / "console.log",
-                              memory_mib))
+    # microvm has no HPET, and the kernel's TSC calibration against the PIT fails now and then
+    # under TCG, which hangs the boot: give it the TSC rate, as vmkit does.
+    cmdline = f"{CMDLINE} tsc_early_khz={tsc_khz()}"
+    xml.write_text(domain_xml(name, kernel, initrd, cmdline, rootfs, disk, sock,
+                              tmp / "console.log", memory_mib))
     _virsh("create", str(xml))
     agent_ready(str(sock), time.monotonic() + AGENT_TIMEOUT)
 
@@ -192,13 +207,12 @@ def virsh_save_restore(kernel: Path, initrd: Path, rootfs: Path, memory_mib: int
         name = f"vmkit-bench-{os.getpid()}-{i}"
         tmp = Path(tempfile.mkdtemp(prefix="virsh-bench-", dir="/tmp"))
         try:
-            tmp.chmod(0o755)
             save, restore = _one_run(name, Path(kernel).resolve(), Path(initrd).resolve(),
                                      Path(rootfs).resolve(), memory_mib, tmp)
             results["save"].append(save)
             results["restore"].append(restore)
         except subprocess.CalledProcessError as e:
-            step = " ".join(a for a in e.cmd[:5] if a not in ("-q", "-c", URI))
+            step = " ".join([a for a in e.cmd if a not in ("-q", "-c", URI)][:2])
             lines = (e.stderr or e.stdout or "").strip().splitlines() or ["no message"]
             return f"{step} failed: {lines[-1][:300]}"
         except TimeoutError:

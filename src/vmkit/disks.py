@@ -9,6 +9,7 @@ VM or snapshot reaches any more is garbage, collected by ``unreferenced``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 from collections.abc import Iterable
@@ -32,21 +33,26 @@ async def create_overlay(path: Path, backing: Path, backing_format: str, size: i
         raise HostError(f"qemu-img could not create a disk layer: {err.decode().strip()}")
 
 
-def backing_chain(top: Path) -> list[Path]:
-    """``top`` and every file below it. -U: the VM using it may be running."""
-    out = subprocess.run(["qemu-img", "info", "-U", "--backing-chain", "--output=json", str(top)],
+@functools.cache
+def backing_file(layer: Path) -> Path | None:
+    """The file below ``layer``. Cached: no layer's backing file ever changes, and layer
+    names are never reused. -U: the VM using it may be running."""
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(layer)],
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:  # never guess: a wrong answer would delete layers still in use
-        raise HostError(f"cannot read the disk chain of {top}: {out.stderr.strip()}")
-    return [Path(layer["filename"]) for layer in json.loads(out.stdout)]
+        raise HostError(f"cannot read the disk layer {layer}: {out.stderr.strip()}")
+    backing = json.loads(out.stdout).get("full-backing-filename")
+    return Path(backing) if backing else None
 
 
 def unreferenced(layer_dir: Path, tops: Iterable[Path]) -> list[Path]:
     """Layers in ``layer_dir`` that no chain starting at one of ``tops`` uses."""
     used: set[Path] = set()
     for top in tops:
-        if top not in used:
-            used.update(backing_chain(top))
+        layer: Path | None = top
+        while layer is not None and layer not in used and layer.parent == layer_dir:
+            used.add(layer)
+            layer = backing_file(layer)
     return [p for p in layer_dir.glob("*.qcow2") if p not in used]
 
 

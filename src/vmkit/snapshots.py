@@ -35,10 +35,10 @@ from .machine import vmstate
 from .machine.argv import RamFile, build_argv
 from .machine.process import Machine
 from .network import check_ports_free
-from .paths import VmPaths, new_id
+from .paths import HomePaths, VmPaths, new_id
 from .spec import make_spec, validate_name
 from .state import LIVE, VmState, require
-from .store import SnapshotRecord, VmRecord
+from .store import SnapshotRecord, Store, Template, VmRecord
 
 if TYPE_CHECKING:
     from .host import Host
@@ -69,11 +69,11 @@ class Snapshots:
         self.layers_lock = asyncio.Lock()  # garbage collection vs. a layer being registered
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.host.store
 
     @property
-    def paths(self) -> Any:
+    def paths(self) -> HomePaths:
         return self.host.paths
 
     # --- queries -----------------------------------------------------------------------
@@ -107,7 +107,7 @@ class Snapshots:
     def _templates_of(self, snap_id: str) -> list[str]:
         return [t.name for t in self.store.templates() if t.snapshot == snap_id]
 
-    def list(self, vm: str) -> list[dict[str, Any]]:
+    def of_vm(self, vm: str) -> list[dict[str, Any]]:
         self.host._record(vm)
         return [self.describe(s) for s in self.store.snapshots(vm)]
 
@@ -282,8 +282,8 @@ class Snapshots:
             validate_name(snap_name, "snapshot")
             return self.find(vm, snap_name)
         validate_name(ref, "source")
-        if (template := self.store.template(ref)) is not None:
-            return self.store.snapshot(template.snapshot)
+        if self.store.template(ref) is not None:
+            return self._template(ref)[1]
         rec = self.store.vm(ref)
         if rec is None:
             raise NotFoundError(f"no VM or template named {ref!r}; 'vmkit ls' and "
@@ -375,11 +375,15 @@ class Snapshots:
     def list_templates(self) -> list[dict[str, Any]]:
         return [self.get_template(t.name) for t in self.store.templates()]
 
-    def get_template(self, name: str) -> dict[str, Any]:
+    def _template(self, name: str) -> tuple[Template, SnapshotRecord]:
         t = self.store.template(name)
-        if t is None:
+        snap = self.store.snapshot(t.snapshot) if t else None
+        if t is None or snap is None:
             raise NotFoundError(f"no template named {name!r}; 'vmkit template ls' lists them")
-        snap = self.store.snapshot(t.snapshot)
+        return t, snap
+
+    def get_template(self, name: str) -> dict[str, Any]:
+        t, snap = self._template(name)
         return {"name": t.name, "created": t.created, "image": snap.spec.image,
                 "cpus": snap.spec.cpus, "memory_mib": snap.spec.memory_mib,
                 "source": f"{snap.vm}@{snap.name}" if snap.vm else None,
@@ -402,10 +406,7 @@ class Snapshots:
         return self.get_template(name)
 
     def remove_template(self, name: str) -> None:
-        t = self.store.template(name)
-        if t is None:
-            raise NotFoundError(f"no template named {name!r}; 'vmkit template ls' lists them")
-        snap = self.store.snapshot(t.snapshot)
+        _, snap = self._template(name)
         if snap.vm is None and (forks := self._forks_of(snap.id)):
             raise ConflictError(f"template {name} is the base of VM(s) {', '.join(forks)}; "
                                 "remove them first")
@@ -444,8 +445,9 @@ class Snapshots:
     def check_vm_removable(self, vm: str) -> None:
         ids = {s.id for s in self.store.snapshots(vm)}
         if users := self._dependents(ids, besides=vm):
-            raise ConflictError(f"VM {vm} cannot be removed: {', '.join(users)} use its "
-                                "snapshots; remove those first ('vmkit rm', 'vmkit template rm')")
+            raise ConflictError(f"VM {vm} cannot be removed: its snapshots are used by "
+                                f"{', '.join(users)}; remove those first ('vmkit rm', "
+                                "'vmkit template rm')")
 
     async def remove(self, vm: str, name: str) -> None:
         async with self.host._locks[vm]:

@@ -188,9 +188,9 @@ class Store:
 
     @staticmethod
     def _snapshot(row: tuple[Any, ...]) -> SnapshotRecord:
-        *head, memory, paused, layer, spec = row
-        return SnapshotRecord(*head, bool(memory), bool(paused), layer,
-                              VmSpec.from_json(json.loads(spec)))
+        snap_id, vm, name, parent, created, memory, paused, layer, spec = row
+        return SnapshotRecord(snap_id, vm, name, parent, created, bool(memory), bool(paused),
+                              layer, VmSpec.from_json(json.loads(spec)))
 
     def add_snapshot(self, snap: SnapshotRecord) -> None:
         """Insert ``snap`` and make it its VM's head; IntegrityError if the name is taken."""

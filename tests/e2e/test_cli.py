@@ -171,7 +171,7 @@ def test_snapshot_fork_template_commands_and_their_bad_input(daemon: Daemon) -> 
         assert "x1" not in vm_names(daemon)
 
         assert ok(daemon, "fork", "snapcli@s1", "snapcli-2").strip() == "snapcli-2"
-        fails(daemon, "rm", "-f", "snapcli", match="VM snapcli-2 use its snapshots")
+        fails(daemon, "rm", "-f", "snapcli", match="its snapshots are used by VM snapcli-2")
         fails(daemon, "snapshot", "rm", "snapcli", "s1", match="used by VM snapcli-2")
         assert ok(daemon, "template", "create", "snapcli@s1", "--name", "snapcli-t").strip() \
             == "snapcli-t"

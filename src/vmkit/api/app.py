@@ -227,7 +227,7 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     @app.get("/v1/vms/{name}/snapshots", response_model=list[Snapshot])
     async def list_snapshots(name: VmName) -> list[dict[str, Any]]:
         """The VM's snapshots, oldest first; ``parent`` links make the tree."""
-        return host.snapshots.list(name)
+        return host.snapshots.of_vm(name)
 
     @app.post("/v1/vms/{name}/snapshots", response_model=Snapshot, status_code=201)
     async def create_snapshot(name: VmName, body: SnapshotCreate) -> dict[str, Any]:

@@ -104,9 +104,9 @@ def build_app() -> typer.Typer:
     app.callback()(_root)
     for group, name, options, f in _COMMANDS:
         groups[group].command(name, help=_help(f), **options)(f)
-    for name, group in groups.items():
-        if name:
-            app.add_typer(group, name=name)
+    for group_name, typer_group in groups.items():
+        if group_name:
+            app.add_typer(typer_group, name=group_name)
     return app
 
 
