@@ -78,9 +78,9 @@ def describe_operation(op: Operation) -> dict[str, Any]:
 class Host:
     def __init__(self, home: Path) -> None:
         self.paths = HomePaths(home.absolute())  # absolute: disk layers name their backing files
-        self._machines: dict[str, Machine] = {}
+        self.machines: dict[str, Machine] = {}
         self._consoles: dict[str, ConsoleHub] = {}
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._stopping: set[str] = set()  # VMs we were asked to stop: their exit is no crash
         self._replacing: set[str] = set()  # VMs whose QEMU a restore replaces: no stop, no crash
         self._builds: dict[str, Operation] = {}
@@ -130,7 +130,7 @@ class Host:
         """Stop serving; every VM keeps running and the next daemon re-attaches to it."""
         for hub in self._consoles.values():
             await hub.close()
-        for machine in list(self._machines.values()):
+        for machine in list(self.machines.values()):
             await machine.detach()
 
     def _spawn(self, coro: Any) -> None:
@@ -159,7 +159,7 @@ class Host:
             except VmkitError as e:
                 self.store.set_vm_state(rec.name, S.CRASHED, reason=f"cannot re-attach: {e}")
                 return
-            self._machines[rec.name] = machine
+            self.machines[rec.name] = machine
             await self.snapshots.recover(rec, machine)
             state = S.PAUSED if await machine.status() == "paused" else S.RUNNING
             self.store.set_vm_state(rec.name, state, pid=pid, started=rec.started)
@@ -246,7 +246,7 @@ class Host:
 
     # --- VMs: queries ----------------------------------------------------------------
 
-    def _record(self, name: str) -> VmRecord:
+    def record(self, name: str) -> VmRecord:
         rec = self.store.vm(name)
         if rec is None:
             raise NotFoundError(f"no VM named {name!r}; 'vmkit ls' lists them")
@@ -260,15 +260,15 @@ class Host:
         return [self._describe(r) for r in self.store.vms()]
 
     def get_vm(self, name: str) -> dict[str, Any]:
-        return self._describe(self._record(name))
+        return self._describe(self.record(name))
 
     def has_vm(self, name: str) -> bool:
         return self.store.vm(name) is not None
 
     def _machine(self, name: str, action: str) -> Machine:
-        rec = self._record(name)
+        rec = self.record(name)
         require(action, rec.state, name)
-        machine = self._machines.get(name)
+        machine = self.machines.get(name)
         if machine is None:  # state says live but we hold no process: treat as gone
             raise LaunchError(f"VM {name} has no QEMU process; restart it with 'vmkit start {name}'")
         return machine
@@ -280,7 +280,7 @@ class Host:
         if spec.memory_mib > host_memory_mib():
             raise InvalidInputError(f"memory {spec.memory_mib}M is more than this host has "
                                     f"({host_memory_mib()}M)")
-        async with self._locks[spec.name]:
+        async with self.locks[spec.name]:
             if self.store.vm(spec.name):
                 raise ConflictError(f"a VM named {spec.name} already exists; choose another "
                                     f"name or remove it with 'vmkit rm {spec.name}'")
@@ -300,13 +300,13 @@ class Host:
                 await disks.create_overlay(self.paths.disk(layer), boot.rootfs, "raw",
                                            spec.disk_bytes or boot.rootfs_bytes)
                 rec = self.store.add_vm(spec, random_mac(), layer)
-                await self._launch(rec, boot, facts)
+                await self.launch(rec, boot, facts)
             except BaseException:
-                await self._discard(spec.name)  # nothing half-created is left behind
+                await self.discard(spec.name)  # nothing half-created is left behind
                 raise
         return self.get_vm(spec.name)
 
-    async def _launch(self, rec: VmRecord, boot: BootFiles, facts: HostFacts,
+    async def launch(self, rec: VmRecord, boot: BootFiles, facts: HostFacts,
                       resume: Resume | None = None) -> None:
         """Start the VM's QEMU, booting it or resuming a saved state; returns when the guest
         agent answers (or at once for a state restored paused)."""
@@ -319,7 +319,7 @@ class Host:
         self.store.set_vm_state(name, S.STARTING)
         self._stopping.discard(name)
         machine = await Machine.launch(argv, vmp, on_event=self._handler(name))
-        self._machines[name] = machine
+        self.machines[name] = machine
         self.store.set_vm_state(name, S.STARTING, pid=machine.pid)
         try:
             if resume is not None:
@@ -337,7 +337,7 @@ class Host:
             raise LaunchError(f"VM {name} did not become ready: {e.message} Last console "
                               f"output: {log_tail(vmp.serial_log, 3) or 'none'}") from e
         if machine.exited.is_set():
-            raise LaunchError(f"VM {name} stopped while booting: {self._record(name).reason}")
+            raise LaunchError(f"VM {name} stopped while booting: {self.record(name).reason}")
         self.store.set_vm_state(name, S.RUNNING, pid=machine.pid, started=time.time())
 
     async def _load(self, machine: Machine, resume: Resume) -> None:
@@ -364,7 +364,7 @@ class Host:
         elif event == "RESUME" and rec.state == S.PAUSED:
             self.store.set_vm_state(name, S.RUNNING, pid=rec.pid, started=rec.started)
         elif event == "EXIT":
-            machine = self._machines.pop(name, None)
+            machine = self.machines.pop(name, None)
             if (hub := self._consoles.pop(name, None)) is not None:
                 self._spawn(hub.close())
             if name in self._replacing:
@@ -379,7 +379,7 @@ class Host:
                 self.store.set_vm_state(name, S.CRASHED, reason=self._crash_reason(
                     name, self._exit_text(machine)))
             if rec.spec.auto_remove:
-                self._spawn(self._discard(name))
+                self._spawn(self.discard(name))
 
     @staticmethod
     def _exit_text(machine: Machine | None) -> str:
@@ -402,8 +402,8 @@ class Host:
         return "; ".join(details)
 
     async def start_vm(self, name: str) -> dict[str, Any]:
-        async with self._locks[name]:
-            rec = self._record(name)
+        async with self.locks[name]:
+            rec = self.record(name)
             require("start", rec.state, name)
             boot = self.images.boot_files(self.images.get(rec.spec.image))
             await self.start(rec, boot, self.host_facts(boot))
@@ -414,9 +414,9 @@ class Host:
         """Launch an existing VM; if that fails it is left crashed, with the reason."""
         check_ports_free(rec.spec.ports)
         try:
-            await self._launch(rec, boot, facts, resume)
+            await self.launch(rec, boot, facts, resume)
         except BaseException as e:
-            if (machine := self._machines.pop(rec.name, None)) is not None:
+            if (machine := self.machines.pop(rec.name, None)) is not None:
                 self._stopping.add(rec.name)
                 await machine.kill()
             reason = e.message if isinstance(e, VmkitError) else "start was interrupted"
@@ -425,7 +425,7 @@ class Host:
 
     async def replace_process(self, name: str) -> None:
         """Kill the VM's QEMU, if it runs, for a restore that starts another."""
-        if (machine := self._machines.get(name)) is not None:
+        if (machine := self.machines.get(name)) is not None:
             self._replacing.add(name)
             try:
                 await machine.kill()
@@ -433,18 +433,18 @@ class Host:
                 self._replacing.discard(name)
 
     async def stop_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
-        async with self._locks[name]:
+        async with self.locks[name]:
             machine = self._machine(name, "stop")
             self._stopping.add(name)
-            rec = self._record(name)
+            rec = self.record(name)
             self.store.set_vm_state(name, S.STOPPING, pid=rec.pid, started=rec.started)
             await machine.stop(timeout)
         return self._after_exit(rec)
 
     async def kill_vm(self, name: str) -> dict[str, Any]:
-        async with self._locks[name]:
+        async with self.locks[name]:
             machine = self._machine(name, "kill")
-            rec = self._record(name)
+            rec = self.record(name)
             self._stopping.add(name)
             await machine.kill()
         return self._after_exit(rec)
@@ -457,7 +457,7 @@ class Host:
                 "reason": "removed when it stopped (auto_remove)"}
 
     async def restart_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
-        require("restart", self._record(name).state, name)
+        require("restart", self.record(name).state, name)
         await self.stop_vm(name, timeout)
         return await self.start_vm(name)
 
@@ -470,27 +470,27 @@ class Host:
     async def _run_state(self, name: str, action: str, qmp_command: str, state: VmState
                          ) -> dict[str, Any]:
         """Stop or continue the guest's CPUs (QEMU's 'stop'/'cont')."""
-        async with self._locks[name]:
+        async with self.locks[name]:
             machine = self._machine(name, action)
             await machine.execute(qmp_command)
-            rec = self._record(name)
+            rec = self.record(name)
             self.store.set_vm_state(name, state, pid=rec.pid, started=rec.started)
         return self.get_vm(name)
 
     async def remove_vm(self, name: str, force: bool = False) -> None:
-        rec = self._record(name)
+        rec = self.record(name)
         self.snapshots.check_vm_removable(name)
         if force and rec.state in LIVE:
-            if (machine := self._machines.get(name)) is not None:
+            if (machine := self.machines.get(name)) is not None:
                 self._stopping.add(name)
                 await machine.kill()
-            rec = self._record(name)
-        async with self._locks[name]:
+            rec = self.record(name)
+        async with self.locks[name]:
             require("remove", rec.state, name)
-            await self._discard(name)
+            await self.discard(name)
 
-    async def _discard(self, name: str) -> None:
-        if (machine := self._machines.pop(name, None)) is not None:
+    async def discard(self, name: str) -> None:
+        if (machine := self.machines.pop(name, None)) is not None:
             self._stopping.add(name)
             await machine.kill()
         rec = self.store.vm(name)
@@ -537,7 +537,7 @@ class Host:
         return hub
 
     def serial_log(self, name: str) -> Path:
-        self._record(name)
+        self.record(name)
         return self.paths.vm(name).serial_log
 
 

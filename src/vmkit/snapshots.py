@@ -108,11 +108,11 @@ class Snapshots:
         return [t.name for t in self.store.templates() if t.snapshot == snap_id]
 
     def of_vm(self, vm: str) -> list[dict[str, Any]]:
-        self.host._record(vm)
+        self.host.record(vm)
         return [self.describe(s) for s in self.store.snapshots(vm)]
 
     def find(self, vm: str, name: str) -> SnapshotRecord:
-        self.host._record(vm)
+        self.host.record(vm)
         for snap in self.store.snapshots(vm):
             if snap.name == name:
                 return snap
@@ -135,15 +135,15 @@ class Snapshots:
         return next(n for i in range(1, len(taken) + 2) if (n := f"{prefix}{i}") not in taken)
 
     async def _take(self, vm: str, name: str | None, memory: bool) -> SnapshotRecord:
-        async with self.host._locks[vm]:
-            rec = self.host._record(vm)
+        async with self.host.locks[vm]:
+            rec = self.host.record(vm)
             require("snapshot", rec.state, vm)
             name = name or self._free_name(vm, "snap")
             if any(s.name == name for s in self.store.snapshots(vm)):
                 raise ConflictError(f"VM {vm} already has a snapshot named {name}; choose "
                                     f"another name or remove it with "
                                     f"'vmkit snapshot rm {vm} {name}'")
-            machine = self.host._machines.get(vm) if rec.state in LIVE else None
+            machine = self.host.machines.get(vm) if rec.state in LIVE else None
             memory = memory and machine is not None  # a stopped VM has only its disk
             snap_id = new_id()
             final = self.paths.snapshot(snap_id)
@@ -240,8 +240,8 @@ class Snapshots:
     async def restore(self, vm: str, name: str) -> dict[str, Any]:
         """Bring ``vm`` back to snapshot ``name``: its disk, and its memory if it has one."""
         host = self.host
-        async with host._locks[vm]:
-            rec = host._record(vm)
+        async with host.locks[vm]:
+            rec = host.record(vm)
             require("restore", rec.state, vm)
             snap = self.find(vm, name)
             if (snap.spec.cpus, snap.spec.memory_mib) != (rec.spec.cpus, rec.spec.memory_mib):
@@ -314,7 +314,7 @@ class Snapshots:
                                     "its forks must have the same (choose --network to match)")
         await self._prepare(snap)
         sp = self.paths.snapshot(snap.id)
-        async with host._locks[name]:
+        async with host.locks[name]:
             if self.store.vm(name):
                 raise ConflictError(f"a VM named {name} already exists; choose another name")
             boot = host.images.boot_files(host.images.get(spec.image))
@@ -330,10 +330,10 @@ class Snapshots:
                 mac = random_mac()
                 rec = self.store.add_vm(spec, mac, layer, base=snap.id)
                 nic_mac = mac if spec.network != "none" else ""
-                await host._launch(rec, boot, facts, Resume(
+                await host.launch(rec, boot, facts, Resume(
                     sp.devices, RamFile(sp.ram, shared=False), False, Identity.new(name, nic_mac)))
             except BaseException:
-                await host._discard(name)
+                await host.discard(name)
                 raise
         return host.get_vm(name)
 
@@ -425,12 +425,12 @@ class Snapshots:
                                  network="restricted" if nic else "none")
                 await self.host.create_vm(spec)
                 try:
-                    await identity.wait_resident(self.host._machines[name].agent)
+                    await identity.wait_resident(self.host.machines[name].agent)
                     snap = await self._take(name, "ready", memory=True)
                     await self._prepare(snap)
                     self.store.add_template(name, snap.id)
                 finally:  # the snapshot stays, kept by the template
-                    await self.host._discard(name)
+                    await self.host.discard(name)
         return name
 
     # --- removal and recovery ------------------------------------------------------------
@@ -450,7 +450,7 @@ class Snapshots:
                                 "'vmkit template rm')")
 
     async def remove(self, vm: str, name: str) -> None:
-        async with self.host._locks[vm]:
+        async with self.host.locks[vm]:
             snap = self.find(vm, name)
             if users := self._dependents({snap.id}):
                 raise ConflictError(f"snapshot {vm}@{name} is used by {', '.join(users)}; "
