@@ -7,6 +7,7 @@ their QMP events to keep states true, and on start re-attaches to every QEMU sti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -24,17 +25,17 @@ from .agent import GuestAgent
 from .console import ConsoleHub
 from .errors import (AgentError, ConflictError, HostError, InvalidInputError, LaunchError,
                      NotFoundError, VmkitError)
-from .images.store import ImageStore
-from .machine.accel import probe_host
 from .identity import random_mac
+from .images.store import ImageStore
 from .machine import vmstate
+from .machine.accel import probe_host
 from .machine.argv import BootFiles, HostFacts, build_argv
 from .machine.process import Machine, log_tail, pid_matches
 from .network import check_ports_free
 from .paths import HomePaths, atomic_write, new_id
+from .snapshots import Resume, Snapshots
 from .spec import VmSpec, format_size
 from .state import LIVE, VmState, require
-from .snapshots import Resume, Snapshots
 from .store import ImageRecord, Operation, Store, VmRecord
 
 AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
@@ -344,7 +345,8 @@ class Host:
         try:
             await vmstate.load(machine, resume.state, ignore_shared=resume.ram is not None)
         except VmkitError:
-            await asyncio.wait_for(machine.exited.wait(), 5.0)  # QEMU exits on a bad state
+            with contextlib.suppress(TimeoutError):  # QEMU exits on a state it cannot load
+                await asyncio.wait_for(machine.exited.wait(), 5.0)
             raise LaunchError(f"QEMU could not load the saved state: "
                               f"{log_tail(machine.paths.qemu_log, 2) or 'no message'}") from None
 
