@@ -135,6 +135,8 @@ class Snapshots:
         return next(n for i in range(1, len(taken) + 2) if (n := f"{prefix}{i}") not in taken)
 
     async def _take(self, vm: str, name: str | None, memory: bool) -> SnapshotRecord:
+        # Fail at once, not after waiting for the lock, if the VM is booting or stopping.
+        require("snapshot", self.host.record(vm).state, vm)
         async with self.host.locks[vm]:
             rec = self.host.record(vm)
             require("snapshot", rec.state, vm)
@@ -240,6 +242,7 @@ class Snapshots:
     async def restore(self, vm: str, name: str) -> dict[str, Any]:
         """Bring ``vm`` back to snapshot ``name``: its disk, and its memory if it has one."""
         host = self.host
+        require("restore", host.record(vm).state, vm)  # at once, not after the lock
         async with host.locks[vm]:
             rec = host.record(vm)
             require("restore", rec.state, vm)

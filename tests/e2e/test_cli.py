@@ -154,7 +154,8 @@ def test_snapshot_fork_template_commands_and_their_bad_input(daemon: Daemon) -> 
     try:
         assert ok(daemon, "snapshot", "create", "snapcli", "s1").strip() == "s1"
         table = ok(daemon, "snapshot", "ls", "snapcli")
-        assert table.splitlines()[0].split() == ["NAME", "CREATED", "SIZE", "MEMORY", "FORKS"]
+        assert table.splitlines()[0].split() == ["NAME", "CREATED", "SIZE", "MEMORY", "PARENT",
+                                                 "USED", "BY"]
         assert "* s1" in table
         listed = json.loads(ok(daemon, "snapshot", "ls", "snapcli", "--json"))
         assert [(s["name"], s["memory"]) for s in listed] == [("s1", True)]
@@ -170,6 +171,11 @@ def test_snapshot_fork_template_commands_and_their_bad_input(daemon: Daemon) -> 
         fails(daemon, "run", "--from", "snapcli@s1", "--disk", "2G", "-n", "x1", match="--disk")
         assert "x1" not in vm_names(daemon)
 
+        assert ok(daemon, "run", "-d", "--from", "snapcli@s1", "-n", "snapcli-3",
+                  "--network", "restricted").strip() == "snapcli-3"
+        assert json.loads(ok(daemon, "inspect", "snapcli-3", "--json"))["forked_from"] \
+            == "snapcli@s1"
+        ok(daemon, "rm", "-f", "snapcli-3")
         assert ok(daemon, "fork", "snapcli@s1", "snapcli-2").strip() == "snapcli-2"
         fails(daemon, "rm", "-f", "snapcli", match="its snapshots are used by VM snapcli-2")
         fails(daemon, "snapshot", "rm", "snapcli", "s1", match="used by VM snapcli-2")
@@ -184,6 +190,7 @@ def test_snapshot_fork_template_commands_and_their_bad_input(daemon: Daemon) -> 
         fails(daemon, "template", "rm", "snapcli-t", match="no template named 'snapcli-t'")
         assert ok(daemon, "snapshot", "rm", "snapcli", "s1").strip() == "s1"
     finally:
+        daemon.cli("rm", "-f", "snapcli-3")
         daemon.cli("rm", "-f", "snapcli-2")
         daemon.cli("template", "rm", "snapcli-t")
         daemon.cli("rm", "-f", "snapcli")

@@ -196,6 +196,24 @@ def test_templates_and_run_fast(client: vmkit.Client, daemon, make_vm, vms: list
     client.remove_template("fast-tiny-1c256m")
 
 
+def test_a_vm_still_booting_cannot_be_snapshotted(client: vmkit.Client, make_vm) -> None:
+    booting = threading.Thread(target=make_vm, args=("early1",), daemon=True)
+    booting.start()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if client.get_vm("early1")["state"] == "starting":
+                break
+        except vmkit.NotFoundError:
+            pass
+        assert time.monotonic() < deadline, "never saw the VM starting"
+        time.sleep(0.02)
+    with pytest.raises(vmkit.InvalidStateError, match="early1 is starting"):
+        client.create_snapshot("early1", "too-soon")
+    booting.join(60)
+    assert client.list_snapshots("early1") == []
+
+
 def test_snapshots_survive_a_daemon_restart(own_daemon) -> None:
     d = own_daemon()
     with d.client() as c:

@@ -774,11 +774,11 @@ def snapshot_ls(
         return
     now = _now()
     render.table(
-        ("NAME", "CREATED", "SIZE", "MEMORY", "FORKS"),
+        ("NAME", "CREATED", "SIZE", "MEMORY", "PARENT", "USED BY"),
         ((("* " if s["current"] else "  ") + "  " * depth + s["name"],
           render.ago(s["created"], now), render.size(s["size"]),
           "paused" if s["paused"] and s["memory"] else "yes" if s["memory"] else "no",
-          ", ".join(s["forks"] + s["templates"]) or "-")
+          s["parent"] or "-", ", ".join(s["forks"] + s["templates"]) or "-")
          for depth, s in render.tree(snaps)))
 
 
