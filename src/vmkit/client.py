@@ -36,8 +36,10 @@ class ExecResult:
 
 class Client:
     def __init__(self, url: str | None = None, token: str | None = None,
-                 home: Path | None = None, autostart: bool = False, timeout: float = 30.0) -> None:
-        """Local daemon by default (starting it when ``autostart``); ``url`` for a remote one."""
+                 home: Path | None = None, autostart: bool = False, timeout: float = 30.0,
+                 ca: str | None = None) -> None:
+        """Local daemon by default (starting it when ``autostart``); ``url`` for a remote one,
+        with ``ca`` the CA file to trust for an https URL with a certificate of its own."""
         self.paths = HomePaths(home or default_home())
         self.autostart = autostart and url is None
         self._where = url or str(self.paths.socket)  # for messages
@@ -45,13 +47,21 @@ class Client:
             transport = httpx.HTTPTransport(uds=str(self.paths.socket), verify=False)
             base = "http://vmkitd"
         else:
-            transport, base = httpx.HTTPTransport(), url.rstrip("/")
+            transport, base = httpx.HTTPTransport(verify=ca or True), url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(transport=transport, base_url=base, headers=headers,
                                   timeout=timeout, trust_env=url is not None)
 
     def __enter__(self) -> Client:
         return self
+
+    @classmethod
+    def for_host(cls, name: str, home: Path | None = None) -> Client:
+        """A client of the host registered as ``name`` ('vmkit host add')."""
+        from . import hosts
+
+        peer = hosts.get(HomePaths(home or default_home()), name)
+        return cls(url=peer.url, token=peer.token, home=home, ca=peer.ca)
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -69,8 +79,8 @@ class Client:
                 break
             except (httpx.ConnectError, FileNotFoundError) as e:
                 if attempt or not self.autostart:
-                    raise DaemonError(
-                        f"cannot reach vmkitd at {self._where}: start it with 'vmkitd'") from e
+                    raise DaemonError(f"cannot reach vmkitd at {self._where}: "
+                                      f"{self._why_unreachable(e)}") from e
                 self.start_daemon()
         if response.status_code >= 400:
             response.read()
@@ -83,10 +93,17 @@ class Client:
             raise error_from_body(body)
         return response
 
+    def _why_unreachable(self, error: Exception) -> str:
+        if self._where == str(self.paths.socket):
+            return "start it with 'vmkitd'"
+        if "CERTIFICATE_VERIFY_FAILED" in str(error):
+            return (f"its TLS certificate is not trusted ({error}); give the CA that signed it "
+                    "(vmkit host add --ca)")
+        return f"{error or 'connection refused'}; is 'vmkitd --listen' running there?"
+
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         response = self._send(method, path, **kw)
         return response.json() if response.content else None
-
 
     def start_daemon(self, wait: float = 15.0) -> None:
         """Start vmkitd in the background for this VMKIT_HOME and wait until it answers."""

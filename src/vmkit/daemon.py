@@ -1,5 +1,6 @@
 """vmkitd: serves the API on a Unix socket private to its user, and on TCP only when asked
-(``--listen ADDR:PORT``), where every request needs the token in VMKIT_HOME/run/token.
+(``--listen ADDR:PORT``), where every request needs the token in VMKIT_HOME/run/token
+('vmkit host token' shows it), over TLS when given a certificate (``--tls-cert/--tls-key``).
 
 VMs are QEMU processes of their own: stopping or killing vmkitd leaves them running, and the
 next vmkitd re-attaches to them.
@@ -69,22 +70,38 @@ def parse_listen(text: str) -> tuple[str, int]:
     return addr.strip("[]"), int(port)
 
 
-def _api_server(app: Any) -> _Server:
-    return _Server(uvicorn.Config(app, lifespan="off", log_level="warning", ws="auto"))
+def _api_server(app: Any, tls: tuple[Path, Path] | None = None) -> _Server:
+    cert, key = tls or (None, None)
+    return _Server(uvicorn.Config(app, lifespan="off", log_level="warning", ws="auto",
+                                  ssl_certfile=cert, ssl_keyfile=key))
 
 
-async def serve(home: Path, listen: str | None) -> None:
+def check_tls(listen: str | None, cert: Path | None, key: Path | None
+              ) -> tuple[Path, Path] | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None or listen is None:
+        raise VmkitError("TLS needs --listen, --tls-cert and --tls-key together")
+    for path in (cert, key):
+        if not os.access(path, os.R_OK):
+            raise VmkitError(f"cannot read {path}: give a PEM certificate and its key")
+    return cert, key
+
+
+async def serve(home: Path, listen: str | None, tls: tuple[Path, Path] | None = None) -> None:
     host = Host(home)
     paths = host.paths
     await host.open()
+    token = load_token(paths)  # made now, so that 'vmkit host token' can show it
     listeners = [(_api_server(create_app(host)), bind_unix(paths.socket))]
     if listen:
         addr, port = parse_listen(listen)
         tcp = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.bind((addr, port))
-        listeners.append((_api_server(create_app(host, token=load_token(paths))), tcp))
-        log.info("API on http://%s:%d (token in %s)", addr, port, paths.token)
+        listeners.append((_api_server(create_app(host, token=token), tls), tcp))
+        log.info("API on %s://%s:%d (token in %s)", "https" if tls else "http", addr, port,
+                 paths.token)
     servers = [s for s, _ in listeners]
     atomic_write(paths.daemon_pid, f"{os.getpid()}\n".encode())
     log.info("vmkitd %d serving on %s", os.getpid(), paths.socket)
@@ -113,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="state directory (default: $VMKIT_HOME or ~/.local/share/vmkit)")
     parser.add_argument("--listen", metavar="ADDR:PORT",
                         help="also serve the API on TCP, protected by a token")
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
+                        help="serve TCP over TLS with this certificate (and --tls-key)")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's key")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -120,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     # qemu.qmp logs every refused connect and every disconnect; vmkit reports what matters.
     logging.getLogger("qemu.qmp").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     try:
-        asyncio.run(serve(args.home or default_home(), args.listen))
+        tls = check_tls(args.listen, args.tls_cert, args.tls_key)
+        asyncio.run(serve(args.home or default_home(), args.listen, tls))
     except VmkitError as e:
         print(f"vmkitd: {e.message}", file=sys.stderr)
         sys.exit(EXIT_ALREADY_RUNNING if isinstance(e, AlreadyRunningError) else 1)

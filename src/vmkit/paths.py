@@ -4,6 +4,7 @@
       state.db                      SQLite (WAL): VMs, images, snapshots, templates, operations
       run/vmkitd.sock               the daemon's API socket (directory is 0700)
       run/vmkitd.pid, vmkitd.log, token
+      hosts.json                    other vmkit hosts: URL, token, CA
       images/<sha256>/              a content-addressed image, read-only once stored
       cache/debs/                   Debian packages fetched for image builds
       vms/<name>/                   one VM: sockets, logs, pid, launched spec
@@ -56,6 +57,11 @@ class HomePaths:
     @property
     def token(self) -> Path:
         return self.run / "token"
+
+    @property
+    def hosts(self) -> Path:
+        """Other vmkit hosts by name, with their tokens (see hosts.py)."""
+        return self.root / "hosts.json"
 
     @property
     def images(self) -> Path:

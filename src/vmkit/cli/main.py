@@ -51,6 +51,17 @@ to branch.
   vmkit snapshot restore web before-upgrade
   vmkit fork web@before-upgrade web-test     # a new VM from it, in a moment
 """
+HOST_HELP = """Other vmkit hosts, to drive with 'vmkit --host NAME ...'.
+
+A host serves its API with 'vmkitd --listen ADDR:PORT' (add --tls-cert/--tls-key for TLS)
+and shows its token with 'vmkit host token'.
+
+[bold]Examples:[/bold]
+
+  vmkit host token                                        # on the other host
+  vmkit host add lab http://10.0.0.5:8765 --token TOKEN   # here
+  vmkit --host lab ls
+"""
 TEMPLATE_HELP = """Keep snapshots as named templates to fork VMs from.
 
 [bold]Examples:[/bold]
@@ -99,7 +110,7 @@ def build_app() -> typer.Typer:
     groups = {name: typer.Typer(help=_prose(text), no_args_is_help=True,
                                 context_settings=settings)
               for name, text in (("image", IMAGE_HELP), ("snapshot", SNAPSHOT_HELP),
-                                 ("template", TEMPLATE_HELP))}
+                                 ("template", TEMPLATE_HELP), ("host", HOST_HELP))}
     groups[""] = app
     app.callback()(_root)
     for group, name, options, f in _COMMANDS:
@@ -118,6 +129,7 @@ def __getattr__(name: str) -> Any:
 
 class _State:
     home: Path | None = None
+    host: str | None = None  # --host: another vmkit host, by its registered name
     client: Client | None = None
     error_exit = 1  # exit status for vmkit's own errors; exec makes it 125
 
@@ -130,7 +142,10 @@ def client() -> Client:
     if _state.client is None:
         from ..client import Client
 
-        _state.client = Client(home=_state.home, autostart=True)
+        if _state.host:
+            _state.client = Client.for_host(_state.host, home=_state.home)
+        else:
+            _state.client = Client(home=_state.home, autostart=True)
     return _state.client
 
 
@@ -162,8 +177,13 @@ def _root(
         "--home", envvar="VMKIT_HOME", show_default=False, metavar="PATH",
         help="vmkit's state directory: VMs, images and the daemon's socket. "
              "Default: ~/.local/share/vmkit (/var/lib/vmkit for root).")] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", "-H", envvar="VMKIT_HOST", show_default=False, metavar="NAME",
+        help="Run the command on another vmkit host ('vmkit host add' registers it).")
+                    ] = None,
 ) -> None:
     _state.home = home
+    _state.host = host
 
 
 # --- run -------------------------------------------------------------------------------
@@ -340,7 +360,7 @@ def ls(
       vmkit ls -q | xargs vmkit stop   # stop every VM
       vmkit ls --json | jq '.[] | select(.state == "running") | .name'
     """
-    vms = _local_get("/v1/vms")
+    vms = None if _state.host else _local_get("/v1/vms")
     if vms is None:
         vms = client().list_vms()
     if as_json:
@@ -896,6 +916,89 @@ def template_rm(
     _each(names, c.remove_template)
 
 
+# --- other hosts -----------------------------------------------------------------------
+
+@command("token", group="host")
+def host_token() -> None:
+    """Print this host's API token, for 'vmkit host add' on another host.
+
+    The daemon makes it on its first start (VMKIT_HOME/run/token, mode 0600). It guards the
+    API that 'vmkitd --listen ADDR:PORT' serves on TCP.
+    """
+    from ..errors import InvalidInputError
+
+    if _state.host:
+        raise InvalidInputError("a host's token can be read only on that host: run "
+                                "'vmkit host token' there")
+    c = client()
+    c.info()  # the daemon runs, so the token exists
+    _say(c.paths.token.read_text().strip())
+
+
+@command("add", group="host")
+def host_add(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A name for the host.")],
+    url: Annotated[str, typer.Argument(
+        metavar="URL", help="Its API: http(s)://ADDR:PORT, as its 'vmkitd --listen' serves.")],
+    token: Annotated[str, typer.Option("--token", help="Its token ('vmkit host token' there).",
+                                       show_default=False)],
+    ca: Annotated[Path | None, typer.Option(
+        "--ca", metavar="PEM", show_default=False,
+        help="The CA that signed its TLS certificate, if not a public one.")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check/--no-check", help="Connect once to check the URL and token.")] = True,
+) -> None:
+    """Register another vmkit host, checking that it answers and takes the token.
+
+    [bold]Example:[/bold]  vmkit host add lab https://10.0.0.5:8765 --token TOKEN --ca lab-ca.pem
+    """
+    from .. import hosts
+    from ..client import Client
+    from ..errors import UnauthorizedError
+
+    peer = hosts.peer(name, url, token, ca)
+    if check:
+        with Client(url=peer.url, token=peer.token, ca=peer.ca) as remote:
+            try:
+                remote.info()
+            except UnauthorizedError:
+                raise UnauthorizedError(f"{peer.url} refused the token; copy it from "
+                                        "'vmkit host token' on that host") from None
+    hosts.add(_home_paths(), peer)
+    _say(name)
+
+
+@command("ls", group="host")
+def host_ls(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON, without the tokens.")] = False,
+) -> None:
+    """List registered hosts (their tokens stay hidden)."""
+    from .. import hosts
+    from . import render
+
+    peers = hosts.load(_home_paths()).values()
+    if as_json:
+        render.print_json([{"name": p.name, "url": p.url, "ca": p.ca} for p in peers])
+        return
+    render.table(("NAME", "URL", "CA"), ((p.name, p.url, p.ca or "-") for p in peers))
+
+
+@command("rm", group="host")
+def host_rm(
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Hosts to forget.")],
+) -> None:
+    """Forget registered hosts (nothing changes on them)."""
+    from .. import hosts
+
+    _each(names, lambda n: hosts.remove(_home_paths(), n))
+
+
+def _home_paths() -> Any:
+    from ..paths import HomePaths, default_home
+
+    return HomePaths(_state.home or default_home())
+
+
 # --- images ----------------------------------------------------------------------------
 
 @command("ls", group="image")
@@ -1073,7 +1176,8 @@ def _fast_ls(args: list[str]) -> bool:
     elif args[:1] and args[0].startswith("--home="):
         home, args = args[0].partition("=")[2], args[1:]
     flags = set(args[1:])
-    if args[:1] != ["ls"] or not flags <= {"-q", "--quiet", "--json"}:
+    if args[:1] != ["ls"] or not flags <= {"-q", "--quiet", "--json"} \
+            or os.environ.get("VMKIT_HOST"):
         return False
     _state.home = Path(home) if home else None
     ls(as_json="--json" in flags, quiet=bool(flags & {"-q", "--quiet"}))
