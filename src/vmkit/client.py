@@ -258,6 +258,18 @@ class Client:
     def remove_template(self, name: str) -> None:
         self._json("DELETE", f"/templates/{name}", timeout=LONG)
 
+    # --- migration --------------------------------------------------------------------
+
+    def migrate(self, name: str, url: str, token: str, ca: str | None = None,
+                postcopy: bool = False) -> dict[str, Any]:
+        """Start moving a running VM to the vmkit host at ``url``; returns the operation
+        (follow it with ``wait_operation``)."""
+        body = {"url": url, "token": token, "ca": ca, "postcopy": postcopy}
+        return self._json("POST", f"/vms/{name}/migrate", json=body)
+
+    def cancel_migration(self, name: str) -> None:
+        self._json("POST", f"/vms/{name}/migrate/cancel")
+
     # --- guest access -----------------------------------------------------------------
 
     def exec_stream(self, name: str, argv: list[str], stdin: bytes | None = None

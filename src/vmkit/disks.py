@@ -21,16 +21,31 @@ from .errors import HostError
 async def create_overlay(path: Path, backing: Path, backing_format: str, size: int | None = None
                          ) -> None:
     """A new empty qcow2 at ``path`` on top of ``backing`` (its size, unless ``size``)."""
-    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", backing_format,
-            str(path)]
-    if size is not None:
-        argv.append(str(size))
-    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+    await _qemu_img("create", "-q", "-f", "qcow2", "-b", str(backing), "-F", backing_format,
+                    str(path), *([str(size)] if size is not None else []), path=path)
+
+
+async def _qemu_img(*args: str, path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec("qemu-img", *args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()
     if proc.returncode != 0:
         path.unlink(missing_ok=True)
         raise HostError(f"qemu-img could not create a disk layer: {err.decode().strip()}")
+
+
+async def create_empty(path: Path, size: int) -> None:
+    """A new empty standalone qcow2 of ``size`` bytes (a disk arriving by migration)."""
+    await _qemu_img("create", "-q", "-f", "qcow2", str(path), str(size), path=path)
+
+
+def virtual_size(path: Path) -> int:
+    """The size of the disk the guest sees."""
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise HostError(f"cannot read the disk {path}: {out.stderr.strip()}")
+    return int(json.loads(out.stdout)["virtual-size"])
 
 
 @functools.cache

@@ -33,6 +33,7 @@ from .machine.argv import BootFiles, HostFacts, build_argv
 from .machine.process import Machine, log_tail, pid_matches
 from .network import check_ports_free
 from .paths import HomePaths, atomic_write, new_id
+from .migration import Migrations
 from .snapshots import Resume, Snapshots
 from .spec import VmSpec, format_size
 from .state import LIVE, VmState, require
@@ -88,6 +89,7 @@ class Host:
         self._facts: tuple[HostFacts, str] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.snapshots = Snapshots(self)
+        self.migrations = Migrations(self)
 
     # --- daemon lifecycle ----------------------------------------------------------
 
@@ -134,7 +136,7 @@ class Host:
         for machine in list(self.machines.values()):
             await machine.detach()
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -156,7 +158,7 @@ class Host:
         vmp = self.paths.vm(rec.name)
         if pid := self._qemu_pid(rec):
             try:
-                machine = await Machine.attach(vmp, pid, self._handler(rec.name))
+                machine = await Machine.attach(vmp, pid, self.handler(rec.name))
             except VmkitError as e:
                 self.store.set_vm_state(rec.name, S.CRASHED, reason=f"cannot re-attach: {e}")
                 return
@@ -164,7 +166,7 @@ class Host:
             await self.snapshots.recover(rec, machine)
             state = S.PAUSED if await machine.status() == "paused" else S.RUNNING
             self.store.set_vm_state(rec.name, state, pid=pid, started=rec.started)
-            self._spawn(self._connect_agent(machine))
+            self.spawn(self._connect_agent(machine))
         else:
             self.store.set_vm_state(rec.name, S.CRASHED, reason=self._crash_reason(
                 rec.name, f"QEMU (pid {rec.pid}) exited while vmkitd was not running"))
@@ -226,7 +228,7 @@ class Host:
             finally:
                 del self._builds[name]
 
-        self._spawn(run())
+        self.spawn(run())
         return describe_operation(op)
 
     def operation(self, op_id: str) -> dict[str, Any]:
@@ -319,7 +321,7 @@ class Host:
                                                "argv": argv}, indent=1).encode())
         self.store.set_vm_state(name, S.STARTING)
         self._stopping.discard(name)
-        machine = await Machine.launch(argv, vmp, on_event=self._handler(name))
+        machine = await Machine.launch(argv, vmp, on_event=self.handler(name))
         self.machines[name] = machine
         self.store.set_vm_state(name, S.STARTING, pid=machine.pid)
         try:
@@ -354,7 +356,7 @@ class Host:
         """The VM's writable disk layer."""
         return self.paths.disk(rec.disk)
 
-    def _handler(self, name: str) -> Any:
+    def handler(self, name: str) -> Any:
         return lambda event: self._on_event(name, event)
 
     def _on_event(self, name: str, event: str) -> None:
@@ -368,7 +370,7 @@ class Host:
         elif event == "EXIT":
             machine = self.machines.pop(name, None)
             if (hub := self._consoles.pop(name, None)) is not None:
-                self._spawn(hub.close())
+                self.spawn(hub.close())
             if name in self._replacing:
                 self.store.set_vm_state(name, S.STOPPED)
                 return
@@ -381,7 +383,7 @@ class Host:
                 self.store.set_vm_state(name, S.CRASHED, reason=self._crash_reason(
                     name, self._exit_text(machine)))
             if rec.spec.auto_remove:
-                self._spawn(self.discard(name))
+                self.spawn(self.discard(name))
 
     @staticmethod
     def _exit_text(machine: Machine | None) -> str:

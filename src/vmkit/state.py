@@ -36,6 +36,7 @@ ALLOWED: dict[str, frozenset[VmState]] = {
     "snapshot": frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}),
     "restore": frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}),
     "fork": frozenset({S.RUNNING, S.PAUSED}),  # forking a VM (not a snapshot) snapshots it live
+    "migrate": frozenset({S.RUNNING}),
 }
 
 def _hint(action: str, state: VmState, name: str) -> str:

@@ -26,6 +26,7 @@ EXPECTED: dict[str, set[VmState]] = {
     "snapshot": {S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED},
     "restore": {S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED},
     "fork": {S.RUNNING, S.PAUSED},
+    "migrate": {S.RUNNING},
 }
 
 

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -25,8 +26,9 @@ from .. import __version__
 from ..errors import InvalidInputError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
 from ..spec import make_spec, validate_name
-from .models import (Error, ExecRequest, FastTemplate, ForkCreate, HostInfo, Image, Operation,
-                     Snapshot, SnapshotCreate, Template, TemplateCreate, Vm, VmCreate)
+from .models import (Error, ExecRequest, FastTemplate, ForkCreate, HostInfo, Image,
+                     IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
+                     SnapshotCreate, Template, TemplateCreate, Vm, VmCreate)
 
 log = logging.getLogger("vmkit.api")
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -274,6 +276,48 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     async def remove_template(name: TemplateName) -> None:
         host.snapshots.remove_template(name)
 
+    # --- migration ---------------------------------------------------------------------------
+
+    @app.post("/v1/vms/{name}/migrate", response_model=Operation, status_code=202)
+    async def migrate(name: VmName, body: MigrateRequest) -> dict[str, Any]:
+        """Move the running VM to another vmkit host; follow the returned operation."""
+        from ..hosts import check_url
+        from ..migration import Peer
+
+        return host.migrations.start(name, Peer(check_url(body.url), body.token, body.ca),
+                                     body.postcopy)
+
+    @app.post("/v1/vms/{name}/migrate/cancel", status_code=204)
+    async def cancel_migration(name: VmName) -> None:
+        host.migrations.cancel(name)
+
+    @app.post("/v1/migrations", response_model=IncomingReady, status_code=201)
+    async def accept_migration(body: IncomingMigration, request: Request) -> dict[str, Any]:
+        """(Between vmkit hosts) get ready to receive a VM: its disk over NBD, then its state."""
+        from ..spec import VmSpec
+
+        if not request.scope.get("server"):
+            raise InvalidInputError("migrations arrive over TCP ('vmkitd --listen')")
+        try:
+            sent = VmSpec.from_json(body.spec)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"spec: {e}") from None
+        spec = make_spec(sent.name, sent.image, sent.cpus, f"{sent.memory_mib}M",
+                         f"{sent.disk_bytes // 1024}K" if sent.disk_bytes else None,
+                         [_port_text(p) for p in sent.ports], sent.network, sent.auto_remove,
+                         host_memory_mib())
+        spec = dataclasses.replace(spec, disk_bytes=sent.disk_bytes)  # to the byte
+        return await host.migrations.accept(spec, body.mac, body.disk_bytes,
+                                            request.scope["server"][0])
+
+    @app.post("/v1/migrations/{name}/finish", response_model=Vm)
+    async def finish_migration(name: VmName) -> dict[str, Any]:
+        return await host.migrations.finish(name)
+
+    @app.delete("/v1/migrations/{name}", status_code=204)
+    async def abort_migration(name: VmName) -> None:
+        await host.migrations.abort(name)
+
     @app.websocket("/v1/vms/{name}/console")
     async def console(ws: WebSocket, name: str) -> None:
         """The serial console: binary frames both ways."""
@@ -313,6 +357,11 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
             hub.detach(queue)
 
     return app
+
+
+def _port_text(p: Any) -> str:
+    addr = f"[{p.host_addr}]" if ":" in p.host_addr else p.host_addr
+    return f"{addr}:{p.host_port}:{p.guest_port}/{p.proto}"
 
 
 def _token_ok(header: str, token: str) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -141,3 +141,24 @@ class Template(BaseModel):
     source: str | None = Field(description="VM@SNAPSHOT it was made from, if that VM exists")
     forks: list[str]
     size: int
+
+
+class MigrateRequest(BaseModel):
+    url: str = Field(max_length=512, description="the destination's API: http(s)://ADDR:PORT")
+    token: str = Field(max_length=512, description="the destination's token")
+    ca: str | None = Field(None, max_length=4096, description="CA file to trust for its TLS")
+    postcopy: bool = Field(False, description="switch to post-copy for guests that dirty "
+                                              "memory faster than the link")
+
+
+class IncomingMigration(BaseModel):
+    spec: dict[str, Any] = Field(description="the VM's spec, as the source has it")
+    mac: str = Field(max_length=17, pattern="^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+    disk_bytes: int = Field(gt=0, le=1 << 44)
+
+
+class IncomingReady(BaseModel):
+    name: str
+    address: str
+    nbd_port: int
+    migration_port: int

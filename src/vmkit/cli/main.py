@@ -314,15 +314,21 @@ def _ensure_image(c: Client, image: str) -> None:
 def _build(c: Client, image: str, force: bool) -> dict[str, Any]:
     """Start an image build and follow it with a progress bar on stderr."""
     from rich.markup import escape
+
+    return _follow(c, c.build_image(image, force=force),
+                   f"Building image [bold]{escape(image)}[/bold]")
+
+
+def _follow(c: Client, op: dict[str, Any], title: str) -> dict[str, Any]:
+    """Follow an operation to its end with a progress bar on stderr; raise if it failed."""
+    from rich.markup import escape
     from rich.progress import (
         BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn)
 
     from . import render
 
-    op = c.build_image(image, force=force)
-    columns = (SpinnerColumn(), TextColumn(f"Building image [bold]{escape(image)}[/bold]"),
-               BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
+    columns = (SpinnerColumn(), TextColumn(title), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn(), TextColumn("{task.description}"))
     with Progress(*columns, console=render.err()) as progress:
         task = progress.add_task(escape(op.get("message") or "starting"), total=1.0)
 
@@ -330,7 +336,7 @@ def _build(c: Client, image: str, force: bool) -> dict[str, Any]:
             progress.update(task, completed=op.get("progress") or 0.0,
                             description=escape(op.get("message") or ""))
 
-        return c.wait_operation(op["id"], on_progress)
+        return c.wait_operation(op["id"], on_progress, interval=0.1)
 
 
 def _attach(c: Client, name: str) -> None:
@@ -914,6 +920,55 @@ def template_rm(
     """Remove templates (refused while VMs forked from them need them)."""
     c = client()
     _each(names, c.remove_template)
+
+
+# --- migration -------------------------------------------------------------------------
+
+@command()
+def migrate(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The running VM.")],
+    to: Annotated[str | None, typer.Option(
+        "--to", metavar="HOST", show_default=False,
+        help="The destination, as 'vmkit host add' registered it.")] = None,
+    postcopy: Annotated[bool, typer.Option(
+        "--postcopy", help="Switch to post-copy: for guests that dirty memory faster than "
+                           "the link carries it.")] = False,
+    cancel: Annotated[bool, typer.Option(
+        "--cancel", help="Cancel the VM's migration in progress.")] = False,
+) -> None:
+    """Move a running VM to another vmkit host while its guest keeps running.
+
+    Its disk is copied first (the guest goes on writing), then its memory; the guest stops
+    only for the switch. The VM keeps its name, spec and port forwards. If anything fails,
+    or you press Ctrl-C, it keeps running here, unchanged.
+
+    [bold]Examples:[/bold]
+
+      vmkit host add lab http://10.0.0.5:8765 --token TOKEN
+      vmkit migrate web --to lab
+      vmkit migrate --cancel web
+    """
+    from .. import hosts
+    from ..errors import InvalidInputError
+
+    c = client()
+    if cancel:
+        c.cancel_migration(name)
+        _say(name)
+        return
+    if not to:
+        raise InvalidInputError("give the destination: --to HOST ('vmkit host ls' lists them)")
+    peer = hosts.get(_home_paths(), to)
+    op = c.migrate(name, peer.url, peer.token, peer.ca, postcopy)
+    try:
+        done = _follow(c, op, f"Moving {name} to {to}")
+    except KeyboardInterrupt:
+        c.cancel_migration(name)
+        with contextlib.suppress(Exception):
+            c.wait_operation(op["id"])
+        raise
+    sys.stderr.write(done["message"] + "\n")
+    _say(name)
 
 
 # --- other hosts -----------------------------------------------------------------------

@@ -1,0 +1,319 @@
+"""Live migration: move a running VM to another vmkit host while its guest keeps running.
+
+The source daemon drives it; the destination daemon answers through its API (token-guarded):
+
+1. the destination creates the VM with an empty disk of the same size and starts QEMU waiting
+   for the state (``-incoming``, paused after it: ``-S``), exports that disk over NBD and
+   listens for the migration stream (``POST /v1/migrations``);
+2. the source mirrors its disk, the whole backing chain flattened, into the NBD export
+   (``blockdev-mirror``, sync=full) until the copy is in step and stays so as the guest writes;
+3. the source migrates RAM and devices (QEMU pre-copy, or ``--postcopy``), then stops the guest;
+   the mirror ends (``block-job-cancel`` once in step: the target keeps every write);
+4. the destination stops its NBD server, resumes the guest and waits for its agent
+   (``POST /v1/migrations/NAME/finish``); only then does the source forget its copy.
+
+Any failure before step 4 ends leaves the VM running on the source, as it was, and the
+destination removes everything it made (``DELETE /v1/migrations/NAME``).
+
+The NBD export and the migration stream are plain TCP on the destination's API address, open
+only for the migration, and not encrypted: use this between hosts on a trusted network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from . import disks
+from .errors import (ConflictError, HostError, InvalidInputError, NotFoundError, VmkitError,
+                     error_from_body)
+from .machine.argv import build_argv
+from .machine.process import Machine
+from .network import check_ports_free
+from .paths import new_id
+from .spec import VmSpec
+from .state import VmState, require
+from .store import Operation
+
+if TYPE_CHECKING:
+    from .host import Host
+
+log = logging.getLogger("vmkit.migration")
+S = VmState
+EXPORT = "disk0"
+MIRROR_JOB, MIRROR_NODE = "vmkit-migrate", "vmkit-migrate-target"
+PEER_TIMEOUT = 120.0  # seconds for the destination to answer a step
+
+
+@dataclass(frozen=True)
+class Peer:
+    url: str
+    token: str
+    ca: str | None = None
+
+
+class Migrations:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._cancel: dict[str, asyncio.Event] = {}  # source side: migrations in progress
+        self._arriving: set[str] = set()  # destination side
+
+    # --- destination side ----------------------------------------------------------------
+
+    async def accept(self, spec: VmSpec, mac: str, disk_bytes: int, address: str
+                     ) -> dict[str, Any]:
+        """Make ``spec`` here, waiting for its disk (NBD) and state (migration stream)."""
+        host = self.host
+        async with host.locks[spec.name]:
+            if host.store.vm(spec.name):
+                raise ConflictError(f"a VM named {spec.name} already exists on this host")
+            boot = host.images.boot_files(host.images.get(spec.image))
+            check_ports_free(spec.ports)
+            facts = host.host_facts(boot)
+            vmp = host.paths.vm(spec.name)
+            vmp.dir.mkdir(mode=0o700, exist_ok=True)
+            layer = new_id()
+            await disks.create_empty(host.paths.disk(layer), disk_bytes)
+            rec = host.store.add_vm(spec, mac, layer)
+            host.store.set_vm_state(spec.name, S.STARTING)
+            try:
+                argv = build_argv(spec, boot, vmp, facts, mac, host.paths.disk(layer),
+                                  incoming=True) + ["-S"]
+                machine = await Machine.launch(argv, vmp, on_event=host.handler(spec.name))
+                host.machines[spec.name] = machine
+                host.store.set_vm_state(spec.name, S.STARTING, pid=machine.pid)
+                node = next(d["inserted"]["node-name"] for d in await machine.execute(
+                    "query-block") if d["device"] == "disk0")
+                nbd_port, stream_port = free_port(address), free_port(address)
+                await machine.execute("nbd-server-start", {"addr": {
+                    "type": "inet", "data": {"host": address, "port": str(nbd_port)}}})
+                await machine.execute("block-export-add", {
+                    "type": "nbd", "id": EXPORT, "node-name": node, "name": EXPORT,
+                    "writable": True})
+                await machine.execute("migrate-incoming",
+                                      {"uri": f"tcp:{_host_port(address, stream_port)}"})
+            except BaseException:
+                await host.discard(spec.name)
+                raise
+            self._arriving.add(spec.name)
+        return {"name": rec.name, "address": address, "nbd_port": nbd_port,
+                "migration_port": stream_port}
+
+    async def finish(self, name: str) -> dict[str, Any]:
+        """The state has arrived: stop exporting the disk, resume the guest, wait for its agent."""
+        host = self.host
+        machine = self._arrival(name)
+        try:
+            while (status := await machine.status()) == "inmigrate":
+                await asyncio.sleep(0.005)
+            if status != "paused":
+                raise HostError(f"the migration did not complete here (QEMU is {status})")
+            await machine.execute("block-export-del", {"id": EXPORT, "mode": "hard"})
+            await machine.execute("nbd-server-stop")
+            await machine.execute("cont")
+            await machine.agent.connect(timeout=30.0)
+        except BaseException:
+            await host.discard(name)
+            raise
+        finally:
+            self._arriving.discard(name)
+        host.store.set_vm_state(name, S.RUNNING, pid=machine.pid, started=time.time())
+        return host.get_vm(name)
+
+    async def abort(self, name: str) -> None:
+        self._arrival(name)
+        self._arriving.discard(name)
+        await self.host.discard(name)
+
+    def _arrival(self, name: str) -> Machine:
+        machine = self.host.machines.get(name)
+        if name not in self._arriving or machine is None:
+            raise NotFoundError(f"no VM {name!r} is arriving by migration here")
+        return machine
+
+    # --- source side ----------------------------------------------------------------------
+
+    def start(self, name: str, peer: Peer, postcopy: bool = False) -> dict[str, Any]:
+        """Begin moving ``name`` to ``peer`` in the background; returns the operation."""
+        host = self.host
+        rec = host.record(name)
+        require("migrate", rec.state, name)
+        if name in self._cancel:
+            raise ConflictError(f"VM {name} is already migrating; cancel it with "
+                                f"'vmkit migrate --cancel {name}'")
+        if host.store.snapshots(name):
+            raise InvalidInputError(f"VM {name} has snapshots, which cannot move with it yet; "
+                                    "remove them ('vmkit snapshot rm') before migrating")
+        op = host.store.add_operation("migrate", name)
+        self._cancel[name] = asyncio.Event()
+        host.spawn(self._run(name, peer, postcopy, op))
+        return host.operation(op.id)
+
+    def cancel(self, name: str) -> None:
+        if name not in self._cancel:
+            raise NotFoundError(f"VM {name} is not migrating")
+        self._cancel[name].set()
+
+    async def _run(self, name: str, peer: Peer, postcopy: bool, op: Operation) -> None:
+        store = self.host.store
+        started = time.monotonic()
+
+        def progress(fraction: float, message: str) -> None:
+            store.update_operation(op.id, progress=fraction, message=message)
+
+        try:
+            async with self.host.locks[name]:
+                downtime = await self._move(name, peer, postcopy, progress)
+            total = time.monotonic() - started
+            store.update_operation(op.id, state="succeeded", progress=1.0, message=(
+                f"moved to {peer.url} in {total:.2f} s; downtime {downtime} ms"))
+        except Exception as e:  # recorded on the operation for the client to show
+            msg = e.message if isinstance(e, VmkitError) else f"{type(e).__name__}: {e}"
+            store.update_operation(op.id, state="failed", progress=1.0,
+                                   message="migration failed; the VM runs here as before",
+                                   error=msg)
+        finally:
+            self._cancel.pop(name, None)
+
+    async def _move(self, name: str, peer: Peer, postcopy: bool, progress: Any) -> int:
+        host = self.host
+        rec = host.record(name)
+        require("migrate", rec.state, name)
+        machine = host.machines[name]
+        size = disks.virtual_size(host.disk_path(rec))
+        async with httpx.AsyncClient(base_url=peer.url.rstrip("/") + "/v1",
+                                     headers={"authorization": f"Bearer {peer.token}"},
+                                     verify=peer.ca or True, timeout=PEER_TIMEOUT) as remote:
+            progress(0.0, "preparing the destination")
+            there = await _call(remote, "POST", "/migrations", peer, json={
+                "spec": rec.spec.to_json(), "mac": rec.mac, "disk_bytes": size})
+            try:
+                await self._copy(name, machine, there, size, postcopy, progress)
+                progress(0.98, "starting the VM on the destination")
+                await _call(remote, "POST", f"/migrations/{name}/finish", peer)
+            except BaseException:
+                await self._undo(machine)
+                with contextlib.suppress(Exception):
+                    await _call(remote, "DELETE", f"/migrations/{name}", peer)
+                raise
+        info = await machine.execute("query-migrate")
+        await host.discard(name)  # it runs there now: this copy goes
+        return int(info.get("downtime", 0))
+
+    async def _copy(self, name: str, machine: Machine, there: dict[str, Any], size: int,
+                    postcopy: bool, progress: Any) -> None:
+        cancel = self._cancel[name]
+        address = there["address"]
+        await machine.execute("blockdev-add", {
+            "driver": "nbd", "node-name": MIRROR_NODE, "export": EXPORT,
+            "server": {"type": "inet", "host": address, "port": str(there["nbd_port"])}})
+        await machine.execute("blockdev-mirror", {
+            "job-id": MIRROR_JOB, "device": "disk0", "target": MIRROR_NODE, "sync": "full"})
+        while True:  # the disk first: until the copy is in step with the guest's writes
+            job = next((j for j in await machine.execute("query-block-jobs")
+                        if j["device"] == MIRROR_JOB), None)
+            if job is None:
+                raise HostError("the disk copy stopped; see the VM's QEMU log")
+            if job["ready"]:
+                break
+            _check(cancel)
+            done = job["offset"] / max(job["len"], 1)
+            progress(0.6 * done, f"copying the disk: {job['offset'] >> 20} of "
+                                 f"{job['len'] >> 20} MiB")
+            await asyncio.sleep(0.05)
+        await machine.execute("migrate-set-capabilities", {"capabilities": [
+            {"capability": "postcopy-ram", "state": postcopy}]})
+        await machine.execute("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+        await machine.execute("migrate", {
+            "uri": f"tcp:{_host_port(address, there['migration_port'])}"})
+        if postcopy:
+            await machine.execute("migrate-start-postcopy")
+        while True:  # then memory
+            info = await machine.execute("query-migrate")
+            status = info.get("status")
+            if status == "completed":
+                break
+            if status in ("failed", "cancelled"):
+                raise HostError(f"the memory copy failed: {info.get('error-desc', status)}")
+            _check(cancel)
+            ram = info.get("ram", {})
+            progress(0.6 + 0.35 * _fraction(ram), (
+                f"copying memory: {ram.get('transferred', 0) >> 20} MiB sent, "
+                f"{ram.get('remaining', 0) >> 20} MiB left, "
+                f"{ram.get('mbps', 0):.0f} Mbit/s"))
+            await asyncio.sleep(0.02)
+        # The guest is stopped here and the mirror in step: ending it keeps the copy whole.
+        await machine.execute("block-job-cancel", {"device": MIRROR_JOB})
+        while any(j["device"] == MIRROR_JOB for j in await machine.execute("query-block-jobs")):
+            await asyncio.sleep(0.005)
+        await machine.execute("blockdev-del", {"node-name": MIRROR_NODE})  # ends the NBD link
+
+    async def _undo(self, machine: Machine) -> None:
+        """Back to running here, as before the migration began."""
+        if machine.exited.is_set():
+            return
+        with contextlib.suppress(VmkitError):
+            await machine.execute("migrate_cancel")
+        with contextlib.suppress(VmkitError):
+            await machine.execute("block-job-cancel", {"device": MIRROR_JOB, "force": True})
+        for _ in range(500):
+            with contextlib.suppress(VmkitError):
+                info = await machine.execute("query-migrate")
+                jobs = await machine.execute("query-block-jobs")
+                if info.get("status") not in ("active", "setup", "cancelling", "device",
+                                              "pre-switchover") and not jobs:
+                    break
+            await asyncio.sleep(0.01)
+        with contextlib.suppress(VmkitError):
+            await machine.execute("blockdev-del", {"node-name": MIRROR_NODE})
+        with contextlib.suppress(VmkitError):
+            if await machine.status() != "running":
+                await machine.execute("cont")
+
+
+def _check(cancel: asyncio.Event) -> None:
+    if cancel.is_set():
+        raise VmkitError("the migration was cancelled; the VM runs here as before")
+
+
+def _fraction(ram: dict[str, Any]) -> float:
+    sent, left = ram.get("transferred", 0), ram.get("remaining", 0)
+    return sent / (sent + left) if sent + left else 0.0
+
+
+def _host_port(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def free_port(address: str) -> int:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+async def _call(remote: httpx.AsyncClient, method: str, path: str, peer: Peer,
+                **kw: Any) -> Any:
+    """One request to the destination; its errors come back as vmkit's errors."""
+    try:
+        response = await remote.request(method, path, **kw)
+    except httpx.TransportError as e:
+        raise HostError(f"cannot reach the destination {peer.url}: {e or type(e).__name__}"
+                        ) from None
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except json.JSONDecodeError:
+            body = {"message": response.text[:200]}
+        error = error_from_body(body)
+        error.message = f"the destination {peer.url} refused: {error.message}"
+        raise error
+    return response.json() if response.content else None
