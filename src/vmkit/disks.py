@@ -71,6 +71,17 @@ def unreferenced(layer_dir: Path, tops: Iterable[Path]) -> list[Path]:
     return [p for p in layer_dir.glob("*.qcow2") if p not in used]
 
 
+def chain_allocated(top: Path) -> int:
+    """Bytes the layers of a disk take on disk, the image at the bottom included."""
+    total, layer = 0, top
+    while True:
+        total += allocated(layer)
+        below = backing_file(layer) if layer.suffix == ".qcow2" else None
+        if below is None:
+            return total
+        layer = below
+
+
 def allocated(path: Path) -> int:
     """Bytes a (sparse) file really takes on disk; 0 if it is gone."""
     try:

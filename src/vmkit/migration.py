@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import shutil
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from . import disks
-from .errors import (ConflictError, HostError, InvalidInputError, NotFoundError, VmkitError,
-                     error_from_body)
+from .errors import (ConflictError, HostError, InvalidInputError, NoSpaceError, NotFoundError,
+                     VmkitError, error_from_body)
 from .machine.argv import build_argv
 from .machine.process import Machine
 from .network import check_ports_free
@@ -68,14 +71,23 @@ class Migrations:
 
     # --- destination side ----------------------------------------------------------------
 
-    async def accept(self, spec: VmSpec, mac: str, disk_bytes: int, address: str
-                     ) -> dict[str, Any]:
+    async def accept(self, spec: VmSpec, mac: str, disk_bytes: int, disk_used: int, qemu: str,
+                     address: str) -> dict[str, Any]:
         """Make ``spec`` here, waiting for its disk (NBD) and state (migration stream)."""
         host = self.host
         async with host.locks[spec.name]:
             if host.store.vm(spec.name):
                 raise ConflictError(f"a VM named {spec.name} already exists on this host")
             boot = host.images.boot_files(host.images.get(spec.image))
+            ours = await asyncio.to_thread(qemu_version, host.host_facts(boot).qemu)
+            if ours.split(".")[:2] != qemu.split(".")[:2]:
+                raise ConflictError(f"incompatible QEMU versions: {qemu} there, {ours} here; "
+                                    "migrate between hosts with the same QEMU release")
+            free = shutil.disk_usage(host.paths.root).free
+            needed = disk_used + (spec.memory_mib << 20) + (256 << 20)
+            if free < needed:
+                raise NoSpaceError(f"this host has {free >> 20} MiB free in VMKIT_HOME; the VM "
+                                   f"needs about {needed >> 20} MiB")
             check_ports_free(spec.ports)
             facts = host.host_facts(boot)
             vmp = host.paths.vm(spec.name)
@@ -158,6 +170,7 @@ class Migrations:
         return host.operation(op.id)
 
     def cancel(self, name: str) -> None:
+        self.host.record(name)
         if name not in self._cancel:
             raise NotFoundError(f"VM {name} is not migrating")
         self._cancel[name].set()
@@ -193,8 +206,11 @@ class Migrations:
                                      headers={"authorization": f"Bearer {peer.token}"},
                                      verify=peer.ca or True, timeout=PEER_TIMEOUT) as remote:
             progress(0.0, "preparing the destination")
+            facts = host.host_facts(host.images.boot_files(host.images.get(rec.spec.image)))
             there = await _call(remote, "POST", "/migrations", peer, json={
-                "spec": rec.spec.to_json(), "mac": rec.mac, "disk_bytes": size})
+                "spec": rec.spec.to_json(), "mac": rec.mac, "disk_bytes": size,
+                "disk_used": disks.chain_allocated(host.disk_path(rec)),
+                "qemu": await asyncio.to_thread(qemu_version, facts.qemu)})
             try:
                 await self._copy(name, machine, there, size, postcopy, progress)
                 progress(0.98, "starting the VM on the destination")
@@ -291,6 +307,14 @@ def _fraction(ram: dict[str, Any]) -> float:
 
 def _host_port(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+@functools.cache
+def qemu_version(qemu: str) -> str:
+    """'7.2.19' from 'QEMU emulator version 7.2.19 (Debian ...)'."""
+    out = subprocess.run([qemu, "--version"], capture_output=True, text=True, check=False)
+    words = out.stdout.split()
+    return words[words.index("version") + 1] if "version" in words else "unknown"
 
 
 def free_port(address: str) -> int:

@@ -130,3 +130,41 @@ def _qemu_pids(d: Daemon) -> list[int]:
             if b"qemu-system" in cmdline and str(d.home).encode() in cmdline:
                 pids.append(int(pid))
     return pids
+
+
+def test_the_destination_refuses_what_it_cannot_take(hosts) -> None:
+    import httpx
+
+    _, destination, url, token = hosts
+    offer = {"spec": {"name": "far9", "image": "tiny", "cpus": 1, "memory_mib": 256,
+                      "disk_bytes": None, "ports": [], "network": "none", "auto_remove": False},
+             "mac": "52:54:00:00:00:09", "disk_bytes": 1 << 30, "disk_used": 1 << 20}
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}) as api:
+        old = api.post("/v1/migrations", json={**offer, "qemu": "5.0.0"})
+        assert old.status_code == 409 and "incompatible QEMU versions" in old.json()["message"]
+        from vmkit.migration import qemu_version
+
+        ours = qemu_version("qemu-system-x86_64")
+        full = api.post("/v1/migrations", json={**offer, "qemu": ours, "disk_used": 1 << 43})
+        assert full.status_code == 507 and full.json()["error"] == "no_space"
+        bad = api.post("/v1/migrations", json={**offer, "qemu": ours, "mac": "not-a-mac"})
+        assert bad.status_code == 422
+        assert api.post("/v1/migrations/far9/finish").status_code == 404
+    with destination.client() as d:
+        assert d.list_vms() == []
+    assert not list((destination.home / "disks").iterdir())
+
+
+def test_vmkit_migrate_on_the_command_line(hosts) -> None:
+    source, destination, url, token = hosts
+    assert source.cli("host", "add", "there", url, "--token", token).returncode == 0
+    assert source.cli("run", "-d", "-n", "mig5", "--network", "none").returncode == 0
+    r = source.cli("migrate", "mig5", "--to", "there")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout == b"mig5\n" and b"downtime" in r.stderr
+    assert source.cli("ls", "-q").stdout == b""
+    assert source.cli("--host", "there", "exec", "mig5", "--", "hostname").stdout == b"mig5\n"
+    r = source.cli("migrate", "mig5", "--to", "nowhere")
+    assert r.returncode == 1 and b"no host named 'nowhere'" in r.stderr
+    r = source.cli("migrate", "--cancel", "mig5")
+    assert r.returncode == 1 and b"no VM named 'mig5'" in r.stderr

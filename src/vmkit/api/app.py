@@ -307,8 +307,8 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
                          [_port_text(p) for p in sent.ports], sent.network, sent.auto_remove,
                          host_memory_mib())
         spec = dataclasses.replace(spec, disk_bytes=sent.disk_bytes)  # to the byte
-        return await host.migrations.accept(spec, body.mac, body.disk_bytes,
-                                            request.scope["server"][0])
+        return await host.migrations.accept(spec, body.mac, body.disk_bytes, body.disk_used,
+                                            body.qemu, request.scope["server"][0])
 
     @app.post("/v1/migrations/{name}/finish", response_model=Vm)
     async def finish_migration(name: VmName) -> dict[str, Any]:

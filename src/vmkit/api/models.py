@@ -155,6 +155,8 @@ class IncomingMigration(BaseModel):
     spec: dict[str, Any] = Field(description="the VM's spec, as the source has it")
     mac: str = Field(max_length=17, pattern="^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
     disk_bytes: int = Field(gt=0, le=1 << 44)
+    disk_used: int = Field(ge=0, le=1 << 44, description="bytes its disk takes at the source")
+    qemu: str = Field(max_length=64, description="the source's QEMU version")
 
 
 class IncomingReady(BaseModel):
