@@ -67,3 +67,33 @@ def qemu_pss_mib(pid: int) -> float:
         if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     raise ValueError(f"no Pss for pid {pid}")
+
+
+def clone_home(src: Path, dst: Path) -> None:
+    """A second VMKIT_HOME with ``src``'s images (shared) and nothing else."""
+    import sqlite3
+
+    dst.mkdir(mode=0o700)
+    (dst / "images").symlink_to(src / "images")
+    with sqlite3.connect(src / "state.db") as a, sqlite3.connect(dst / "state.db") as b:
+        a.backup(b)
+        for table in ("vms", "operations", "snapshots", "templates"):
+            b.execute(f"DELETE FROM {table}")
+
+
+def start_daemon(home: Path, *args: str) -> vmkit.Client:
+    """Start vmkitd for ``home`` with ``args`` (e.g. --listen) and wait until it answers."""
+    env = dict(os.environ, VMKIT_HOME=str(home))
+    with open(home / "bench-vmkitd.log", "ab") as log:
+        subprocess.Popen([sys.executable, "-m", "vmkit.daemon", *args], env=env,
+                         stdout=log, stderr=log, start_new_session=True)
+    client = vmkit.Client(home=home)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.info()
+            return client
+        except vmkit.DaemonError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -25,11 +25,13 @@ from rawboot import agent_ready
 
 
 class RawGuest:
-    def __init__(self, launched: Path) -> None:
+    def __init__(self, launched: Path, backing: str | None = None) -> None:
+        """A copy of the VM whose launched.json is given, on a new disk layer over ``backing``
+        (default: what the VM's own disk is layered on)."""
         info = json.loads(launched.read_text())
         self.tmp = Path(tempfile.mkdtemp(prefix="rawsnap-", dir="/tmp"))
         disk = next(a.split("file=")[1].split(",")[0] for a in info["argv"] if "file=" in a)
-        backing = json.loads(subprocess.check_output(
+        backing = backing or json.loads(subprocess.check_output(
             ["qemu-img", "info", "-U", "--output=json", disk]))["backing-filename"]
         subprocess.check_call(["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing,
                                "-F", "qcow2" if backing.endswith(".qcow2") else "raw",
