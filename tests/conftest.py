@@ -29,15 +29,18 @@ DEB_CACHE = Path(os.environ.get("VMKIT_TEST_CACHE", Path.home() / ".cache/vmkit-
 class Daemon:
     """A vmkitd for one VMKIT_HOME, started and killed as a user would."""
 
-    def __init__(self, home: Path, **env: str) -> None:
+    def __init__(self, home: Path, netns: str | None = None, **env: str) -> None:
         self.home = home
+        self.netns = netns  # run it (and so its VMs) in this network namespace
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = dict(os.environ, VMKIT_HOME=str(home), **env)
 
     def start(self, *args: str) -> None:
         log = open(self.home / "vmkitd-test.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "vmkit.daemon", *args], env=self.env,
-                                     stdout=log, stderr=log, start_new_session=True)
+        inside = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = subprocess.Popen([*inside, sys.executable, "-m", "vmkit.daemon", *args],
+                                     env=self.env, stdout=log, stderr=log,
+                                     start_new_session=True)
         deadline = time.monotonic() + 20
         with vmkit.Client(home=self.home) as c:
             while True:

@@ -39,7 +39,7 @@ from . import disks
 from .errors import (ConflictError, HostError, InvalidInputError, NoSpaceError, NotFoundError,
                      VmkitError, error_from_body)
 from .machine.argv import build_argv
-from .machine.process import Machine
+from .machine.process import Machine, log_tail
 from .network import check_ports_free
 from .paths import new_id
 from .spec import VmSpec
@@ -54,6 +54,7 @@ S = VmState
 EXPORT = "disk0"
 MIRROR_JOB, MIRROR_NODE = "vmkit-migrate", "vmkit-migrate-target"
 PEER_TIMEOUT = 120.0  # seconds for the destination to answer a step
+AGENT_WAIT = 10.0  # seconds for the guest to answer at the destination after the switch
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,12 @@ class Migrations:
             await machine.execute("block-export-del", {"id": EXPORT, "mode": "hard"})
             await machine.execute("nbd-server-stop")
             await machine.execute("cont")
-            await machine.agent.connect(timeout=30.0)
-        except BaseException:
+            # Not long: until this answers (or fails) the guest is stopped at the source too.
+            await machine.agent.connect(timeout=AGENT_WAIT)
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                log.warning("VM %s did not resume here (%s); QEMU is %s; console: %s", name, e,
+                            await machine.status(), log_tail(host.paths.vm(name).serial_log))
             await host.discard(name)
             raise
         finally:
@@ -184,11 +189,11 @@ class Migrations:
 
         try:
             async with self.host.locks[name]:
-                downtime, disk_s = await self._move(name, peer, postcopy, progress)
+                info, disk_s = await self._move(name, peer, postcopy, progress)
             total = time.monotonic() - started
             store.update_operation(op.id, state="succeeded", progress=1.0, message=(
-                f"moved to {peer.url} in {total:.2f} s (disk {disk_s:.2f} s, then memory); "
-                f"downtime {downtime} ms"))
+                f"moved to {peer.url} in {total:.2f} s (disk {disk_s:.2f} s, memory "
+                f"{info.get('total-time', 0) / 1000:.2f} s); downtime {info.get('downtime', 0)} ms"))
         except Exception as e:  # recorded on the operation for the client to show
             msg = e.message if isinstance(e, VmkitError) else f"{type(e).__name__}: {e}"
             store.update_operation(op.id, state="failed", progress=1.0,
@@ -198,8 +203,9 @@ class Migrations:
             self._cancel.pop(name, None)
 
     async def _move(self, name: str, peer: Peer, postcopy: bool, progress: Any
-                    ) -> tuple[int, float]:
-        """Returns QEMU's downtime (ms) and how long the disk copy took (s)."""
+                    ) -> tuple[dict[str, Any], float]:
+        """Returns QEMU's migration info (total-time, downtime: ms) and how long the disk
+        copy took (s)."""
         host = self.host
         rec = host.record(name)
         require("migrate", rec.state, name)
@@ -225,7 +231,7 @@ class Migrations:
                 raise
         info = await machine.execute("query-migrate")
         await host.discard(name)  # it runs there now: this copy goes
-        return int(info.get("downtime", 0)), disk_s
+        return info, disk_s
 
     async def _copy(self, name: str, machine: Machine, there: dict[str, Any], size: int,
                     postcopy: bool, progress: Any) -> float:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import vmkit
 
-from ..conftest import Daemon, free_port
+from ..conftest import Daemon, clone_home, free_port, kill_qemus
 from .test_snapshots import COUNTER, count, out
 
 # Appends a line a 20th of a second to a file on the guest's disk, flushed each time.
@@ -168,3 +174,71 @@ def test_vmkit_migrate_on_the_command_line(hosts) -> None:
     assert r.returncode == 1 and b"no host named 'nowhere'" in r.stderr
     r = source.cli("migrate", "--cancel", "mig5")
     assert r.returncode == 1 and b"no VM named 'mig5'" in r.stderr
+
+
+@pytest.fixture
+def two_namespaces() -> Iterator[tuple[str, str]]:
+    """Two network namespaces joined by a veth pair, 10.99.0.1 and 10.99.0.2: a real
+    (virtual) network between two hosts, made for this test and removed after it."""
+    tag = f"{os.getpid() % 100000}"
+    a, b = f"vmkit-a{tag}", f"vmkit-b{tag}"
+    steps = [["ip", "netns", "add", a], ["ip", "netns", "add", b],
+             ["ip", "link", "add", f"va{tag}", "netns", a, "type", "veth", "peer", "name",
+              f"vb{tag}", "netns", b]]
+    for ns, dev, ip in ((a, f"va{tag}", "10.99.0.1/24"), (b, f"vb{tag}", "10.99.0.2/24")):
+        steps += [["ip", "-n", ns, "addr", "add", ip, "dev", dev],
+                  ["ip", "-n", ns, "link", "set", dev, "up"],
+                  ["ip", "-n", ns, "link", "set", "lo", "up"]]
+    try:
+        for step in steps:
+            r = subprocess.run(step, capture_output=True, text=True, check=False)
+            if r.returncode != 0:
+                pytest.skip(f"cannot make network namespaces here: {r.stderr.strip()}")
+        yield a, b
+    finally:
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def test_migration_across_a_network_between_namespaces(daemon: Daemon, two_namespaces) -> None:
+    ns_a, ns_b = two_namespaces
+    homes, started = [], []
+    try:
+        for ns in (ns_a, ns_b):
+            home = Path(tempfile.mkdtemp(prefix="vmkit-it-ns-", dir="/tmp"))
+            home.rmdir()
+            clone_home(daemon.home, home)
+            homes.append(home)
+            d = Daemon(home, netns=ns)
+            started.append(d)
+        source, destination = started
+        source.start()
+        destination.start("--listen", "10.99.0.2:8765")
+        token = (destination.home / "run" / "token").read_text().strip()
+        with source.client() as c:
+            c.create_vm("netmig", network="none")
+            c.exec("netmig", ["sh", "-c", COUNTER])
+            before = count(c, "netmig")
+            done = c.wait_operation(c.migrate("netmig", "http://10.99.0.2:8765", token)["id"])
+            assert "downtime" in done["message"]
+        with destination.client() as d:
+            assert count(d, "netmig") >= before
+            qemu = d.get_vm("netmig")["pid"]
+            # Its QEMU runs in the destination's namespace: the VM really crossed the link.
+            assert os.readlink(f"/proc/{qemu}/ns/net") == _netns_id(ns_b)
+    finally:
+        for d in started:
+            d.stop()
+        for home in homes:
+            kill_qemus(home)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _netns_id(name: str) -> str:
+    return os.readlink(f"/proc/{_pid_in(name)}/ns/net")
+
+
+def _pid_in(name: str) -> int:
+    out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[0])
