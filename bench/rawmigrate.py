@@ -11,6 +11,7 @@ directories.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -95,7 +96,8 @@ class RawPair:
 
     async def kill(self) -> None:
         if self.proc:
-            await self.qmp.disconnect()
+            with contextlib.suppress(Exception):  # a guest that panicked took QEMU with it
+                await self.qmp.disconnect()
             self.proc.kill()
             await self.proc.wait()
             self.proc = None
