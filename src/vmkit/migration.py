@@ -80,7 +80,8 @@ class Migrations:
             if host.store.vm(spec.name):
                 raise ConflictError(f"a VM named {spec.name} already exists on this host")
             boot = host.images.boot_files(host.images.get(spec.image))
-            ours = await asyncio.to_thread(qemu_version, host.host_facts(boot).qemu)
+            facts = host.host_facts(boot)
+            ours = await asyncio.to_thread(qemu_version, facts.qemu)
             if ours.split(".")[:2] != qemu.split(".")[:2]:
                 raise ConflictError(f"incompatible QEMU versions: {qemu} there, {ours} here; "
                                     "migrate between hosts with the same QEMU release")
@@ -90,7 +91,6 @@ class Migrations:
                 raise NoSpaceError(f"this host has {free >> 20} MiB free in VMKIT_HOME; the VM "
                                    f"needs about {needed >> 20} MiB")
             check_ports_free(spec.ports)
-            facts = host.host_facts(boot)
             vmp = host.paths.vm(spec.name)
             vmp.dir.mkdir(mode=0o700, exist_ok=True)
             layer = new_id()
