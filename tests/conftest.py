@@ -8,6 +8,7 @@ with no way out, port forwards only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -71,8 +72,9 @@ class Daemon:
                               input=input, capture_output=True, timeout=timeout)
 
 
-def kill_qemus(home: Path) -> None:
-    """Kill every QEMU started for ``home`` (a failed test must not leave guests running)."""
+def qemu_pids(home: Path) -> list[int]:
+    """The QEMU processes started for ``home``."""
+    pids = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
@@ -80,7 +82,15 @@ def kill_qemus(home: Path) -> None:
             except OSError:
                 continue
             if b"qemu-system" in cmdline and str(home).encode() in cmdline:
-                os.kill(int(pid), signal.SIGKILL)
+                pids.append(int(pid))
+    return pids
+
+
+def kill_qemus(home: Path) -> None:
+    """Kill every QEMU started for ``home`` (a failed test must not leave guests running)."""
+    for pid in qemu_pids(home):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def clone_home(src: Path, dst: Path, copy_images: bool = False) -> None:

@@ -277,8 +277,17 @@ class Snapshots:
 
     # --- forks and templates ---------------------------------------------------------------
 
-    async def _source(self, ref: str) -> SnapshotRecord:
-        """The snapshot ``ref`` names: VM@SNAP, a template, or a running VM (snapshot it now)."""
+    async def _source(self, ref: str, purpose: str) -> SnapshotRecord:
+        """The memory snapshot ``ref`` names for ``purpose`` ("a fork"): VM@SNAP, a template,
+        or a running VM (snapshotted now)."""
+        snap = await self._find_source(ref)
+        if not snap.memory:
+            raise InvalidInputError(f"snapshot {self.label(snap.id)} holds no memory (taken of "
+                                    f"a stopped VM or with --no-memory); {purpose} needs one "
+                                    "taken while the VM ran")
+        return snap
+
+    async def _find_source(self, ref: str) -> SnapshotRecord:
         vm, at, snap_name = ref.partition("@")
         if at:
             validate_name(vm)
@@ -302,11 +311,7 @@ class Snapshots:
         if self.store.vm(name):
             raise ConflictError(f"a VM named {name} already exists; choose another name or "
                                 f"remove it with 'vmkit rm {name}'")
-        snap = await self._source(source)
-        if not snap.memory:
-            raise InvalidInputError(f"snapshot {self.label(snap.id)} holds no memory (taken of "
-                                    "a stopped VM or with --no-memory); a fork needs one "
-                                    "taken while the VM ran")
+        snap = await self._source(source, "a fork")
         base = snap.spec
         spec = replace(make_spec(name, base.image, base.cpus, f"{base.memory_mib}M", None,
                                  ports or [], network or base.network, auto_remove),
@@ -397,10 +402,7 @@ class Snapshots:
         if self.store.template(name):
             raise ConflictError(f"a template named {name} exists; remove it with "
                                 f"'vmkit template rm {name}' or choose another name")
-        snap = await self._source(source)
-        if not snap.memory:
-            raise InvalidInputError(f"snapshot {self.label(snap.id)} holds no memory; a "
-                                    "template needs one taken while the VM ran")
+        snap = await self._source(source, "a template")
         await self._prepare(snap)
         try:
             self.store.add_template(name, snap.id)

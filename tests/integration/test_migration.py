@@ -32,6 +32,14 @@ def hosts(own_daemon) -> tuple[Daemon, Daemon, str, str]:
     return source, destination, f"http://127.0.0.1:{port}", token
 
 
+def _wait_for_copy(c: vmkit.Client, op: dict) -> None:
+    """Until the migration is copying (the disk, first)."""
+    deadline = time.monotonic() + 30
+    while "copying" not in (now := c.operation(op["id"]))["message"]:
+        assert time.monotonic() < deadline and now["state"] == "running", now
+        time.sleep(0.02)
+
+
 def test_the_guest_keeps_running_across_the_move(hosts) -> None:
     source, destination, url, token = hosts
     with source.client() as c:
@@ -84,15 +92,9 @@ def test_the_destination_dying_mid_move_leaves_the_vm_running_here(hosts) -> Non
         # Enough data on the disk that the copy takes a while.
         c.exec("mig3", ["sh", "-c", "dd if=/dev/urandom of=/root/big bs=1M count=200; sync"])
         op = c.migrate("mig3", url, token)
-        deadline = time.monotonic() + 30
-        while "copying" not in (now := c.operation(op["id"]))["message"]:
-            assert time.monotonic() < deadline and now["state"] == "running", now
-            time.sleep(0.02)
+        _wait_for_copy(c, op)
         destination.kill9()
-        for pid in _qemu_pids(destination):
-            import os
-            import signal
-            os.kill(pid, signal.SIGKILL)
+        kill_qemus(destination.home)
         with pytest.raises(vmkit.VmkitError):
             c.wait_operation(op["id"])
         assert c.get_vm("mig3")["state"] == "running"
@@ -108,10 +110,7 @@ def test_cancel_leaves_the_vm_running_here(hosts) -> None:
         c.create_vm("mig4", network="none", disk="2G")
         c.exec("mig4", ["sh", "-c", "dd if=/dev/urandom of=/root/big bs=1M count=200; sync"])
         op = c.migrate("mig4", url, token)
-        deadline = time.monotonic() + 30
-        while "copying" not in (now := c.operation(op["id"]))["message"]:
-            assert time.monotonic() < deadline and now["state"] == "running", now
-            time.sleep(0.02)
+        _wait_for_copy(c, op)
         c.cancel_migration("mig4")
         with pytest.raises(vmkit.VmkitError, match="cancelled"):
             c.wait_operation(op["id"])
@@ -120,22 +119,6 @@ def test_cancel_leaves_the_vm_running_here(hosts) -> None:
     with destination.client() as d:
         assert d.list_vms() == []  # nothing left behind there
     assert not list((destination.home / "vms").iterdir())
-
-
-def _qemu_pids(d: Daemon) -> list[int]:
-    import os
-    from pathlib import Path
-
-    pids = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"qemu-system" in cmdline and str(d.home).encode() in cmdline:
-                pids.append(int(pid))
-    return pids
 
 
 def test_the_destination_refuses_what_it_cannot_take(hosts) -> None:
