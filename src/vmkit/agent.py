@@ -92,6 +92,8 @@ class GuestAgent:
 
     async def execute(self, cmd: str, args: dict[str, Any] | None = None,
                       timeout: float = 30.0, reply: bool = True) -> Any:
+        if not self._writer:  # the stream dropped (a guest paused or restarted): sync again
+            await self.connect(timeout=5.0)
         async with self._lock:
             if not self._writer:
                 raise AgentError("the guest agent is not connected; is the VM running?")
