@@ -11,7 +11,6 @@ directories.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from qemu.qmp import ConnectError, QMPClient
 from rawboot import agent_ready
-from rawsnap import RawGuest
+from rawsnap import RawGuest, stop_qemu
 
 
 def _free_port() -> int:
@@ -95,12 +94,8 @@ class RawPair:
         return time.monotonic() - start, info["total-time"] / 1000, info["downtime"] / 1000
 
     async def kill(self) -> None:
-        if self.proc:
-            with contextlib.suppress(Exception):  # a guest that panicked took QEMU with it
-                await self.qmp.disconnect()
-            self.proc.kill()
-            await self.proc.wait()
-            self.proc = None
+        await stop_qemu(self.proc, self.qmp)
+        self.proc = None
 
     async def close(self) -> None:
         await self.kill()

@@ -12,6 +12,7 @@ and comes back the way vmkit does it, so the difference is vmkit's own cost: QMP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -104,12 +105,18 @@ class RawGuest:
         return await self._ready(start)
 
     async def kill(self) -> None:
-        if self.proc:
-            await self.qmp.disconnect()
-            self.proc.kill()
-            await self.proc.wait()
-            self.proc = None
+        await stop_qemu(self.proc, self.qmp)
+        self.proc = None
 
     async def close(self) -> None:
         await self.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+async def stop_qemu(proc: asyncio.subprocess.Process | None, qmp: QMPClient) -> None:
+    """Kill a QEMU we started (one whose guest panicked may be gone already)."""
+    if proc:
+        with contextlib.suppress(Exception):
+            await qmp.disconnect()
+        proc.kill()
+        await proc.wait()
