@@ -270,6 +270,66 @@ class Client:
     def cancel_migration(self, name: str) -> None:
         self._json("POST", f"/vms/{name}/migrate/cancel")
 
+    # --- export and import ------------------------------------------------------------
+
+    def export_vm(self, name: str, dest: Path, format: str = "vmkit", memory: bool = False,
+                  on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Write VM ``name`` to the file ``dest`` (for ``format="libvirt"``, the new directory
+        ``dest``). ``on_progress(done, total)`` follows the bytes. Nothing is left at ``dest``
+        if it fails. Returns the path, size and SHA-256 of what was written."""
+        from .portable import files
+
+        dest = Path(dest).absolute()
+        unpacked = format == "libvirt"
+        files.check_destination(dest, unpacked)
+        body = {"format": format, "memory": memory, "directory": str(dest) if unpacked else None}
+        # The answer starts once the disk is flattened: no read timeout until then.
+        response = self._send("POST", f"/vms/{name}/export", stream=True, json=body,
+                              timeout=httpx.Timeout(30.0, read=None))
+        total, done = int(response.headers.get("content-length", 0)), 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress:
+                on_progress(done, total)
+
+        try:
+            write = files.unpack if unpacked else files.save
+            sha256 = write(response.iter_bytes(1 << 20), dest, progress)
+        except httpx.TransportError as e:
+            raise DaemonError(f"the export of {name} broke off: {e}") from e
+        finally:
+            response.close()
+        if done != total:
+            raise DaemonError(f"the export of {name} broke off after {done} of {total} bytes")
+        return {"path": str(dest), "format": format, "bytes": done, "sha256": sha256}
+
+    def import_vm(self, path: Path, name: str | None = None, image: str | None = None,
+                  ports: Iterable[str] | None = None,
+                  on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Make a VM of a vmkit export, an OVA or a plain disk image (see the API).
+        ``ports``: port forwards instead of the exported ones."""
+        path = Path(path)
+        total = path.stat().st_size
+
+        def chunks() -> Iterator[bytes]:
+            done = 0
+            with open(path, "rb") as f:
+                while data := f.read(1 << 20):
+                    done += len(data)
+                    yield data
+                    if on_progress:
+                        on_progress(done, total)
+
+        params: dict[str, Any] = {k: v for k, v in (("name", name), ("image", image))
+                                  if v is not None}
+        if ports is not None:
+            params["port"] = list(ports)
+        return self._json("POST", "/imports", params={**params, "filename": path.name},
+                          content=chunks(), headers={"content-length": str(total)},
+                          timeout=httpx.Timeout(30.0, read=None, write=None))
+
     # --- guest access -----------------------------------------------------------------
 
     def exec_stream(self, name: str, argv: list[str], stdin: bytes | None = None

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,6 +59,18 @@ def backing_file(layer: Path) -> Path | None:
         raise HostError(f"cannot read the disk layer {layer}: {out.stderr.strip()}")
     backing = json.loads(out.stdout).get("full-backing-filename")
     return Path(backing) if backing else None
+
+
+def read_head(disk: Path, size: int) -> bytes:
+    """The first ``size`` bytes the guest sees on a qcow2 disk."""
+    with tempfile.TemporaryDirectory(dir=disk.parent) as tmp:
+        out = Path(tmp) / "head"
+        result = subprocess.run(["qemu-img", "dd", "-f", "qcow2", "-O", "raw", f"bs={size}",
+                                 "count=1", f"if={disk}", f"of={out}"],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise HostError(f"cannot read the disk {disk}: {result.stderr.strip()}")
+        return out.read_bytes()
 
 
 def unreferenced(layer_dir: Path, tops: Iterable[Path]) -> list[Path]:

@@ -34,6 +34,7 @@ from .machine.process import Machine, log_tail, pid_matches
 from .network import check_ports_free
 from .paths import HomePaths, atomic_write, new_id
 from .migration import Migrations
+from .portable.service import Portable
 from .snapshots import Resume, Snapshots
 from .spec import VmSpec, format_size
 from .state import LIVE, VmState, require
@@ -90,6 +91,7 @@ class Host:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.snapshots = Snapshots(self)
         self.migrations = Migrations(self)
+        self.portable = Portable(self)
 
     # --- daemon lifecycle ----------------------------------------------------------
 
@@ -120,6 +122,7 @@ class Host:
             self._move_legacy_disk(rec)
             await self._reattach(rec)
         await self.snapshots.collect_garbage()
+        self.portable.clean()
 
     def _move_legacy_disk(self, rec: VmRecord) -> None:
         """VMs made before disk layers kept their disk in their own directory: move it."""

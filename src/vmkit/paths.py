@@ -10,6 +10,7 @@
       vms/<name>/                   one VM: sockets, logs, pid, launched spec
       disks/<id>.qcow2              disk layers: each VM's writable top, and the frozen layers
                                     of snapshots below it (a chain ends in an image's rootfs)
+      transfers/<id>/               an export or import being made (emptied when vmkitd starts)
       snapshots/<id>/               a snapshot's memory: state (QEMU's saved state), and once
                                     forked: ram (guest RAM as a file) + devices (the rest)
 """
@@ -88,6 +89,11 @@ class HomePaths:
     @property
     def snapshots(self) -> Path:
         return self.root / "snapshots"
+
+    @property
+    def transfers(self) -> Path:
+        """Work directories of exports and imports in progress."""
+        return self.root / "transfers"
 
     def snapshot(self, snap_id: str) -> SnapshotPaths:
         return SnapshotPaths(self.snapshots / snap_id)

@@ -153,12 +153,7 @@ class Snapshots:
             self._in_progress.add(snap_id)
             try:
                 work.dir.mkdir(mode=0o700)
-                if machine is None:
-                    await self._new_top_layer(rec, None)
-                elif memory:
-                    await self._save(rec, machine, work.dir / final.state.name)
-                else:
-                    await self._freeze_disk(rec, machine)
+                await self.freeze(rec, machine, work.dir / final.state.name if memory else None)
                 os.rename(work.dir, final.dir)
                 _fsync_dir(final.dir.parent)
                 snap = SnapshotRecord(snap_id, vm, name, rec.head, time.time(), memory,
@@ -174,6 +169,16 @@ class Snapshots:
             finally:
                 self._in_progress.discard(snap_id)
         return snap
+
+    async def freeze(self, rec: VmRecord, machine: Machine | None, state: Path | None) -> None:
+        """Freeze the VM's top disk layer (``rec.disk``): its writes go to a new layer from
+        now on. With ``state``, also save the running VM's memory there, matching the disk."""
+        if machine is None:
+            await self._new_top_layer(rec, None)
+        elif state is not None:
+            await self._save(rec, machine, state)
+        else:
+            await self._freeze_disk(rec, machine)
 
     async def _save(self, rec: VmRecord, machine: Machine, state: Path) -> None:
         """Pause, freeze the disk, save RAM and devices, resume: disk and memory match."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import InvalidInputError
@@ -67,6 +67,11 @@ class PortForward:
     def __str__(self) -> str:
         host = f"[{self.host_addr}]" if ":" in self.host_addr else self.host_addr
         return f"{host}:{self.host_port}->{self.guest_port}/{self.proto}"
+
+    def arg(self) -> str:
+        """As it is written on the command line (what parse_port reads)."""
+        host = f"[{self.host_addr}]" if ":" in self.host_addr else self.host_addr
+        return f"{host}:{self.host_port}:{self.guest_port}/{self.proto}"
 
 
 def _port(text: str, spec: str) -> int:
@@ -164,3 +169,19 @@ def make_spec(
             raise InvalidInputError(f"host port {f.host_port}/{f.proto} is forwarded twice")
         seen.add(key)
     return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network, auto_remove)  # type: ignore[arg-type]
+
+
+def check_spec(data: Any, host_memory_mib: int | None = None) -> VmSpec:
+    """A spec that comes from elsewhere (a migrating VM, an export file), checked as strictly
+    as one typed by a user."""
+    try:
+        sent = VmSpec.from_json(data)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise InvalidInputError(f"invalid VM spec: {e}") from None
+    if sent.disk_bytes is not None and not isinstance(sent.disk_bytes, int):
+        raise InvalidInputError("invalid VM spec: disk_bytes must be a number of bytes")
+    spec = make_spec(sent.name, sent.image, sent.cpus, f"{sent.memory_mib}M",
+                     f"{sent.disk_bytes // 1024}K" if sent.disk_bytes else None,
+                     [p.arg() for p in sent.ports], sent.network, sent.auto_remove,
+                     host_memory_mib)
+    return replace(spec, disk_bytes=sent.disk_bytes)  # to the byte

@@ -37,6 +37,7 @@ ALLOWED: dict[str, frozenset[VmState]] = {
     "restore": frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}),
     "fork": frozenset({S.RUNNING, S.PAUSED}),  # forking a VM (not a snapshot) snapshots it live
     "migrate": frozenset({S.RUNNING}),
+    "export": frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}),
 }
 
 def _hint(action: str, state: VmState, name: str) -> str:

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import dataclasses
 import hmac
 import json
 import logging
@@ -25,8 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import InvalidInputError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
-from ..spec import make_spec, validate_name
-from .models import (Error, ExecRequest, FastTemplate, ForkCreate, HostInfo, Image,
+from ..spec import check_spec, make_spec, validate_name
+from .models import (Error, ExecRequest, ExportRequest, FastTemplate, ForkCreate, HostInfo, Image,
                      IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
                      SnapshotCreate, Template, TemplateCreate, Vm, VmCreate)
 
@@ -276,6 +275,31 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     async def remove_template(name: TemplateName) -> None:
         host.snapshots.remove_template(name)
 
+    # --- export and import ------------------------------------------------------------------
+
+    @app.post("/v1/vms/{name}/export",
+              responses={200: {"content": {"application/x-tar": {}}}})
+    async def export_vm(name: VmName, body: ExportRequest) -> StreamingResponse:
+        """The VM as one portable file (a tar archive), streamed; the VM keeps running."""
+        export = await host.portable.export(name, body.format, body.memory, body.directory)
+        return StreamingResponse(export.chunks, media_type="application/x-tar", headers={
+            "content-length": str(export.length),
+            "content-disposition": f'attachment; filename="{export.filename}"'})
+
+    @app.post("/v1/imports", response_model=Vm, status_code=201, openapi_extra={
+        "requestBody": {"required": True, "content": {"application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"}}}}})
+    async def import_vm(request: Request,
+                        name: Annotated[str | None, Query(max_length=63)] = None,
+                        image: Annotated[str | None, Query(max_length=63)] = None,
+                        port: Annotated[list[str] | None, Query(max_length=64)] = None,
+                        filename: Annotated[str, Query(max_length=255)] = "") -> dict[str, Any]:
+        """Make a VM of the request body: a vmkit export (it comes back as it was exported),
+        an OVA, or a plain disk image whose whole device is an ext4 root filesystem (booted
+        with IMAGE's kernel, tiny by default). ``port``: forwards instead of the exported ones."""
+        upload = await host.portable.receive(request.stream())
+        return await host.portable.import_file(upload, name, image, port, filename)
+
     # --- migration ---------------------------------------------------------------------------
 
     @app.post("/v1/vms/{name}/migrate", response_model=Operation, status_code=202)
@@ -294,19 +318,9 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     @app.post("/v1/migrations", response_model=IncomingReady, status_code=201)
     async def accept_migration(body: IncomingMigration, request: Request) -> dict[str, Any]:
         """(Between vmkit hosts) get ready to receive a VM: its disk over NBD, then its state."""
-        from ..spec import VmSpec
-
         if not request.scope.get("server"):
             raise InvalidInputError("migrations arrive over TCP ('vmkitd --listen')")
-        try:
-            sent = VmSpec.from_json(body.spec)
-        except (TypeError, ValueError) as e:
-            raise InvalidInputError(f"spec: {e}") from None
-        spec = make_spec(sent.name, sent.image, sent.cpus, f"{sent.memory_mib}M",
-                         f"{sent.disk_bytes // 1024}K" if sent.disk_bytes else None,
-                         [_port_text(p) for p in sent.ports], sent.network, sent.auto_remove,
-                         host_memory_mib())
-        spec = dataclasses.replace(spec, disk_bytes=sent.disk_bytes)  # to the byte
+        spec = check_spec(body.spec, host_memory_mib())
         return await host.migrations.accept(spec, body.mac, body.disk_bytes, body.disk_used,
                                             body.qemu, request.scope["server"][0])
 
@@ -357,11 +371,6 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
             hub.detach(queue)
 
     return app
-
-
-def _port_text(p: Any) -> str:
-    addr = f"[{p.host_addr}]" if ":" in p.host_addr else p.host_addr
-    return f"{addr}:{p.host_port}:{p.guest_port}/{p.proto}"
 
 
 def _token_ok(header: str, token: str) -> bool:

@@ -151,6 +151,16 @@ class MigrateRequest(BaseModel):
                                               "memory faster than the link")
 
 
+class ExportRequest(BaseModel):
+    format: Literal["vmkit", "ova", "libvirt"] = Field(
+        "vmkit", description="vmkit: disk + spec (+ memory), imported by 'vmkit import'; ova: "
+                             "OVF 1.0 + streamOptimized VMDK; libvirt: domain XML + qcow2")
+    memory: bool = Field(False, description="include the running VM's memory, so that it "
+                                            "resumes where it was on import (vmkit format)")
+    directory: str | None = Field(None, max_length=4096, description="libvirt: the absolute "
+                                  "path the archive will be unpacked into")
+
+
 class IncomingMigration(BaseModel):
     spec: dict[str, Any] = Field(description="the VM's spec, as the source has it")
     mac: str = Field(max_length=17, pattern="^([0-9a-f]{2}:){5}[0-9a-f]{2}$")

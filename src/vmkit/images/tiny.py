@@ -27,9 +27,11 @@ ROOTS = ["busybox-static", "qemu-guest-agent", "e2fsprogs", "netcat-openbsd", "p
 # Follow dependencies only into shared libraries: the guest needs the agent's libraries, not the
 # packaging machinery (perl, dpkg, init-system-helpers) its Debian package also depends on.
 LIBRARY_PREFIXES = ("lib", "zlib", "gcc-")
-# What the microvm machine needs, in load order (each needs the ones before it). No PCI.
+# What the microvm machine needs, in load order (each needs the ones before it), and virtio
+# over PCI for the same disk booted elsewhere (a libvirt export runs on a PC machine).
 MODULES = [
-    "virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "failover", "net_failover",
+    "virtio_ring", "virtio", "virtio_mmio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
+    "virtio_pci", "virtio_blk", "failover", "net_failover",
     "virtio_net", "virtio_console", "virtio-rng",
 ]
 # Loaded from the root disk after the agent is up, off the boot's critical path: the ACPI

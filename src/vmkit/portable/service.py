@@ -1,0 +1,337 @@
+"""Export a VM to a portable file and import one, on this host (the API calls these).
+
+Export freezes the VM's disk layer the way a snapshot does (with the live state when asked:
+the guest pauses only for the save), flattens the layer's chain into one standalone disk in
+the format asked for, and hands back the archive as a stream of known length. The VM keeps
+running throughout and nothing of it changes but one more frozen layer below its top.
+
+Import receives a file, works out what it is (a vmkit export, an OVA, or a plain disk image),
+checks it, and makes a VM of it: a vmkit export comes back as it was exported (running from
+its saved state, paused, or stopped), anything else boots. Work happens in a directory of its
+own under VMKIT_HOME; a failed import leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import disks
+from ..errors import ConflictError, HostError, InvalidInputError, NoSpaceError
+from ..identity import Identity, random_mac
+from ..migration import qemu_version
+from ..paths import new_id
+from ..snapshots import Resume
+from ..spec import VmSpec, check_spec, make_spec, validate_name
+from ..state import LIVE, VmState, require
+from . import bundle, libvirt, ova, tarstream
+from .tarstream import Member
+
+if TYPE_CHECKING:
+    from ..host import Host
+
+S = VmState
+FORMATS = ("vmkit", "ova", "libvirt")
+# Disk formats an import converts; each must be one self-contained file (checked below).
+DISK_FORMATS = ("qcow2", "raw", "vmdk", "vdi", "vpc", "vhdx")
+EXT4_MAGIC_AT, MBR_MAGIC_AT = 1080, 510
+MAC_RE = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
+
+
+@dataclass
+class Export:
+    filename: str
+    length: int
+    chunks: Iterator[bytes]
+
+
+class Portable:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    @property
+    def work_root(self) -> Path:
+        return self.host.paths.transfers
+
+    def _workdir(self) -> Path:
+        self.work_root.mkdir(mode=0o700, exist_ok=True)
+        work = self.work_root / new_id()
+        work.mkdir(mode=0o700)
+        return work
+
+    def clean(self) -> None:
+        """Remove what exports and imports of an earlier daemon left behind."""
+        shutil.rmtree(self.work_root, ignore_errors=True)
+
+    # --- export ------------------------------------------------------------------------
+
+    async def export(self, vm: str, fmt: str = "vmkit", memory: bool = False,
+                     directory: str | None = None) -> Export:
+        if fmt not in FORMATS:
+            raise InvalidInputError(f"unknown export format {fmt!r}: use one of "
+                                    f"{', '.join(FORMATS)}")
+        if memory and fmt != "vmkit":
+            raise InvalidInputError(f"--memory needs the vmkit format: {fmt} files hold disks "
+                                    "only")
+        if fmt == "libvirt" and not (directory and directory.startswith("/")):
+            raise InvalidInputError("a libvirt export names its files by absolute path: give "
+                                    "the directory it will be unpacked into")
+        work = self._workdir()
+        try:
+            rec, frozen, state = await self._freeze(vm, memory, work)
+            members = await self._members(rec, fmt, frozen, state, work, directory)
+        except BaseException as e:
+            shutil.rmtree(work, ignore_errors=True)
+            if isinstance(e, OSError) and e.errno == 28:
+                raise NoSpaceError(f"exporting {vm} needs more space in VMKIT_HOME "
+                                   f"({self.host.paths.root}); free some and try again") from e
+            raise
+        ext = {"vmkit": "vmkit", "ova": "ova", "libvirt": "tar"}[fmt]
+        return Export(f"{vm}.{ext}", tarstream.length(members), _then_remove(
+            tarstream.chunks(members), work))
+
+    async def _freeze(self, vm: str, memory: bool, work: Path
+                      ) -> tuple[Any, Path, Path | None]:
+        """Freeze the VM's disk (and save its state): returns the record and the frozen layer."""
+        host = self.host
+        require("export", host.record(vm).state, vm)  # at once, not after the lock
+        async with host.locks[vm]:
+            rec = host.record(vm)
+            require("export", rec.state, vm)
+            machine = host.machines.get(vm) if rec.state in LIVE else None
+            if memory and machine is None:
+                raise InvalidInputError(f"VM {vm} is {rec.state}: it has no memory to export; "
+                                        f"start it, or export the disk alone without --memory")
+            state = work / bundle.STATE if memory else None
+            frozen = rec.disk
+            host.snapshots.pending_layers.add(frozen)  # kept even if the VM goes meanwhile
+            try:
+                await host.snapshots.freeze(rec, machine, state)
+            except BaseException:
+                host.snapshots.pending_layers.discard(frozen)
+                raise
+        return rec, host.paths.disk(frozen), state
+
+    async def _members(self, rec: Any, fmt: str, frozen: Path, state: Path | None,
+                       work: Path, directory: str | None) -> list[Member]:
+        host = self.host
+        spec: VmSpec = rec.spec
+        try:
+            if fmt == "ova":
+                disk = work / "disk.vmdk"
+                await _convert(frozen, disk, "vmdk", "-o", "subformat=streamOptimized")
+            else:
+                disk = work / bundle.DISK
+                await _convert(frozen, disk, "qcow2")
+        finally:
+            host.snapshots.pending_layers.discard(frozen.stem)
+        capacity = await asyncio.to_thread(disks.virtual_size, disk)
+        image = host.images.get(spec.image)
+        boot = host.images.boot_files(image)
+        facts = host.host_facts(boot)
+        if fmt == "ova":
+            return await asyncio.to_thread(ova.members, spec, disk, capacity)
+        if fmt == "libvirt":
+            return libvirt.members(spec, Path(directory or "/"), disk, boot.kernel, boot.initrd,
+                                   facts.accel)
+        manifest = {
+            "created": time.time(),
+            "vm": {"spec": spec.to_json(), "mac": rec.mac,
+                   "state": "paused" if rec.state == S.PAUSED else
+                            "running" if rec.state in LIVE else "stopped"},
+            "image": {"name": image.name, "digest": image.digest},
+            "qemu": await asyncio.to_thread(qemu_version, facts.qemu),
+            "disk_bytes": capacity,
+        }
+        return await asyncio.to_thread(bundle.members, manifest, disk, state)
+
+    # --- import ------------------------------------------------------------------------
+
+    async def receive(self, chunks: AsyncIterator[bytes]) -> Path:
+        """Store an uploaded file in a work directory of its own."""
+        work = self._workdir()
+        upload = work / "upload"
+        try:
+            with open(upload, "wb") as f:
+                async for data in chunks:
+                    f.write(data)
+        except BaseException as e:
+            shutil.rmtree(work, ignore_errors=True)
+            if isinstance(e, OSError) and e.errno == 28:
+                raise NoSpaceError(f"VMKIT_HOME ({self.host.paths.root}) is full: the file "
+                                   "does not fit; free some space") from e
+            raise
+        if upload.stat().st_size == 0:
+            shutil.rmtree(work, ignore_errors=True)
+            raise InvalidInputError("the file to import is empty")
+        return upload
+
+    async def import_file(self, upload: Path, name: str | None = None, image: str | None = None,
+                          ports: list[str] | None = None, filename: str = ""
+                          ) -> dict[str, Any]:
+        """Make a VM of an uploaded file; the upload's directory is removed in any case.
+        ``ports``: port forwards instead of the exported ones (None: keep them)."""
+        work = upload.parent
+        label = f"'{filename}'" if filename else "the file"
+        try:
+            if name is not None:
+                validate_name(name)
+            if image is not None:
+                validate_name(image, "image")
+            if tarstream.is_tar(upload):
+                if await asyncio.to_thread(bundle.manifest_of, upload) is not None:
+                    return await self._import_bundle(upload, work, name, ports, label)
+                appliance = await asyncio.to_thread(ova.unpack, upload, work, label)
+                upload.unlink()
+                spec = make_spec(name or appliance.name, image or "tiny", appliance.cpus,
+                                 appliance.memory_mib, ports=ports or [])
+                return await self._import_disk(appliance.disk, spec, label)
+            stem = re.sub(r"[^A-Za-z0-9-]+", "-", Path(filename).stem).strip("-")[:63]
+            spec = make_spec(name or stem or "imported", image or "tiny", ports=ports or [])
+            return await self._import_disk(upload, spec, label)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    async def _import_bundle(self, upload: Path, work: Path, name: str | None,
+                             ports: list[str] | None, label: str) -> dict[str, Any]:
+        host = self.host
+        found = await asyncio.to_thread(bundle.unpack, upload, work, label)
+        upload.unlink()  # free its space before the disk moves into place
+        manifest = found.manifest
+        vm = manifest.get("vm")
+        if not isinstance(vm, dict) or vm.get("state") not in ("running", "paused", "stopped") \
+                or not MAC_RE.fullmatch(str(vm.get("mac"))):
+            raise InvalidInputError(f"{label} has an invalid manifest: export it again")
+        from ..host import host_memory_mib  # (host.py imports this module)
+
+        spec = check_spec(vm.get("spec"), host_memory_mib())
+        if ports is not None:
+            forwards = make_spec(spec.name, ports=ports, network=spec.network).ports
+            spec = replace(spec, ports=forwards)
+        state, mac = vm["state"], vm["mac"]
+        renamed = name is not None and name != spec.name
+        spec = replace(spec, name=name or spec.name, auto_remove=False)
+        resume = None
+        if found.state is not None:
+            boot = host.images.boot_files(host.images.get(spec.image))
+            ours = await asyncio.to_thread(qemu_version, host.host_facts(boot).qemu)
+            theirs = str(manifest.get("qemu", "unknown"))
+            if ours.split(".")[:2] != theirs.split(".")[:2]:
+                raise ConflictError(f"{label} holds a running VM saved by QEMU {theirs}; this "
+                                    f"host has QEMU {ours}, which cannot load it; export it "
+                                    "again without --memory")
+            if renamed:  # a copy beside the original: it needs its own identity
+                mac = random_mac()
+            identity = Identity.new(spec.name, mac if spec.network != "none" else "") \
+                if renamed else Identity()
+            resume = Resume(found.state, None, state == "paused", identity)
+        elif renamed:
+            mac = random_mac()
+        return await self._create(spec, mac, found.disk, label,
+                                  start=resume is not None or state != "stopped",
+                                  resume=resume)
+
+    async def _import_disk(self, disk: Path, spec: VmSpec, label: str) -> dict[str, Any]:
+        """A plain disk image (or an OVA's disk): converted to qcow2 and booted."""
+        info = await _disk_info(disk, label)
+        fmt = info["format"]
+        if fmt not in DISK_FORMATS:
+            raise InvalidInputError(f"{label} is a {fmt} disk image, which vmkit does not "
+                                    f"import; use one of: {', '.join(DISK_FORMATS)}")
+        converted = disk.with_name("converted.qcow2")
+        await _convert(disk, converted, "qcow2", "-f", fmt)
+        disk.unlink()
+        spec = replace(spec, disk_bytes=info["virtual-size"])
+        return await self._create(spec, random_mac(), converted, label, start=True)
+
+    async def _create(self, spec: VmSpec, mac: str, disk: Path, label: str, *, start: bool,
+                      resume: Resume | None = None) -> dict[str, Any]:
+        host = self.host
+        info = await _disk_info(disk, label)
+        if info["format"] != "qcow2":
+            raise InvalidInputError(f"{label} is damaged: its disk is not a qcow2 image")
+        await asyncio.to_thread(_check_root_disk, disk, label)
+        async with host.locks[spec.name]:
+            if host.store.vm(spec.name):
+                raise ConflictError(f"a VM named {spec.name} already exists here; import it "
+                                    "under another name with --name")
+            boot = host.images.boot_files(host.images.get(spec.image))
+            facts = host.host_facts(boot)
+            vmp = host.paths.vm(spec.name)
+            shutil.rmtree(vmp.dir, ignore_errors=True)
+            vmp.dir.mkdir(mode=0o700)
+            layer = new_id()
+            try:
+                os.rename(disk, host.paths.disk(layer))
+                rec = host.store.add_vm(spec, mac, layer)
+                if start:
+                    await host.start(rec, boot, facts, resume)
+            except BaseException:
+                await host.discard(spec.name)  # nothing half-made is left behind
+                raise
+        return host.get_vm(spec.name)
+
+
+def _then_remove(chunks: Iterator[bytes], work: Path) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _convert(src: Path, dest: Path, fmt: str, *opts: str) -> None:
+    """qemu-img convert, the whole backing chain flattened. -U: the chain's lower layers are
+    open in the running VM (read-only, and frozen: they never change)."""
+    proc = await asyncio.create_subprocess_exec(
+        "qemu-img", "convert", "-U", *opts, "-O", fmt, str(src), str(dest),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        text = err.decode(errors="replace").strip()
+        if "No space" in text:
+            raise OSError(28, text)
+        raise HostError(f"qemu-img could not convert the disk: {text}")
+
+
+async def _disk_info(path: Path, label: str) -> dict[str, Any]:
+    """qemu-img's view of an untrusted disk image, refused unless it is one file alone: a
+    backing file, external data file or VMDK extent could point at any file on this host."""
+    proc = await asyncio.create_subprocess_exec(
+        "qemu-img", "info", "--output=json", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise InvalidInputError(f"{label} is not a disk image qemu-img can read: "
+                                f"{err.decode(errors='replace').strip()}")
+    info = json.loads(out)
+    data = (info.get("format-specific") or {}).get("data") or {}
+    extents = [e.get("filename") for e in data.get("extents", [])]
+    if (info.get("backing-filename") or data.get("data-file")
+            or any(e != str(path) for e in extents)):
+        raise InvalidInputError(f"{label} refers to other files (a backing file or external "
+                                "data); flatten it first: qemu-img convert -O qcow2 IN OUT")
+    return info
+
+
+def _check_root_disk(disk: Path, label: str) -> None:
+    """vmkit boots a disk with its image's kernel, the disk being the root filesystem: a disk
+    with a partition table and a boot loader of its own cannot boot that way yet."""
+    head = disks.read_head(disk, 2048)
+    if head[EXT4_MAGIC_AT:EXT4_MAGIC_AT + 2] == b"\x53\xef":
+        return
+    if head[MBR_MAGIC_AT:MBR_MAGIC_AT + 2] == b"\x55\xaa":
+        raise InvalidInputError(f"{label} holds a partitioned disk with its own boot loader; "
+                                "vmkit boots disks whose whole device is an ext4 root "
+                                "filesystem (as vmkit exports them)")
+    raise InvalidInputError(f"{label} is not a vmkit export, an OVA or a disk with an ext4 "
+                            "root filesystem")
+
+
