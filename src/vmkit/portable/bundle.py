@@ -37,7 +37,8 @@ def members(manifest: dict[str, Any], disk: Path, state: Path | None) -> list[Me
     """The archive's members; fills in the manifest's ``files`` with sizes and checksums."""
     files = {DISK: disk, **({STATE: state} if state is not None else {})}
     manifest = {**manifest, "format": FORMAT, "version": VERSION, "files": {
-        name: {"size": path.stat().st_size, "sha256": digest(path)} for name, path in files.items()}}
+        name: {"size": path.stat().st_size, "sha256": digest(path)}
+        for name, path in files.items()}}
     head = Member(MANIFEST, data=json.dumps(manifest, indent=1).encode())
     return [head, *(Member(name, path) for name, path in files.items())]
 

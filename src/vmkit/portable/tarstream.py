@@ -52,14 +52,15 @@ def length(members: list[Member]) -> int:
 
 def chunks(members: list[Member]) -> Iterator[bytes]:
     for m in members:
+        size = m.size
         yield m.header()
         written = 0
         for data in m.chunks():
             written += len(data)
             yield data
-        if written != m.size:  # a file that changed under us would corrupt the archive
+        if written != size:  # a file that changed under us would corrupt the archive
             raise OSError(f"{m.name} changed while it was being exported")
-        yield b"\0" * _padding(m.size)
+        yield b"\0" * _padding(size)
     yield END
 
 
