@@ -73,7 +73,7 @@ class Migrations:
     # --- destination side ----------------------------------------------------------------
 
     async def accept(self, spec: VmSpec, mac: str, disk_bytes: int, disk_used: int, qemu: str,
-                     address: str) -> dict[str, Any]:
+                     address: str, postcopy: bool = False) -> dict[str, Any]:
         """Make ``spec`` here, waiting for its disk (NBD) and state (migration stream)."""
         host = self.host
         async with host.locks[spec.name]:
@@ -111,6 +111,9 @@ class Migrations:
                 await machine.execute("block-export-add", {
                     "type": "nbd", "id": EXPORT, "node-name": node, "name": EXPORT,
                     "writable": True})
+                if postcopy:  # both ends must agree before the stream starts
+                    await machine.execute("migrate-set-capabilities", {"capabilities": [
+                        {"capability": "postcopy-ram", "state": True}]})
                 await machine.execute("migrate-incoming",
                                       {"uri": f"tcp:{_host_port(address, stream_port)}"})
             except BaseException:
@@ -219,7 +222,8 @@ class Migrations:
             there = await _call(remote, "POST", "/migrations", peer, json={
                 "spec": rec.spec.to_json(), "mac": rec.mac, "disk_bytes": size,
                 "disk_used": disks.chain_allocated(host.disk_path(rec)),
-                "qemu": await asyncio.to_thread(qemu_version, facts.qemu)})
+                "qemu": await asyncio.to_thread(qemu_version, facts.qemu),
+                "postcopy": postcopy})
             try:
                 disk_s = await self._copy(name, machine, there, size, postcopy, progress)
                 progress(0.98, "starting the VM on the destination")

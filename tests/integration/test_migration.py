@@ -225,3 +225,21 @@ def _pid_in(name: str) -> int:
     out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
                          check=True).stdout.split()
     return int(out[0])
+
+
+def test_postcopy_moves_a_running_guest(hosts) -> None:
+    source, destination, url, token = hosts
+    with source.client() as c:
+        c.create_vm("mig7", network="none")
+        c.exec("mig7", ["sh", "-c", COUNTER])
+        pid = out(c, "mig7", "cat", "/tmp/counter.pid")
+        time.sleep(0.5)
+        before = count(c, "mig7")
+        done = c.wait_operation(c.migrate("mig7", url, token, postcopy=True)["id"])
+        assert "downtime" in done["message"]
+    with destination.client() as d:
+        assert out(d, "mig7", "cat", "/tmp/counter.pid") == pid
+        after = count(d, "mig7")
+        assert after >= before
+        time.sleep(0.5)
+        assert count(d, "mig7") > after

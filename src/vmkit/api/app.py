@@ -322,7 +322,8 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
             raise InvalidInputError("migrations arrive over TCP ('vmkitd --listen')")
         spec = check_spec(body.spec, host_memory_mib())
         return await host.migrations.accept(spec, body.mac, body.disk_bytes, body.disk_used,
-                                            body.qemu, request.scope["server"][0])
+                                            body.qemu, request.scope["server"][0],
+                                            body.postcopy)
 
     @app.post("/v1/migrations/{name}/finish", response_model=Vm)
     async def finish_migration(name: VmName) -> dict[str, Any]:

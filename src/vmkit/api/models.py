@@ -167,6 +167,7 @@ class IncomingMigration(BaseModel):
     disk_bytes: int = Field(gt=0, le=1 << 44)
     disk_used: int = Field(ge=0, le=1 << 44, description="bytes its disk takes at the source")
     qemu: str = Field(max_length=64, description="the source's QEMU version")
+    postcopy: bool = Field(False, description="the source may switch to post-copy")
 
 
 class IncomingReady(BaseModel):

@@ -932,7 +932,9 @@ def migrate(
         help="The destination, as 'vmkit host add' registered it.")] = None,
     postcopy: Annotated[bool, typer.Option(
         "--postcopy", help="Switch to post-copy: for guests that dirty memory faster than "
-                           "the link carries it.")] = False,
+                           "the link carries it. The guest runs at the destination at once and "
+                           "fetches its memory on demand: if the link breaks after that, the "
+                           "guest is lost.")] = False,
     cancel: Annotated[bool, typer.Option(
         "--cancel", help="Cancel the VM's migration in progress.")] = False,
 ) -> None:
