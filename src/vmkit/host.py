@@ -119,6 +119,8 @@ class Host:
         self.images = ImageStore(self.paths.images, self.paths.deb_cache, self.store)
         self.store.fail_interrupted_operations()
         for rec in self.store.vms():
+            if await self.migrations.discard_arrival(rec.name):
+                continue
             self._move_legacy_disk(rec)
             await self._reattach(rec)
         await self.snapshots.collect_garbage()
@@ -166,6 +168,7 @@ class Host:
                 self.store.set_vm_state(rec.name, S.CRASHED, reason=f"cannot re-attach: {e}")
                 return
             self.machines[rec.name] = machine
+            await self.migrations.recover(machine)
             await self.snapshots.recover(rec, machine)
             state = S.PAUSED if await machine.status() == "paused" else S.RUNNING
             self.store.set_vm_state(rec.name, state, pid=pid, started=rec.started)

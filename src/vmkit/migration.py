@@ -13,7 +13,10 @@ The source daemon drives it; the destination daemon answers through its API (tok
    (``POST /v1/migrations/NAME/finish``); only then does the source forget its copy.
 
 Any failure before step 4 ends leaves the VM running on the source, as it was, and the
-destination removes everything it made (``DELETE /v1/migrations/NAME``).
+destination removes everything it made (``DELETE /v1/migrations/NAME``). If the source goes
+silent instead (its daemon died), the destination removes the arrival once nothing has moved
+for VMKIT_ARRIVAL_IDLE_TIMEOUT seconds, or when it restarts; the source's next daemon undoes
+the half-done migration and the guest runs on there.
 
 The NBD export and the migration stream are plain TCP on the destination's API address, open
 only for the migration, and not encrypted: use this between hosts on a trusted network.
@@ -26,11 +29,13 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -55,6 +60,9 @@ EXPORT = "disk0"
 MIRROR_JOB, MIRROR_NODE = "vmkit-migrate", "vmkit-migrate-target"
 PEER_TIMEOUT = 120.0  # seconds for the destination to answer a step
 AGENT_WAIT = 10.0  # seconds for the guest to answer at the destination after the switch
+# An arrival with no progress (disk written, migration state changed) for this long was
+# abandoned by its source: the destination removes it.
+IDLE_ENV, IDLE_DEFAULT = "VMKIT_ARRIVAL_IDLE_TIMEOUT", 600.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ class Migrations:
             check_ports_free(spec.ports)
             vmp = host.paths.vm(spec.name)
             vmp.dir.mkdir(mode=0o700, exist_ok=True)
+            vmp.arriving.touch()
             layer = new_id()
             await disks.create_empty(host.paths.disk(layer), disk_bytes)
             rec = host.store.add_vm(spec, mac, layer)
@@ -120,6 +129,7 @@ class Migrations:
                 await host.discard(spec.name)
                 raise
             self._arriving.add(spec.name)
+            host.spawn(self._watch(spec.name, machine, host.paths.disk(layer)))
         return {"name": rec.name, "address": address, "nbd_port": nbd_port,
                 "migration_port": stream_port}
 
@@ -145,8 +155,45 @@ class Migrations:
             raise
         finally:
             self._arriving.discard(name)
+        host.paths.vm(name).arriving.unlink(missing_ok=True)
         host.store.set_vm_state(name, S.RUNNING, pid=machine.pid, started=time.time())
         return host.get_vm(name)
+
+    async def _watch(self, name: str, machine: Machine, disk: Path) -> None:
+        """Remove an arrival that its source abandoned (its daemon died, or the link): when
+        its QEMU exits, or when nothing has moved for a while."""
+        idle_limit = float(os.environ.get(IDLE_ENV, IDLE_DEFAULT))
+        seen: tuple[Any, ...] = ()
+        last_change = time.monotonic()
+        while name in self._arriving:
+            with contextlib.suppress(VmkitError):
+                now = (disks.allocated(disk), (await machine.execute("query-migrate")).get(
+                    "status"), machine.exited.is_set())
+                if now != seen:
+                    seen, last_change = now, time.monotonic()
+            if machine.exited.is_set() or time.monotonic() - last_change > idle_limit:
+                log.warning("removing VM %s: its migration here was abandoned", name)
+                with contextlib.suppress(NotFoundError):
+                    await self.abort(name)
+                return
+            await asyncio.sleep(1.0)
+
+    async def discard_arrival(self, name: str) -> bool:
+        """After a daemon restart: remove a VM that was arriving here by migration (its
+        source still has it). Returns whether there was one."""
+        if not self.host.paths.vm(name).arriving.exists():
+            return False
+        log.warning("removing VM %s: vmkitd restarted while it arrived by migration", name)
+        await self.host.discard(name)
+        return True
+
+    async def recover(self, machine: Machine) -> None:
+        """After a daemon restart: a VM that was leaving keeps running here, its migration
+        undone."""
+        if any(j["device"] == MIRROR_JOB for j in await machine.execute("query-block-jobs")):
+            await self._undo(machine)
+        with contextlib.suppress(VmkitError):  # the link to a destination that gave up
+            await machine.execute("blockdev-del", {"node-name": MIRROR_NODE})
 
     async def abort(self, name: str) -> None:
         self._arrival(name)

@@ -138,6 +138,12 @@ class VmPaths:
         return self.dir / "launched.json"
 
     @property
+    def arriving(self) -> Path:
+        """Present while the VM arrives by migration: a daemon that finds it after a restart
+        removes the half-arrived VM (the source still has it)."""
+        return self.dir / "arriving"
+
+    @property
     def saving(self) -> Path:
         """Present while vmkit holds the VM paused to save it: a daemon that finds it after a
         crash resumes the guest."""

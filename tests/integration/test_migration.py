@@ -102,6 +102,10 @@ def test_the_destination_dying_mid_move_leaves_the_vm_running_here(hosts) -> Non
         time.sleep(0.3)
         assert count(c, "mig3") > first
         assert c.exec("mig3", ["ls", "/root/big"]).exit_code == 0
+    destination.start("--listen", url.removeprefix("http://"))
+    with destination.client() as d:  # the restarted destination drops the half-arrived VM
+        assert d.list_vms() == []
+    assert not list((destination.home / "vms").iterdir())
 
 
 def test_cancel_leaves_the_vm_running_here(hosts) -> None:
@@ -243,3 +247,31 @@ def test_postcopy_moves_a_running_guest(hosts) -> None:
         assert after >= before
         time.sleep(0.5)
         assert count(d, "mig7") > after
+
+
+def test_an_abandoned_arrival_is_removed_and_the_source_recovers(own_daemon) -> None:
+    port = free_port()
+    source = own_daemon()
+    destination = own_daemon(args=("--listen", f"127.0.0.1:{port}"),
+                             VMKIT_ARRIVAL_IDLE_TIMEOUT="3")
+    token = (destination.home / "run" / "token").read_text().strip()
+    with source.client() as c:
+        c.create_vm("mig8", network="none", disk="2G")
+        c.exec("mig8", ["sh", "-c", "dd if=/dev/urandom of=/root/big bs=1M count=200; sync"])
+        op = c.migrate("mig8", f"http://127.0.0.1:{port}", token)
+        _wait_for_copy(c, op)
+    source.kill9()  # the source's daemon dies mid-move; its QEMU (and the guest) live on
+    with destination.client() as d:
+        deadline = time.monotonic() + 60
+        while d.list_vms():  # the destination gives up once nothing moves
+            assert time.monotonic() < deadline, d.list_vms()
+            time.sleep(0.5)
+    assert not list((destination.home / "vms").iterdir())
+    source.start()
+    with source.client() as c:
+        assert c.get_vm("mig8")["state"] == "running"
+        assert c.exec("mig8", ["ls", "/root/big"]).exit_code == 0
+        # The half-done migration is gone from its QEMU: it can migrate again.
+        c.wait_operation(c.migrate("mig8", f"http://127.0.0.1:{port}", token)["id"])
+    with destination.client() as d:
+        assert d.get_vm("mig8")["state"] == "running"
