@@ -283,9 +283,40 @@ class Client:
         unpacked = format == "libvirt"
         files.check_destination(dest, unpacked)
         body = {"format": format, "memory": memory, "directory": str(dest) if unpacked else None}
-        # The answer starts once the disk is flattened: no read timeout until then.
-        response = self._send("POST", f"/vms/{name}/export", stream=True, json=body,
-                              timeout=httpx.Timeout(30.0, read=None))
+        return {**self._download(f"/vms/{name}/export", dest, unpacked, on_progress, json=body),
+                "format": format}
+
+    def dump_vm(self, name: str, dest: Path,
+                on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Write the guest's memory to ``dest`` as an ELF core file (the guest pauses while
+        it is taken). Returns the path, size and SHA-256 of what was written."""
+        from .portable import files
+
+        dest = Path(dest).absolute()
+        files.check_destination(dest, False)
+        return self._download(f"/vms/{name}/dump", dest, False, on_progress)
+
+    def start_capture(self, name: str) -> dict[str, Any]:
+        """Start recording the VM's network traffic; ``stop_capture`` ends it."""
+        return self._json("POST", f"/vms/{name}/capture")
+
+    def stop_capture(self, name: str, dest: Path,
+                     on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """End the VM's capture and write it to ``dest`` as a pcap file."""
+        from .portable import files
+
+        dest = Path(dest).absolute()
+        files.check_destination(dest, False)
+        return self._download(f"/vms/{name}/capture/stop", dest, False, on_progress)
+
+    def _download(self, path: str, dest: Path, unpack: bool,
+                  on_progress: Callable[[int, int], None] | None, **kw: Any) -> dict[str, Any]:
+        """POST ``path`` and write the answer to ``dest`` (as a directory if ``unpack``)."""
+        from .portable import files
+
+        # The answer starts once vmkitd has the file ready: no read timeout until then.
+        response = self._send("POST", path, stream=True, timeout=httpx.Timeout(30.0, read=None),
+                              **kw)
         total, done = int(response.headers.get("content-length", 0)), 0
 
         def progress(n: int) -> None:
@@ -295,15 +326,16 @@ class Client:
                 on_progress(done, total)
 
         try:
-            write = files.unpack if unpacked else files.save
+            write = files.unpack if unpack else files.save
             sha256 = write(response.iter_bytes(1 << 20), dest, progress)
         except httpx.TransportError as e:
-            raise DaemonError(f"the export of {name} broke off: {e}") from e
+            raise DaemonError(f"the download from vmkitd broke off: {e}") from e
         finally:
             response.close()
         if done != total:
-            raise DaemonError(f"the export of {name} broke off after {done} of {total} bytes")
-        return {"path": str(dest), "format": format, "bytes": done, "sha256": sha256}
+            raise DaemonError(f"the download from vmkitd broke off after {done} of {total} "
+                              "bytes")
+        return {"path": str(dest), "bytes": done, "sha256": sha256}
 
     def import_vm(self, path: Path, name: str | None = None, image: str | None = None,
                   ports: Iterable[str] | None = None,

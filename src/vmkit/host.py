@@ -35,6 +35,7 @@ from .network import check_ports_free
 from .paths import HomePaths, atomic_write, new_id
 from .migration import Migrations
 from .portable.service import Portable
+from .forensics import Forensics
 from .snapshots import Resume, Snapshots
 from .spec import VmSpec, format_size
 from .state import LIVE, VmState, require
@@ -92,6 +93,7 @@ class Host:
         self.snapshots = Snapshots(self)
         self.migrations = Migrations(self)
         self.portable = Portable(self)
+        self.forensics = Forensics(self)
 
     # --- daemon lifecycle ----------------------------------------------------------
 
@@ -274,7 +276,7 @@ class Host:
     def has_vm(self, name: str) -> bool:
         return self.store.vm(name) is not None
 
-    def _machine(self, name: str, action: str) -> Machine:
+    def live_machine(self, name: str, action: str) -> Machine:
         rec = self.record(name)
         require(action, rec.state, name)
         machine = self.machines.get(name)
@@ -444,7 +446,7 @@ class Host:
 
     async def stop_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
         async with self.locks[name]:
-            machine = self._machine(name, "stop")
+            machine = self.live_machine(name, "stop")
             self._stopping.add(name)
             rec = self.record(name)
             self.store.set_vm_state(name, S.STOPPING, pid=rec.pid, started=rec.started)
@@ -453,7 +455,7 @@ class Host:
 
     async def kill_vm(self, name: str) -> dict[str, Any]:
         async with self.locks[name]:
-            machine = self._machine(name, "kill")
+            machine = self.live_machine(name, "kill")
             rec = self.record(name)
             self._stopping.add(name)
             await machine.kill()
@@ -481,7 +483,7 @@ class Host:
                          ) -> dict[str, Any]:
         """Stop or continue the guest's CPUs (QEMU's 'stop'/'cont')."""
         async with self.locks[name]:
-            machine = self._machine(name, action)
+            machine = self.live_machine(name, action)
             await machine.execute(qmp_command)
             rec = self.record(name)
             self.store.set_vm_state(name, state, pid=rec.pid, started=rec.started)
@@ -513,7 +515,7 @@ class Host:
     # --- VMs: guest access ----------------------------------------------------------
 
     async def _agent(self, name: str, action: str) -> GuestAgent:
-        machine = self._machine(name, action)
+        machine = self.live_machine(name, action)
         if not machine.agent.connected:
             await machine.agent.connect(timeout=5.0)
         return machine.agent
@@ -540,7 +542,7 @@ class Host:
         return await agent.write_file(_guest_path(path), chunks)
 
     async def console(self, name: str) -> ConsoleHub:
-        self._machine(name, "console")
+        self.live_machine(name, "console")
         hub = self._consoles.get(name)
         if hub is None:
             hub = self._consoles[name] = ConsoleHub(self.paths.vm(name).console)

@@ -38,6 +38,8 @@ ALLOWED: dict[str, frozenset[VmState]] = {
     "fork": frozenset({S.RUNNING, S.PAUSED}),  # forking a VM (not a snapshot) snapshots it live
     "migrate": frozenset({S.RUNNING}),
     "export": frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}),
+    "dump": frozenset({S.RUNNING, S.PAUSED}),
+    "capture": frozenset({S.RUNNING, S.PAUSED}),
 }
 
 def _hint(action: str, state: VmState, name: str) -> str:

@@ -277,14 +277,17 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
 
     # --- export and import ------------------------------------------------------------------
 
+    def download(export: Any, media_type: str) -> StreamingResponse:
+        return StreamingResponse(export.chunks, media_type=media_type, headers={
+            "content-length": str(export.length),
+            "content-disposition": f'attachment; filename="{export.filename}"'})
+
     @app.post("/v1/vms/{name}/export",
               responses={200: {"content": {"application/x-tar": {}}}})
     async def export_vm(name: VmName, body: ExportRequest) -> StreamingResponse:
         """The VM as one portable file (a tar archive), streamed; the VM keeps running."""
         export = await host.portable.export(name, body.format, body.memory, body.directory)
-        return StreamingResponse(export.chunks, media_type="application/x-tar", headers={
-            "content-length": str(export.length),
-            "content-disposition": f'attachment; filename="{export.filename}"'})
+        return download(export, "application/x-tar")
 
     @app.post("/v1/imports", response_model=Vm, status_code=201, openapi_extra={
         "requestBody": {"required": True, "content": {"application/octet-stream": {
@@ -299,6 +302,25 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
         with IMAGE's kernel, tiny by default). ``port``: forwards instead of the exported ones."""
         upload = await host.portable.receive(request.stream())
         return await host.portable.import_file(upload, name, image, port, filename)
+
+    # --- forensics ---------------------------------------------------------------------------
+
+    @app.post("/v1/vms/{name}/dump",
+              responses={200: {"content": {"application/octet-stream": {}}}})
+    async def dump_vm(name: VmName) -> StreamingResponse:
+        """The guest's memory as an ELF core file (crash, gdb, volatility read it)."""
+        return download(await host.forensics.dump(name), "application/octet-stream")
+
+    @app.post("/v1/vms/{name}/capture", status_code=201)
+    async def start_capture(name: VmName) -> dict[str, Any]:
+        """Start recording the VM's network traffic (both ways) into a pcap."""
+        return await host.forensics.start_capture(name)
+
+    @app.post("/v1/vms/{name}/capture/stop",
+              responses={200: {"content": {"application/vnd.tcpdump.pcap": {}}}})
+    async def stop_capture(name: VmName) -> StreamingResponse:
+        """End the capture: the pcap (tcpdump format, read by tshark and wireshark)."""
+        return download(await host.forensics.stop_capture(name), "application/vnd.tcpdump.pcap")
 
     # --- migration ---------------------------------------------------------------------------
 

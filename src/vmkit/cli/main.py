@@ -1102,6 +1102,78 @@ def _transfer_progress(title: str, before: str = "", after: str = "") -> Any:
         yield on_progress
 
 
+# --- forensics ---------------------------------------------------------------------------
+
+@command()
+def dump(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The running (or paused) VM.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="FILE", show_default=False,
+        help="The file to write: an ELF core of the guest's memory.")],
+) -> None:
+    """Write the guest's memory to a file, for crash, gdb or volatility.
+
+    The guest pauses while its memory is written (about a second per GiB) and then runs on.
+
+    [bold]Example:[/bold]  vmkit dump web -o web.elf && strings web.elf | grep -c password
+    """
+    from . import render
+
+    c = client()
+    with _transfer_progress(f"Dumping {name}", before="writing the memory") as on_progress:
+        done = c.dump_vm(name, output, on_progress)
+    sys.stderr.write(f"Wrote {done['path']} ({render.size(done['bytes'])})\n")
+    _say(done["path"])
+
+
+@command()
+def capture(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The running VM.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="FILE", show_default=False,
+        help="The pcap file to write (tshark -r FILE, wireshark).")],
+    duration: Annotated[float | None, typer.Option(
+        "--duration", "-t", metavar="SECONDS", min=0.1, show_default=False,
+        help="Stop after this long. Default: until Ctrl-C.")] = None,
+    stop: Annotated[bool, typer.Option(
+        "--stop", help="Stop a capture started earlier (e.g. with --detach) and write it.")
+    ] = False,
+    detach: Annotated[bool, typer.Option(
+        "--detach", "-d", help="Start capturing and return; end it with --stop.")] = False,
+) -> None:
+    """Record the VM's network traffic, both ways, into a pcap file.
+
+    Every packet of its network card is kept whole, as QEMU sees it (filter-dump). The
+    guest notices nothing.
+
+    [bold]Examples:[/bold]
+
+      vmkit capture web -o web.pcap              # until Ctrl-C
+      vmkit capture web -o web.pcap -t 10        # ten seconds
+      vmkit capture web -d -o x; ...; vmkit capture web --stop -o web.pcap
+    """
+    import time
+
+    from ..portable import files
+    from . import render
+
+    c = client()
+    if not stop:
+        files.check_destination(output.absolute(), False)
+        c.start_capture(name)
+        if detach:
+            return
+        sys.stderr.write(f"Capturing {name}'s traffic; "
+                         f"{'Ctrl-C to stop' if duration is None else f'{duration:g} s'}.\n")
+        try:
+            time.sleep(duration if duration is not None else 1e9)
+        except KeyboardInterrupt:
+            pass
+    done = c.stop_capture(name, output)
+    sys.stderr.write(f"Wrote {done['path']} ({render.size(done['bytes'])})\n")
+    _say(done["path"])
+
+
 # --- other hosts -----------------------------------------------------------------------
 
 @command("token", group="host")

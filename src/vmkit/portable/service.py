@@ -61,7 +61,8 @@ class Portable:
     def work_root(self) -> Path:
         return self.host.paths.transfers
 
-    def _workdir(self) -> Path:
+    def workdir(self) -> Path:
+        """A new private directory for one export, import or download."""
         self.work_root.mkdir(mode=0o700, exist_ok=True)
         work = self.work_root / new_id()
         work.mkdir(mode=0o700)
@@ -84,7 +85,7 @@ class Portable:
         if fmt == "libvirt" and not (directory and directory.startswith("/")):
             raise InvalidInputError("a libvirt export names its files by absolute path: give "
                                     "the directory it will be unpacked into")
-        work = self._workdir()
+        work = self.workdir()
         try:
             rec, frozen, state = await self._freeze(vm, memory, work)
             members = await self._members(rec, fmt, frozen, state, work, directory)
@@ -95,7 +96,7 @@ class Portable:
                                    f"({self.host.paths.root}); free some and try again") from e
             raise
         ext = {"vmkit": "vmkit", "ova": "ova", "libvirt": "tar"}[fmt]
-        return Export(f"{vm}.{ext}", tarstream.length(members), _then_remove(
+        return Export(f"{vm}.{ext}", tarstream.length(members), then_remove(
             tarstream.chunks(members), work))
 
     async def _freeze(self, vm: str, memory: bool, work: Path
@@ -157,7 +158,7 @@ class Portable:
 
     async def receive(self, chunks: AsyncIterator[bytes]) -> Path:
         """Store an uploaded file in a work directory of its own."""
-        work = self._workdir()
+        work = self.workdir()
         upload = work / "upload"
         try:
             with open(upload, "wb") as f:
@@ -280,7 +281,8 @@ class Portable:
         return host.get_vm(spec.name)
 
 
-def _then_remove(chunks: Iterator[bytes], work: Path) -> Iterator[bytes]:
+def then_remove(chunks: Iterator[bytes], work: Path) -> Iterator[bytes]:
+    """``chunks``, then ``work`` removed (also when the stream is abandoned)."""
     try:
         yield from chunks
     finally:

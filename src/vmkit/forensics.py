@@ -1,0 +1,98 @@
+"""Looking into a VM from outside: its memory as an ELF core, what changed on its disk, and
+its network traffic as a pcap. None of these needs anything in the guest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConflictError, InvalidInputError, NotFoundError, VmkitError
+from .paths import new_id
+
+from .portable.service import Export, then_remove
+from .portable.tarstream import CHUNK
+
+if TYPE_CHECKING:
+    from .host import Host
+
+DUMP_FD = "vmkit-dump"
+CAPTURE_ID = "vmkit-capture"
+SNAPLEN = 65535  # bytes kept of each packet: all of them
+
+
+class Forensics:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._captures: dict[str, tuple[Path, int]] = {}  # VM -> (pcap, the QEMU writing it)
+
+    # --- network capture -----------------------------------------------------------------
+
+    async def start_capture(self, vm: str) -> dict[str, Any]:
+        """Record every packet of the VM's NIC, both ways, into a pcap (QEMU's filter-dump)."""
+        host = self.host
+        async with host.locks[vm]:
+            machine = host.live_machine(vm, "capture")
+            if host.record(vm).spec.network == "none":
+                raise InvalidInputError(f"VM {vm} has no network card (--network none): "
+                                        "there is no traffic to capture")
+            if vm in self._captures:
+                old, pid = self._captures[vm]
+                if pid == machine.pid:
+                    raise ConflictError(f"VM {vm} is being captured already; stop that "
+                                        f"capture first ('vmkit capture {vm} --stop -o FILE')")
+                old.unlink(missing_ok=True)  # from an earlier run of the VM, never collected
+            pcap = host.paths.vm(vm).dir / f"capture-{new_id()}.pcap"
+            await machine.execute("object-add", {
+                "qom-type": "filter-dump", "id": CAPTURE_ID, "netdev": "net0",
+                "file": str(pcap), "maxlen": SNAPLEN})
+            self._captures[vm] = (pcap, machine.pid)
+        return {"vm": vm, "capturing": True}
+
+    async def stop_capture(self, vm: str) -> Export:
+        """End the VM's capture; the pcap, streamed (and then removed here)."""
+        host = self.host
+        async with host.locks[vm]:
+            host.record(vm)
+            pcap, _ = self._captures.pop(vm, (None, 0))
+            if pcap is None or not pcap.exists():
+                raise NotFoundError(f"VM {vm} is not being captured; start with "
+                                    f"'vmkit capture {vm} -o FILE'")
+            if (machine := host.machines.get(vm)) is not None:
+                with contextlib.suppress(VmkitError):  # gone with a QEMU that stopped
+                    await machine.execute("object-del", {"id": CAPTURE_ID})
+            work = host.portable.workdir()
+            os.rename(pcap, work / pcap.name)
+        return Export(f"{vm}.pcap", (work / pcap.name).stat().st_size,
+                      then_remove(_chunks(work / pcap.name), work))
+
+    async def dump(self, vm: str) -> Export:
+        """The guest's memory as an ELF core file (QEMU's dump-guest-memory), which crash,
+        gdb and volatility read. The guest pauses while it is written."""
+        host = self.host
+        async with host.locks[vm]:
+            machine = host.live_machine(vm, "dump")
+            work = host.portable.workdir()
+            core = work / f"{vm}-memory.elf"
+            fd = os.open(core, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                machine.qmp.send_fd_scm(fd)
+                await machine.execute("getfd", {"fdname": DUMP_FD})
+                await machine.execute("dump-guest-memory", {"paging": False,
+                                                            "protocol": f"fd:{DUMP_FD}"})
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            finally:
+                os.close(fd)
+        return Export(core.name, core.stat().st_size, then_remove(_chunks(core), work))
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while data := f.read(CHUNK):
+            yield data

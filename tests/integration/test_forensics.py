@@ -1,0 +1,83 @@
+"""Forensics from outside the guest: memory dumps, network captures, disk diffs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import vmkit
+
+from ..conftest import free_port
+
+
+def test_a_memory_dump_holds_what_the_guest_has_in_memory(client, make_vm, tmp_path) -> None:
+    make_vm("fx1")
+    # Made in the guest, never sent whole over the agent: found in the dump only if it came
+    # from guest memory (a tmpfs file lives in the page cache).
+    client.exec("fx1", ["sh", "-c", "echo MARK-$((6007 * 7))-IN-RAM > /tmp/marker"])
+    done = client.dump_vm("fx1", tmp_path / "fx1.elf")
+    core = (tmp_path / "fx1.elf").read_bytes()
+    assert done["bytes"] == len(core) > 256 << 20  # all of RAM, plus the ELF headers
+    assert core[:4] == b"\x7fELF" and core[16] == 4  # ET_CORE
+    assert b"MARK-42049-IN-RAM" in core
+    assert client.get_vm("fx1")["state"] == "running"  # it ran on afterwards
+    assert client.exec("fx1", ["true"]).exit_code == 0
+
+
+def test_dump_errors(client, make_vm, tmp_path) -> None:
+    make_vm("fx2")
+    client.stop_vm("fx2")
+    with pytest.raises(vmkit.InvalidStateError, match="running"):
+        client.dump_vm("fx2", tmp_path / "x.elf")
+    with pytest.raises(vmkit.InvalidInputError, match="not a writable directory"):
+        client.dump_vm("fx2", tmp_path / "missing" / "x.elf")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_capture_holds_the_vms_traffic_as_tshark_reads_it(client, make_vm, tmp_path) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("needs tshark (Debian package tshark)")
+    port = free_port()
+    make_vm("fx3", ports=[f"{port}:8080"])
+    client.exec("fx3", ["sh", "-c", "mkdir -p /www && echo captured > /www/page && "
+                                    "httpd -p 8080 -h /www"])
+    client.start_capture("fx3")
+    with pytest.raises(vmkit.ConflictError, match="already"):
+        client.start_capture("fx3")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert httpx.get(f"http://127.0.0.1:{port}/page", timeout=5).text == "captured\n"
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    client.stop_capture("fx3", tmp_path / "fx3.pcap")
+    read = subprocess.run(["tshark", "-r", str(tmp_path / "fx3.pcap"), "-Y", "http",
+                           "-T", "fields", "-e", "http.request.uri", "-e", "http.file_data"],
+                          capture_output=True, text=True, check=True)
+    assert "/page" in read.stdout
+    with pytest.raises(vmkit.NotFoundError, match="not being captured"):
+        client.stop_capture("fx3", tmp_path / "again.pcap")
+
+
+def test_a_vm_without_a_nic_has_nothing_to_capture(client, make_vm) -> None:
+    make_vm("fx4", network="none")
+    with pytest.raises(vmkit.InvalidInputError, match="no network card"):
+        client.start_capture("fx4")
+
+
+def test_forensics_on_the_command_line(daemon, make_vm, tmp_path: Path) -> None:
+    make_vm("fx5")
+    r = daemon.cli("dump", "fx5", "-o", str(tmp_path / "m.elf"))
+    assert r.returncode == 0 and (tmp_path / "m.elf").exists(), r.stderr
+    r = daemon.cli("capture", "fx5", "-o", str(tmp_path / "c.pcap"), "-t", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "c.pcap").read_bytes()[:4] == b"\xd4\xc3\xb2\xa1"  # pcap, little-endian
+    r = daemon.cli("dump", "fx5", "-o", str(tmp_path / "m.elf"))
+    assert r.returncode == 1 and b"exists" in r.stderr
