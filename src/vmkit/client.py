@@ -184,11 +184,14 @@ class Client:
         return self._json("GET", f"/vms/{name}")
 
     def create_vm(self, name: str, image: str = "tiny", cpus: int = 1, memory: str = "256M",
-                  disk: str | None = None, ports: Iterable[str] = (), network: str = "nat",
-                  auto_remove: bool = False) -> dict[str, Any]:
-        """Create and boot a VM; returns when its guest agent answers."""
+                  disk: str | None = None, ports: Iterable[str] = (),
+                  network: str | None = None, auto_remove: bool = False,
+                  disposable: bool = False) -> dict[str, Any]:
+        """Create and boot a VM; returns when its guest agent answers. ``network``: nat by
+        default, none for a ``disposable`` VM (removed with all it wrote when it stops)."""
         body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "disk": disk,
-                "ports": list(ports), "network": network, "auto_remove": auto_remove}
+                "ports": list(ports), "network": network, "auto_remove": auto_remove,
+                "disposable": disposable}
         return self._json("POST", "/vms", json=body, timeout=LONG)
 
     def _action(self, name: str, action: str, **params: Any) -> dict[str, Any]:

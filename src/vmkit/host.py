@@ -64,7 +64,7 @@ def describe_vm(rec: VmRecord) -> dict[str, Any]:
         "network": spec.network, "mac": rec.mac, "pid": rec.pid,
         "ports": [{"host_addr": p.host_addr, "host_port": p.host_port,
                    "guest_port": p.guest_port, "proto": p.proto} for p in spec.ports],
-        "auto_remove": spec.auto_remove, "created": rec.created, "started": rec.started,
+        "auto_remove": spec.auto_remove, "disposable": spec.disposable, "created": rec.created, "started": rec.started,
         "reason": rec.reason,
     }
 

@@ -119,6 +119,7 @@ class VmSpec:
     ports: tuple[PortForward, ...] = field(default_factory=tuple)
     network: Network = "nat"
     auto_remove: bool = False
+    disposable: bool = False  # removed with every change when it stops; no NIC by default
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,8 +141,10 @@ def make_spec(
     network: str = "nat",
     auto_remove: bool = False,
     host_memory_mib: int | None = None,
+    disposable: bool = False,
 ) -> VmSpec:
-    """Validate user input (as typed on the command line or sent to the API) into a VmSpec."""
+    """Validate user input (as typed on the command line or sent to the API) into a VmSpec.
+    A disposable VM is removed, with everything it wrote, when it stops."""
     validate_name(name)
     validate_name(image, "image")
     if not MIN_CPUS <= cpus <= MAX_CPUS:
@@ -168,7 +171,8 @@ def make_spec(
         if key in seen:
             raise InvalidInputError(f"host port {f.host_port}/{f.proto} is forwarded twice")
         seen.add(key)
-    return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network, auto_remove)  # type: ignore[arg-type]
+    return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,  # type: ignore[arg-type]
+                  auto_remove or disposable, disposable)
 
 
 def check_spec(data: Any, host_memory_mib: int | None = None) -> VmSpec:
@@ -183,5 +187,5 @@ def check_spec(data: Any, host_memory_mib: int | None = None) -> VmSpec:
     spec = make_spec(sent.name, sent.image, sent.cpus, f"{sent.memory_mib}M",
                      f"{sent.disk_bytes // 1024}K" if sent.disk_bytes else None,
                      [p.arg() for p in sent.ports], sent.network, sent.auto_remove,
-                     host_memory_mib)
+                     host_memory_mib, bool(sent.disposable))
     return replace(spec, disk_bytes=sent.disk_bytes)  # to the byte

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -81,3 +82,22 @@ def test_forensics_on_the_command_line(daemon, make_vm, tmp_path: Path) -> None:
     assert (tmp_path / "c.pcap").read_bytes()[:4] == b"\xd4\xc3\xb2\xa1"  # pcap, little-endian
     r = daemon.cli("dump", "fx5", "-o", str(tmp_path / "m.elf"))
     assert r.returncode == 1 and b"exists" in r.stderr
+
+
+def test_a_disposable_vm_leaves_nothing_behind(client, daemon) -> None:
+    images = client.list_images()
+    layers = set((daemon.home / "disks").iterdir())
+    vm = client.create_vm("fx6", disposable=True)
+    try:
+        assert vm["disposable"] and vm["auto_remove"] and vm["network"] == "none"
+        nics = client.exec("fx6", ["ls", "/sys/class/net"]).stdout.split()
+        assert nics == [b"lo"]  # no network card: nothing gets out
+        assert client.exec("fx6", ["sh", "-c", "echo evil > /root/dropped; sync"]).exit_code == 0
+        client.stop_vm("fx6")
+        with pytest.raises(vmkit.NotFoundError):
+            client.get_vm("fx6")
+    finally:
+        with contextlib.suppress(vmkit.NotFoundError):
+            client.remove_vm("fx6", force=True)
+    assert set((daemon.home / "disks").iterdir()) == layers  # its disk layer is gone too
+    assert client.list_images() == images

@@ -27,6 +27,9 @@ EXPECTED: dict[str, set[VmState]] = {
     "restore": {S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED},
     "fork": {S.RUNNING, S.PAUSED},
     "migrate": {S.RUNNING},
+    "export": {S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED},
+    "dump": {S.RUNNING, S.PAUSED},
+    "capture": {S.RUNNING, S.PAUSED},
 }
 
 

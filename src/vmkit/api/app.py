@@ -129,8 +129,9 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     @app.post("/v1/vms", response_model=Vm, status_code=201)
     async def create_vm(body: VmCreate) -> dict[str, Any]:
         """Create a VM and boot it; answers when the guest agent is ready."""
+        network = body.network or ("none" if body.disposable else "nat")
         spec = make_spec(body.name, body.image, body.cpus, body.memory, body.disk, body.ports,
-                         body.network, body.auto_remove, host_memory_mib())
+                         network, body.auto_remove, host_memory_mib(), body.disposable)
         return await host.create_vm(spec)
 
     @app.get("/v1/vms/{name}", response_model=Vm)

@@ -29,10 +29,12 @@ class VmCreate(BaseModel):
     ports: list[str] = Field([], max_length=64,
                              description="docker-style [ADDR:]HOSTPORT:GUESTPORT[/udp]",
                              examples=[["8080:80"]])
-    network: Literal["nat", "restricted", "none"] = Field(
-        "nat", description="nat: outbound NAT; restricted: no way out, port forwards only; "
-                           "none: no NIC")
+    network: Literal["nat", "restricted", "none"] | None = Field(
+        None, description="nat (the default): outbound NAT; restricted: no way out, port "
+                          "forwards only; none: no NIC (the default of a disposable VM)")
     auto_remove: bool = Field(False, description="remove the VM when it stops")
+    disposable: bool = Field(False, description="remove the VM and everything it wrote when "
+                                                "it stops; no NIC unless a network is given")
 
 
 class Vm(BaseModel):
@@ -48,6 +50,7 @@ class Vm(BaseModel):
     pid: int | None
     ports: list[PortForward]
     auto_remove: bool
+    disposable: bool = False
     created: float
     started: float | None
     reason: str = Field(description="why the VM crashed, if it did")

@@ -213,13 +213,17 @@ def run(
         "--publish", "-p", metavar="[ADDR:]HOST:GUEST[/udp]", show_default=False,
         help="Forward a host port to a guest port; repeatable. ADDR defaults to 127.0.0.1: "
              "-p 8080:80, -p 0.0.0.0:5353:53/udp.")] = None,
-    network: Annotated[NetworkMode, typer.Option(
-        "--network", case_sensitive=False,
-        help="nat: the guest can reach out; restricted: no way out, port forwards still "
-             "work; none: no network card.")] = NetworkMode.nat,
+    network: Annotated[NetworkMode | None, typer.Option(
+        "--network", case_sensitive=False, show_default=False,
+        help="nat (default): the guest can reach out; restricted: no way out, port forwards "
+             "still work; none: no network card (default with --disposable).")] = None,
     detach: Annotated[bool, typer.Option(
         "--detach", "-d", help="Print the VM's name and return instead of attaching.")] = False,
     rm: Annotated[bool, typer.Option("--rm", help="Remove the VM when it stops.")] = False,
+    disposable: Annotated[bool, typer.Option(
+        "--disposable", help="For untrusted software: no network card unless --network is "
+                             "given, and when it stops the VM is removed with every change "
+                             "it made (no image is ever written).")] = False,
     source: Annotated[str | None, typer.Option(
         "--from", metavar="VM@SNAP|TEMPLATE", show_default=False,
         help="Fork it from a memory snapshot or template instead of booting (see "
@@ -242,6 +246,7 @@ def run(
       vmkit run --rm -n scratch        # removed once it stops
       NAME=$(vmkit run -d) && vmkit exec $NAME -- uname -a
       vmkit run -d --fast              # forked from a ready template of tiny
+      vmkit run --disposable           # no network; gone, with all it wrote, when it stops
     """
     from ..errors import InvalidInputError
     from ..spec import make_spec
@@ -249,8 +254,11 @@ def run(
     c = client()
     name = name or _friendly_name(c)
     ports = publish or []
+    net = network.value if network else ("none" if disposable else "nat")
     # Check the request here first, so a typo fails before an image build.
-    make_spec(name, image, cpus, memory, disk, ports, network.value, rm)
+    make_spec(name, image, cpus, memory, disk, ports, net, rm, disposable=disposable)
+    if disposable and (source or fast):
+        raise InvalidInputError("--disposable boots a fresh VM: drop --from/--fast")
     if (source or fast) and disk:
         raise InvalidInputError("a fork has its source's disk: drop --disk with --from/--fast")
     if source and fast:
@@ -261,14 +269,14 @@ def run(
 
     if fast:
         with render.busy(f"Preparing the template of {image} (first use only)..."):
-            source = c.fast_template(image, cpus, memory, network.value)["name"]
+            source = c.fast_template(image, cpus, memory, net)["name"]
     if source:
         with render.busy(f"Forking {name} from {source}..."):
-            c.fork(source, name, ports, network.value, rm)
+            c.fork(source, name, ports, net, rm)
     else:
         with render.busy(f"Booting {name}..."):
             c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk, ports=ports,
-                        network=network.value, auto_remove=rm)
+                        network=net, auto_remove=rm, disposable=disposable)
     if detach:
         _say(name)
         return
@@ -424,6 +432,7 @@ def inspect(
         ("Ports", render.ports(vm) or "-"),
         ("QEMU PID", str(vm["pid"]) if vm.get("pid") else "-"),
         ("Auto-remove", "yes" if vm["auto_remove"] else "no"),
+        ("Disposable", "yes" if vm.get("disposable") else "no"),
         ("Snapshot", vm.get("snapshot") or "-"),
         ("Forked from", vm.get("forked_from") or "-"),
         ("Created", render.when(vm["created"])),

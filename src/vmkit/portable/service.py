@@ -219,7 +219,7 @@ class Portable:
             spec = replace(spec, ports=forwards)
         state, mac = vm["state"], vm["mac"]
         renamed = name is not None and name != spec.name
-        spec = replace(spec, name=name or spec.name, auto_remove=False)
+        spec = replace(spec, name=name or spec.name, auto_remove=False, disposable=False)
         resume = None
         if found.state is not None:
             boot = host.images.boot_files(host.images.get(spec.image))
