@@ -299,6 +299,13 @@ class Client:
         files.check_destination(dest, False)
         return self._download(f"/vms/{name}/dump", dest, False, on_progress)
 
+    def diff(self, name: str, before: str | None = None, after: str | None = None
+             ) -> list[dict[str, str]]:
+        """Files added, removed and changed on the VM's disk from snapshot ``before`` (default:
+        its image) to snapshot ``after`` (default: now)."""
+        params = {k: v for k, v in (("from", before), ("to", after)) if v is not None}
+        return self._json("GET", f"/vms/{name}/diff", params=params, timeout=LONG)
+
     def start_capture(self, name: str) -> dict[str, Any]:
         """Start recording the VM's network traffic; ``stop_capture`` ends it."""
         return self._json("POST", f"/vms/{name}/capture")

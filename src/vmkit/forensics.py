@@ -4,6 +4,7 @@ its network traffic as a pcap. None of these needs anything in the guest.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -11,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import disks, fsdiff
 from .errors import ConflictError, InvalidInputError, NotFoundError, VmkitError
 from .paths import new_id
+from .state import LIVE, require
 
 from .portable.service import Export, then_remove
 from .portable.tarstream import CHUNK
@@ -29,6 +32,40 @@ class Forensics:
     def __init__(self, host: Host) -> None:
         self.host = host
         self._captures: dict[str, tuple[Path, int]] = {}  # VM -> (pcap, the QEMU writing it)
+
+    # --- disk diff ----------------------------------------------------------------------
+
+    async def diff(self, vm: str, before: str | None = None, after: str | None = None
+                   ) -> list[dict[str, str]]:
+        """Files added, removed and changed in the guest's filesystem from snapshot ``before``
+        (default: the image the VM was made from) to snapshot ``after`` (default: now)."""
+        host = self.host
+        snaps = host.snapshots
+        rec = host.record(vm)
+        old = host.paths.disk(snaps.find(vm, before).layer) if before else _bottom(
+            host.disk_path(rec))
+        if after:
+            new_layer = snaps.find(vm, after).layer
+            snaps.pending_layers.add(new_layer)
+        else:  # now: freeze the top layer (as a snapshot does) and read that
+            require("diff", rec.state, vm)
+            async with host.locks[vm]:
+                rec = host.record(vm)
+                new_layer = rec.disk
+                snaps.pending_layers.add(new_layer)
+                machine = host.machines.get(vm) if rec.state in LIVE else None
+                try:
+                    await snaps.freeze(rec, machine, None)
+                except BaseException:
+                    snaps.pending_layers.discard(new_layer)
+                    raise
+        work = host.portable.workdir()
+        try:
+            changes = await asyncio.to_thread(fsdiff.diff, old, host.paths.disk(new_layer), work)
+        finally:
+            snaps.pending_layers.discard(new_layer)
+            shutil.rmtree(work, ignore_errors=True)
+        return [c.to_json() for c in changes]
 
     # --- network capture -----------------------------------------------------------------
 
@@ -96,3 +133,10 @@ def _chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while data := f.read(CHUNK):
             yield data
+
+
+def _bottom(top: Path) -> Path:
+    """The last file of a disk chain: the image a VM was made from."""
+    while (below := disks.backing_file(top)) is not None:
+        top = below
+    return top

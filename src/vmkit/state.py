@@ -40,6 +40,7 @@ ALLOWED: dict[str, frozenset[VmState]] = {
     "export": frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}),
     "dump": frozenset({S.RUNNING, S.PAUSED}),
     "capture": frozenset({S.RUNNING, S.PAUSED}),
+    "diff": frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}),
 }
 
 def _hint(action: str, state: VmState, name: str) -> str:

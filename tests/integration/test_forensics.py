@@ -101,3 +101,28 @@ def test_a_disposable_vm_leaves_nothing_behind(client, daemon) -> None:
             client.remove_vm("fx6", force=True)
     assert set((daemon.home / "disks").iterdir()) == layers  # its disk layer is gone too
     assert client.list_images() == images
+
+
+def test_diff_lists_what_changed_on_the_disk(client, make_vm, daemon) -> None:
+    make_vm("fx7")
+    client.exec("fx7", ["sh", "-c", "echo dropped > /root/dropped && rm /etc/inittab && "
+                                    "echo changed >> /etc/profile && sync"])
+    since_image = {(c["change"], c["path"]) for c in client.diff("fx7")}
+    assert {("added", "/root/dropped"), ("removed", "/etc/inittab"),
+            ("changed", "/etc/profile")} <= since_image
+    client.create_snapshot("fx7", "s1")
+    client.exec("fx7", ["sh", "-c", "mkdir /root/later && echo 2 > /root/later/f && "
+                                    "rm /root/dropped && sync"])
+    assert client.diff("fx7", "s1") == [
+        {"change": "removed", "path": "/root/dropped", "type": "file"},
+        {"change": "added", "path": "/root/later", "type": "dir"},
+        {"change": "added", "path": "/root/later/f", "type": "file"}]
+    client.create_snapshot("fx7", "s2")
+    assert client.diff("fx7", "s1", "s2") == client.diff("fx7", "s1")
+    assert client.diff("fx7", "s2") == []
+    with pytest.raises(vmkit.NotFoundError, match="no snapshot 'nope'"):
+        client.diff("fx7", "nope")
+    r = daemon.cli("diff", "fx7", "s1")
+    assert r.returncode == 0
+    assert r.stdout.decode().splitlines() == ["D /root/dropped", "A /root/later",
+                                              "A /root/later/f"]

@@ -30,6 +30,7 @@ EXPECTED: dict[str, set[VmState]] = {
     "export": {S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED},
     "dump": {S.RUNNING, S.PAUSED},
     "capture": {S.RUNNING, S.PAUSED},
+    "diff": {S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED},
 }
 
 

@@ -25,7 +25,7 @@ from .. import __version__
 from ..errors import InvalidInputError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
 from ..spec import check_spec, make_spec, validate_name
-from .models import (Error, ExecRequest, ExportRequest, FastTemplate, ForkCreate, HostInfo, Image,
+from .models import (Error, ExecRequest, ExportRequest, FileChange, FastTemplate, ForkCreate, HostInfo, Image,
                      IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
                      SnapshotCreate, Template, TemplateCreate, Vm, VmCreate)
 
@@ -311,6 +311,19 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     async def dump_vm(name: VmName) -> StreamingResponse:
         """The guest's memory as an ELF core file (crash, gdb, volatility read it)."""
         return download(await host.forensics.dump(name), "application/octet-stream")
+
+    @app.get("/v1/vms/{name}/diff", response_model=list[FileChange])
+    async def diff_vm(name: VmName, before: Annotated[str | None, Query(
+                          alias="from", max_length=63, description="snapshot; default: "
+                          "the image the VM was made from")] = None,
+                      after: Annotated[str | None, Query(
+                          alias="to", max_length=63, description="snapshot; default: now")
+                      ] = None) -> list[dict[str, str]]:
+        """Files added, removed and changed on the guest's disk, read from the host side."""
+        for snap in (before, after):
+            if snap is not None:
+                validate_name(snap, "snapshot")
+        return await host.forensics.diff(name, before, after)
 
     @app.post("/v1/vms/{name}/capture", status_code=201)
     async def start_capture(name: VmName) -> dict[str, Any]:

@@ -154,6 +154,12 @@ class MigrateRequest(BaseModel):
                                               "memory faster than the link")
 
 
+class FileChange(BaseModel):
+    change: Literal["added", "removed", "changed"]
+    path: str
+    type: Literal["file", "dir", "link", "other"]
+
+
 class ExportRequest(BaseModel):
     format: Literal["vmkit", "ova", "libvirt"] = Field(
         "vmkit", description="vmkit: disk + spec (+ memory), imported by 'vmkit import'; ova: "

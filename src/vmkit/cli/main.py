@@ -1136,6 +1136,40 @@ def dump(
 
 
 @command()
+def diff(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
+    before: Annotated[str | None, typer.Argument(
+        metavar="[SNAP]", help="Compare from this snapshot. Default: the image the VM was "
+                               "made from.", show_default=False)] = None,
+    after: Annotated[str | None, typer.Argument(
+        metavar="[SNAP2]", help="Compare to this snapshot. Default: the disk now.",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """List the files added (A), removed (D) and changed (C) on a VM's disk.
+
+    The filesystems are read from the host side (e2fsprogs' debugfs): nothing is mounted,
+    nothing runs in the guest, and a running VM is not disturbed. Only files the guest has
+    written to its disk count: flush with 'vmkit exec NAME -- sync' first.
+
+    [bold]Examples:[/bold]
+
+      vmkit diff web                    # since it was made from its image
+      vmkit diff web before-install     # since that snapshot
+      vmkit diff web s1 s2 --json
+    """
+    from . import render
+
+    changes = client().diff(name, before, after)
+    if as_json:
+        render.print_json(changes)
+        return
+    for c in changes:
+        _say(f"{c['change'][0].upper().replace('R', 'D')} {c['path']}")
+
+
+@command()
 def capture(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The running VM.")],
     output: Annotated[Path, typer.Option(
