@@ -299,6 +299,10 @@ class Client:
         files.check_destination(dest, False)
         return self._download(f"/vms/{name}/dump", dest, False, on_progress)
 
+    def stats(self, name: str) -> dict[str, Any]:
+        """CPU, memory, disk and network counters of VM ``name``."""
+        return self._json("GET", f"/vms/{name}/stats")
+
     def diff(self, name: str, before: str | None = None, after: str | None = None
              ) -> list[dict[str, str]]:
         """Files added, removed and changed on the VM's disk from snapshot ``before`` (default:

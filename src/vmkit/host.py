@@ -36,6 +36,7 @@ from .paths import HomePaths, atomic_write, new_id
 from .migration import Migrations
 from .portable.service import Portable
 from .forensics import Forensics
+from .stats import Stats
 from .snapshots import Resume, Snapshots
 from .spec import VmSpec, format_size
 from .state import LIVE, VmState, require
@@ -94,6 +95,7 @@ class Host:
         self.migrations = Migrations(self)
         self.portable = Portable(self)
         self.forensics = Forensics(self)
+        self.stats = Stats(self)
 
     # --- daemon lifecycle ----------------------------------------------------------
 

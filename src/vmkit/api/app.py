@@ -18,14 +18,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import InvalidInputError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
 from ..spec import check_spec, make_spec, validate_name
-from .models import (Error, ExecRequest, ExportRequest, FileChange, FastTemplate, ForkCreate, HostInfo, Image,
+from .models import (Error, ExecRequest, ExportRequest, FileChange, VmStats, FastTemplate, ForkCreate, HostInfo, Image,
                      IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
                      SnapshotCreate, Template, TemplateCreate, Vm, VmCreate)
 
@@ -311,6 +311,19 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     async def dump_vm(name: VmName) -> StreamingResponse:
         """The guest's memory as an ELF core file (crash, gdb, volatility read it)."""
         return download(await host.forensics.dump(name), "application/octet-stream")
+
+    @app.get("/v1/vms/{name}/stats", response_model=VmStats)
+    async def vm_stats(name: VmName) -> dict[str, Any]:
+        """CPU, memory, disk and network counters of the VM (those of a running one)."""
+        return await host.stats.of(name)
+
+    @app.get("/metrics", responses={200: {"content": {"text/plain": {}}}})
+    async def metrics() -> Response:
+        """Every VM's counters in Prometheus' text format."""
+        from ..stats import prometheus
+
+        return Response(prometheus(await host.stats.all()),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/vms/{name}/diff", response_model=list[FileChange])
     async def diff_vm(name: VmName, before: Annotated[str | None, Query(

@@ -154,6 +154,24 @@ class MigrateRequest(BaseModel):
                                               "memory faster than the link")
 
 
+class VmStats(BaseModel):
+    name: str
+    state: str
+    cpus: int
+    memory_limit_bytes: int
+    cpu_seconds: float | None = None
+    cpu_percent: float | None = Field(None, description="of one CPU, since the last reading")
+    memory_rss_bytes: int | None = None
+    disk_read_bytes: int | None = None
+    disk_write_bytes: int | None = None
+    disk_read_ops: int | None = None
+    disk_write_ops: int | None = None
+    net_rx_bytes: int | None = Field(None, description="as the guest counts it (agent)")
+    net_tx_bytes: int | None = None
+    net_rx_packets: int | None = None
+    net_tx_packets: int | None = None
+
+
 class FileChange(BaseModel):
     change: Literal["added", "removed", "changed"]
     path: str

@@ -1136,6 +1136,41 @@ def dump(
 
 
 @command()
+def stats(
+    names: Annotated[list[str] | None, typer.Argument(
+        metavar="[NAME]...", help="VMs to show. Default: all.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """Show CPU, memory, disk and network use of VMs, like 'docker stats --no-stream'.
+
+    CPU is the share of one host CPU used since the last reading (or over a quarter second),
+    memory the QEMU process's resident memory against what the guest was given. Network
+    counters are the guest's own, read through its agent. vmkitd serves the same counters
+    to Prometheus at /metrics.
+    """
+    from . import render
+
+    c = client()
+    rows = [c.stats(n) for n in (names or [vm["name"] for vm in c.list_vms()])]
+    if as_json:
+        render.print_json(rows)
+        return
+
+    def pair(a: str, b: str, vm: dict[str, Any]) -> str:
+        return (f"{render.size(vm[a])} / {render.size(vm[b])}" if vm.get(a) is not None
+                else "-")
+
+    render.table(["NAME", "STATE", "CPU %", "MEM / LIMIT", "DISK READ / WRITE",
+                  "NET RX / TX"],
+                 [[vm["name"], vm["state"],
+                   f"{vm['cpu_percent']:.1f}" if vm.get("cpu_percent") is not None else "-",
+                   pair("memory_rss_bytes", "memory_limit_bytes", vm),
+                   pair("disk_read_bytes", "disk_write_bytes", vm),
+                   pair("net_rx_bytes", "net_tx_bytes", vm)] for vm in rows])
+
+
+@command()
 def diff(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
     before: Annotated[str | None, typer.Argument(
