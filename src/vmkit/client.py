@@ -186,12 +186,13 @@ class Client:
     def create_vm(self, name: str, image: str = "tiny", cpus: int = 1, memory: str = "256M",
                   disk: str | None = None, ports: Iterable[str] = (),
                   network: str | None = None, auto_remove: bool = False,
-                  disposable: bool = False) -> dict[str, Any]:
+                  disposable: bool = False, io_limit: str | None = None) -> dict[str, Any]:
         """Create and boot a VM; returns when its guest agent answers. ``network``: nat by
-        default, none for a ``disposable`` VM (removed with all it wrote when it stops)."""
+        default, none for a ``disposable`` VM (removed with all it wrote when it stops).
+        ``io_limit``: disk throttling, e.g. "300iops,20M" (per second)."""
         body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "disk": disk,
                 "ports": list(ports), "network": network, "auto_remove": auto_remove,
-                "disposable": disposable}
+                "disposable": disposable, "io_limit": io_limit}
         return self._json("POST", "/vms", json=body, timeout=LONG)
 
     def _action(self, name: str, action: str, **params: Any) -> dict[str, Any]:

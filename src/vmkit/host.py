@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from .identity import random_mac
 from .images.store import ImageStore
 from .machine import vmstate
 from .machine.accel import probe_host
+from .machine.limits import Limits
 from .machine.argv import BootFiles, HostFacts, build_argv
 from .machine.process import Machine, log_tail, pid_matches
 from .network import check_ports_free
@@ -42,6 +44,7 @@ from .spec import VmSpec, format_size
 from .state import LIVE, VmState, require
 from .store import ImageRecord, Operation, Store, VmRecord
 
+log = logging.getLogger("vmkit.host")
 AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
 S = VmState
 
@@ -65,7 +68,8 @@ def describe_vm(rec: VmRecord) -> dict[str, Any]:
         "network": spec.network, "mac": rec.mac, "pid": rec.pid,
         "ports": [{"host_addr": p.host_addr, "host_port": p.host_port,
                    "guest_port": p.guest_port, "proto": p.proto} for p in spec.ports],
-        "auto_remove": spec.auto_remove, "disposable": spec.disposable, "created": rec.created, "started": rec.started,
+        "auto_remove": spec.auto_remove, "disposable": spec.disposable,
+        "io_iops": spec.io_iops, "io_bps": spec.io_bps, "created": rec.created, "started": rec.started,
         "reason": rec.reason,
     }
 
@@ -96,6 +100,7 @@ class Host:
         self.portable = Portable(self)
         self.forensics = Forensics(self)
         self.stats = Stats(self)
+        self.limits = Limits()
 
     # --- daemon lifecycle ----------------------------------------------------------
 
@@ -200,7 +205,8 @@ class Host:
             self.paths.run / "host.json").exists() else {}
         return {"home": str(self.paths.root), "pid": os.getpid(),
                 "accel": facts.get("facts", {}).get("accel"),
-                "accel_reason": facts.get("reason"), "vms": len(self.store.vms()),
+                "accel_reason": facts.get("reason"), "limits": self.limits.describe(),
+                "vms": len(self.store.vms()),
                 "images": len(self.store.images())}
 
     # --- images --------------------------------------------------------------------
@@ -333,6 +339,7 @@ class Host:
         self._stopping.discard(name)
         machine = await Machine.launch(argv, vmp, on_event=self.handler(name))
         self.machines[name] = machine
+        self.limit(name, machine.pid)
         self.store.set_vm_state(name, S.STARTING, pid=machine.pid)
         try:
             if resume is not None:
@@ -362,6 +369,14 @@ class Host:
             raise LaunchError(f"QEMU could not load the saved state: "
                               f"{log_tail(machine.paths.qemu_log, 2) or 'no message'}") from None
 
+    def limit(self, name: str, pid: int) -> None:
+        """Hold the VM's QEMU to its CPUs and memory (cgroups), where this host allows it."""
+        spec = self.record(name).spec
+        try:
+            self.limits.apply(name, pid, spec.cpus, spec.memory_mib)
+        except OSError as e:
+            log.warning("VM %s runs without CPU and memory limits: %s", name, e)
+
     def disk_path(self, rec: VmRecord) -> Path:
         """The VM's writable disk layer."""
         return self.paths.disk(rec.disk)
@@ -379,6 +394,7 @@ class Host:
             self.store.set_vm_state(name, S.RUNNING, pid=rec.pid, started=rec.started)
         elif event == "EXIT":
             machine = self.machines.pop(name, None)
+            self.limits.release(name)
             if (hub := self._consoles.pop(name, None)) is not None:
                 self.spawn(hub.close())
             if name in self._replacing:

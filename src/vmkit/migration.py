@@ -111,6 +111,7 @@ class Migrations:
                                   incoming=True) + ["-S"]
                 machine = await Machine.launch(argv, vmp, on_event=host.handler(spec.name))
                 host.machines[spec.name] = machine
+                host.limit(spec.name, machine.pid)
                 host.store.set_vm_state(spec.name, S.STARTING, pid=machine.pid)
                 node = next(d["inserted"]["node-name"] for d in await machine.execute(
                     "query-block") if d["device"] == "disk0")

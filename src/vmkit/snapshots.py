@@ -320,7 +320,7 @@ class Snapshots:
         base = snap.spec
         spec = replace(make_spec(name, base.image, base.cpus, f"{base.memory_mib}M", None,
                                  ports or [], network or base.network, auto_remove),
-                       disk_bytes=base.disk_bytes)
+                       disk_bytes=base.disk_bytes, io_iops=base.io_iops, io_bps=base.io_bps)
         if (spec.network == "none") != (base.network == "none"):
             raise InvalidInputError(f"{self.label(snap.id)} was taken "
                                     f"{'without' if base.network == 'none' else 'with'} a NIC; "

@@ -120,6 +120,8 @@ class VmSpec:
     network: Network = "nat"
     auto_remove: bool = False
     disposable: bool = False  # removed with every change when it stops; no NIC by default
+    io_iops: int | None = None  # disk operations per second (QEMU block throttling)
+    io_bps: int | None = None  # disk bytes per second
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +144,7 @@ def make_spec(
     auto_remove: bool = False,
     host_memory_mib: int | None = None,
     disposable: bool = False,
+    io_limit: str | None = None,
 ) -> VmSpec:
     """Validate user input (as typed on the command line or sent to the API) into a VmSpec.
     A disposable VM is removed, with everything it wrote, when it stops."""
@@ -171,8 +174,30 @@ def make_spec(
         if key in seen:
             raise InvalidInputError(f"host port {f.host_port}/{f.proto} is forwarded twice")
         seen.add(key)
+    iops, bps = parse_io_limit(io_limit) if io_limit else (None, None)
     return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,  # type: ignore[arg-type]
-                  auto_remove or disposable, disposable)
+                  auto_remove or disposable, disposable, iops, bps)
+
+
+def parse_io_limit(text: str) -> tuple[int | None, int | None]:
+    """'300iops', '10M' (bytes/s), '300iops,10M' -> (iops, bytes/s)."""
+    iops = bps = None
+    for item in filter(None, (i.strip().lower() for i in text.split(","))):
+        try:
+            if item.endswith("iops"):
+                iops = int(item.removesuffix("iops"))
+            else:
+                bps = parse_size(item.removesuffix("/s"), "I/O limit")
+        except ValueError:
+            iops = -1
+        if (iops is not None and not 1 <= iops <= 1_000_000) or \
+                (bps is not None and not 4096 <= bps <= 1 << 40):
+            raise InvalidInputError(
+                f"invalid I/O limit {text!r}: give operations per second and/or bytes per "
+                "second, e.g. 300iops, 20M or 300iops,20M")
+    if iops is None and bps is None:
+        raise InvalidInputError(f"invalid I/O limit {text!r}: e.g. 300iops, 20M or 300iops,20M")
+    return iops, bps
 
 
 def check_spec(data: Any, host_memory_mib: int | None = None) -> VmSpec:
@@ -187,5 +212,11 @@ def check_spec(data: Any, host_memory_mib: int | None = None) -> VmSpec:
     spec = make_spec(sent.name, sent.image, sent.cpus, f"{sent.memory_mib}M",
                      f"{sent.disk_bytes // 1024}K" if sent.disk_bytes else None,
                      [p.arg() for p in sent.ports], sent.network, sent.auto_remove,
-                     host_memory_mib, bool(sent.disposable))
+                     host_memory_mib, bool(sent.disposable), _io_text(sent))
     return replace(spec, disk_bytes=sent.disk_bytes)  # to the byte
+
+
+def _io_text(spec: VmSpec) -> str | None:
+    parts = ([f"{spec.io_iops}iops"] if spec.io_iops else []) + (
+        [f"{spec.io_bps // 1024}K"] if spec.io_bps else [])
+    return ",".join(parts) or None

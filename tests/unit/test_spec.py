@@ -268,3 +268,27 @@ def test_vmspec_to_json_shape() -> None:
     assert list(data["ports"]) == [{"host_port": 8080, "guest_port": 80, "host_addr": "127.0.0.1",
                               "proto": "tcp"}]
     assert data["memory_mib"] == 256 and data["disk_bytes"] is None
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("300iops", (300, None)), ("20M", (None, 20 << 20)), ("300iops,20M", (300, 20 << 20)),
+    ("1G/s", (None, 1 << 30))])
+def test_io_limits(text: str, expected: tuple[int | None, int | None]) -> None:
+    from vmkit.spec import parse_io_limit
+
+    assert parse_io_limit(text) == expected
+
+
+@pytest.mark.parametrize("text", ["fast", "0iops", "xiops", ",", "300iops,1K"])
+def test_bad_io_limits(text: str) -> None:
+    from vmkit.spec import parse_io_limit
+
+    with pytest.raises(InvalidInputError, match="I/O limit"):
+        parse_io_limit(text)
+
+
+def test_a_spec_from_elsewhere_keeps_its_io_limits() -> None:
+    from vmkit.spec import check_spec
+
+    spec = make_spec("web", io_limit="300iops,20M")
+    assert check_spec(json.loads(json.dumps(spec.to_json()))) == spec

@@ -131,7 +131,8 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
         """Create a VM and boot it; answers when the guest agent is ready."""
         network = body.network or ("none" if body.disposable else "nat")
         spec = make_spec(body.name, body.image, body.cpus, body.memory, body.disk, body.ports,
-                         network, body.auto_remove, host_memory_mib(), body.disposable)
+                         network, body.auto_remove, host_memory_mib(), body.disposable,
+                         body.io_limit)
         return await host.create_vm(spec)
 
     @app.get("/v1/vms/{name}", response_model=Vm)

@@ -35,6 +35,8 @@ class VmCreate(BaseModel):
     auto_remove: bool = Field(False, description="remove the VM when it stops")
     disposable: bool = Field(False, description="remove the VM and everything it wrote when "
                                                 "it stops; no NIC unless a network is given")
+    io_limit: str | None = Field(None, max_length=32, description="disk throttling: "
+                                 "operations and/or bytes per second, e.g. 300iops,20M")
 
 
 class Vm(BaseModel):
@@ -51,6 +53,8 @@ class Vm(BaseModel):
     ports: list[PortForward]
     auto_remove: bool
     disposable: bool = False
+    io_iops: int | None = None
+    io_bps: int | None = None
     created: float
     started: float | None
     reason: str = Field(description="why the VM crashed, if it did")
@@ -89,6 +93,7 @@ class HostInfo(BaseModel):
     pid: int
     accel: str | None
     accel_reason: str | None
+    limits: str = Field("", description="how CPU and memory limits are enforced, or why not")
     vms: int
     images: int
 

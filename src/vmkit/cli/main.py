@@ -224,6 +224,10 @@ def run(
         "--disposable", help="For untrusted software: no network card unless --network is "
                              "given, and when it stops the VM is removed with every change "
                              "it made (no image is ever written).")] = False,
+    io_limit: Annotated[str | None, typer.Option(
+        "--io-limit", metavar="[IOPS]iops,[BYTES]", show_default=False,
+        help="Throttle the disk: operations and/or bytes per second, e.g. 300iops, 20M or "
+             "300iops,20M.")] = None,
     source: Annotated[str | None, typer.Option(
         "--from", metavar="VM@SNAP|TEMPLATE", show_default=False,
         help="Fork it from a memory snapshot or template instead of booting (see "
@@ -256,7 +260,10 @@ def run(
     ports = publish or []
     net = network.value if network else ("none" if disposable else "nat")
     # Check the request here first, so a typo fails before an image build.
-    make_spec(name, image, cpus, memory, disk, ports, net, rm, disposable=disposable)
+    make_spec(name, image, cpus, memory, disk, ports, net, rm, disposable=disposable,
+              io_limit=io_limit)
+    if io_limit and (source or fast):
+        raise InvalidInputError("a fork runs as its source was made: drop --io-limit")
     if disposable and (source or fast):
         raise InvalidInputError("--disposable boots a fresh VM: drop --from/--fast")
     if (source or fast) and disk:
@@ -276,7 +283,9 @@ def run(
     else:
         with render.busy(f"Booting {name}..."):
             c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk, ports=ports,
-                        network=net, auto_remove=rm, disposable=disposable)
+                        network=net, auto_remove=rm, disposable=disposable, io_limit=io_limit)
+        if not (limits := c.info().get("limits", "")).startswith("cgroup"):
+            sys.stderr.write(f"warning: CPU and memory limits are {limits}\n")
     if detach:
         _say(name)
         return
@@ -1442,6 +1451,7 @@ def info(
         ("Socket", str(c.paths.socket)),
         ("Daemon PID", str(data["pid"])),
         ("Accelerator", accel),
+        ("CPU/memory limits", data.get("limits", "")),
         ("VMs", str(data["vms"])),
         ("Images", str(data["images"])),
     ])

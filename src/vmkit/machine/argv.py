@@ -73,6 +73,12 @@ def _netdev(spec: VmSpec) -> str:
     return ",".join(opts)
 
 
+def _throttling(spec: VmSpec) -> str:
+    """QEMU's block throttling for --io-limit (it follows the drive across new disk layers)."""
+    return ((f",throttling.iops-total={spec.io_iops}" if spec.io_iops else "")
+            + (f",throttling.bps-total={spec.io_bps}" if spec.io_bps else ""))
+
+
 def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, mac: str,
                disk: Path, *, ram: RamFile | None = None, incoming: bool = False,
                readonly_disk: bool = False) -> list[str]:
@@ -92,7 +98,7 @@ def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, 
         "-kernel", str(boot.kernel), "-initrd", str(boot.initrd),
         "-append", kernel_cmdline(spec, facts, grow),
         "-drive", f"file={disk},if=none,id=disk0,format=qcow2,discard=unmap"
-                  + (",readonly=on" if readonly_disk else ""),
+                  + (",readonly=on" if readonly_disk else "") + _throttling(spec),
         "-device", "virtio-blk-device,drive=disk0",
         "-chardev", f"socket,id=qmp,path={paths.qmp},server=on,wait=off",
         "-mon", "chardev=qmp,mode=control",

@@ -1,0 +1,110 @@
+"""CPU and memory limits of a VM's QEMU process, with Linux cgroups (v2, or v1's cpu and
+memory controllers), in a group of its own under vmkitd's: ``.../vmkit/<vm>``.
+
+--cpus N caps the process at N CPUs' worth of time (CFS quota); --memory M caps its memory at
+M plus QEMU's own overhead, so that a runaway QEMU cannot take the host's memory. Where vmkitd
+cannot manage cgroups (not root, read-only or absent), limits are reported as not enforced,
+with the reason, and the VM runs without them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PERIOD_US = 100_000
+# Memory QEMU needs beyond the guest's RAM (translation cache, device buffers, the I/O
+# threads): the cap is the guest's RAM plus this much, or a quarter more if that is larger.
+OVERHEAD = 256 << 20
+
+
+def memory_cap(memory_mib: int) -> int:
+    ram = memory_mib << 20
+    return ram + max(OVERHEAD, ram // 4)
+
+
+class Limits:
+    """Where this host's cgroups are and whether vmkitd can use them."""
+
+    def __init__(self, root: Path = ROOT, proc_self: Path = Path("/proc/self/cgroup")) -> None:
+        self.root = root
+        self.version, self.reason = 0, ""
+        self._bases: dict[str, Path] = {}  # controller ("cpu", "memory", or "" for v2) -> dir
+        try:
+            own = proc_self.read_text().splitlines()
+        except OSError as e:
+            self.reason = f"cannot read {proc_self}: {e.strerror}"
+            return
+        if (root / "cgroup.controllers").exists():
+            path = next((line.split(":", 2)[2] for line in own if line.startswith("0::")), "/")
+            self._setup_v2(root / path.lstrip("/"))
+        elif (root / "cpu").is_dir() and (root / "memory").is_dir():
+            for line in own:
+                _, controllers, path = line.split(":", 2)
+                for c in controllers.split(","):
+                    if c in ("cpu", "memory"):
+                        self._bases[c] = root / c / path.lstrip("/") / "vmkit"
+            self._check(list(self._bases.values()), version=1)
+        else:
+            self.reason = "this host has no cgroup cpu and memory controllers"
+
+    def _setup_v2(self, own: Path) -> None:
+        base = own / "vmkit"
+        try:  # each level must hand the controllers down to the next
+            (own / "cgroup.subtree_control").write_text("+cpu +memory")
+            base.mkdir(exist_ok=True)
+            (base / "cgroup.subtree_control").write_text("+cpu +memory")
+        except OSError as e:
+            self.reason = f"cannot manage cgroups at {base} ({e.strerror})"
+            return
+        self._bases[""] = base
+        self.version = 2
+
+    def _check(self, bases: list[Path], version: int) -> None:
+        try:
+            for base in bases:
+                base.mkdir(exist_ok=True)
+        except OSError as e:
+            self.reason = f"cannot manage cgroups at {bases[0].parent} ({e.strerror})"
+            return
+        self.version = version
+
+    @property
+    def enforced(self) -> bool:
+        return self.version != 0
+
+    def apply(self, vm: str, pid: int, cpus: int, memory_mib: int) -> None:
+        """Put process ``pid`` into VM ``vm``'s own cgroup with its limits."""
+        if not self.enforced:
+            return
+        quota, cap = cpus * PERIOD_US, memory_cap(memory_mib)
+        if self.version == 2:
+            group = self._group("", vm)
+            (group / "cpu.max").write_text(f"{quota} {PERIOD_US}")
+            (group / "memory.max").write_text(str(cap))
+            (group / "cgroup.procs").write_text(str(pid))
+            return
+        cpu, memory = self._group("cpu", vm), self._group("memory", vm)
+        (cpu / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+        (cpu / "cpu.cfs_quota_us").write_text(str(quota))
+        (memory / "memory.limit_in_bytes").write_text(str(cap))
+        for group in (cpu, memory):
+            (group / "cgroup.procs").write_text(str(pid))
+
+    def groups(self, vm: str) -> list[Path]:
+        return [base / vm for base in self._bases.values()]
+
+    def _group(self, controller: str, vm: str) -> Path:
+        group = self._bases[controller] / vm
+        group.mkdir(exist_ok=True)
+        return group
+
+    def release(self, vm: str) -> None:
+        """Remove the VM's (empty) cgroups once its QEMU is gone."""
+        for group in self.groups(vm):
+            with contextlib.suppress(OSError):
+                group.rmdir()
+
+    def describe(self) -> str:
+        return f"cgroup v{self.version}" if self.enforced else f"not enforced: {self.reason}"
