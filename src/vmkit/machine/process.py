@@ -124,7 +124,8 @@ class Machine:
         pump.cancel()
         with contextlib.suppress(Exception):
             await self.qmp.disconnect()
-        await self._wait_process_gone()
+        if not self._detaching:  # a detached QEMU runs on: no waiting for it to exit
+            await self._wait_process_gone()
         await self.agent.close()
         if not self._detaching:
             self._on_event("EXIT")  # before exited is set, so waiters see the final state
