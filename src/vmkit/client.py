@@ -185,7 +185,7 @@ class Client:
 
     def create_vm(self, name: str, image: str = "tiny", cpus: int = 1, memory: str = "256M",
                   disk: str | None = None, ports: Iterable[str] = (),
-                  network: str | None = None, auto_remove: bool = False,
+                  network: str | list[str] | None = None, auto_remove: bool = False,
                   disposable: bool = False, io_limit: str | None = None) -> dict[str, Any]:
         """Create and boot a VM; returns when its guest agent answers. ``network``: nat by
         default, none for a ``disposable`` VM (removed with all it wrote when it stops).
@@ -299,6 +299,20 @@ class Client:
         dest = Path(dest).absolute()
         files.check_destination(dest, False)
         return self._download(f"/vms/{name}/dump", dest, False, on_progress)
+
+    # --- private networks -------------------------------------------------------------
+
+    def list_networks(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/networks")
+
+    def create_network(self, name: str, subnet: str | None = None, isolated: bool = False
+                       ) -> dict[str, Any]:
+        """A private network (a bridge with DHCP and DNS); vmkitd must run as root."""
+        return self._json("POST", "/networks",
+                          json={"name": name, "subnet": subnet, "isolated": isolated})
+
+    def remove_network(self, name: str) -> None:
+        self._json("DELETE", f"/networks/{name}")
 
     def stats(self, name: str) -> dict[str, Any]:
         """CPU, memory, disk and network counters of VM ``name``."""

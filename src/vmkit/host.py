@@ -36,6 +36,7 @@ from .machine.process import Machine, log_tail, pid_matches
 from .network import check_ports_free
 from .paths import HomePaths, atomic_write, new_id
 from .migration import Migrations
+from .networks import Networks
 from .portable.service import Portable
 from .forensics import Forensics
 from .stats import Stats
@@ -65,7 +66,7 @@ def describe_vm(rec: VmRecord) -> dict[str, Any]:
         "name": spec.name, "state": rec.state.value, "image": spec.image, "cpus": spec.cpus,
         "memory": format_size(spec.memory_mib << 20), "memory_mib": spec.memory_mib,
         "disk": format_size(spec.disk_bytes) if spec.disk_bytes else None,
-        "network": spec.network, "mac": rec.mac, "pid": rec.pid,
+        "network": spec.network, "networks": list(spec.attachments()), "mac": rec.mac, "pid": rec.pid,
         "ports": [{"host_addr": p.host_addr, "host_port": p.host_port,
                    "guest_port": p.guest_port, "proto": p.proto} for p in spec.ports],
         "auto_remove": spec.auto_remove, "disposable": spec.disposable,
@@ -101,6 +102,7 @@ class Host:
         self.forensics = Forensics(self)
         self.stats = Stats(self)
         self.limits = Limits()
+        self.networks = Networks(self)
 
     # --- daemon lifecycle ----------------------------------------------------------
 
@@ -134,6 +136,7 @@ class Host:
             await self._reattach(rec)
         await self.snapshots.collect_garbage()
         self.portable.clean()
+        self.networks.restore()
 
     def _move_legacy_disk(self, rec: VmRecord) -> None:
         """VMs made before disk layers kept their disk in their own directory: move it."""
@@ -303,6 +306,7 @@ class Host:
             if self.store.vm(spec.name):
                 raise ConflictError(f"a VM named {spec.name} already exists; choose another "
                                     f"name or remove it with 'vmkit rm {spec.name}'")
+            self.networks.check(spec.attachments())
             image = self.images.get(spec.image)
             boot = self.images.boot_files(image)
             if spec.disk_bytes is not None and spec.disk_bytes < boot.rootfs_bytes:
@@ -332,7 +336,8 @@ class Host:
         name = rec.name
         vmp = self.paths.vm(name)
         argv = build_argv(rec.spec, boot, vmp, facts, rec.mac, self.disk_path(rec),
-                          ram=resume.ram if resume else None, incoming=resume is not None)
+                          ram=resume.ram if resume else None, incoming=resume is not None,
+                          taps=self.networks.plug(rec))
         atomic_write(vmp.launched, json.dumps({"version": 1, "spec": rec.spec.to_json(),
                                                "argv": argv}, indent=1).encode())
         self.store.set_vm_state(name, S.STARTING)
@@ -395,6 +400,7 @@ class Host:
         elif event == "EXIT":
             machine = self.machines.pop(name, None)
             self.limits.release(name)
+            self.networks.unplug(rec)
             if (hub := self._consoles.pop(name, None)) is not None:
                 self.spawn(hub.close())
             if name in self._replacing:

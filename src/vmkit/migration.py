@@ -99,6 +99,7 @@ class Migrations:
                 raise NoSpaceError(f"this host has {free >> 20} MiB free in VMKIT_HOME; the VM "
                                    f"needs about {needed >> 20} MiB")
             check_ports_free(spec.ports)
+            host.networks.check(spec.attachments())
             vmp = host.paths.vm(spec.name)
             vmp.dir.mkdir(mode=0o700, exist_ok=True)
             vmp.arriving.touch()
@@ -108,7 +109,7 @@ class Migrations:
             host.store.set_vm_state(spec.name, S.STARTING)
             try:
                 argv = build_argv(spec, boot, vmp, facts, mac, host.paths.disk(layer),
-                                  incoming=True) + ["-S"]
+                                  incoming=True, taps=host.networks.plug(rec)) + ["-S"]
                 machine = await Machine.launch(argv, vmp, on_event=host.handler(spec.name))
                 host.machines[spec.name] = machine
                 host.limit(spec.name, machine.pid)

@@ -325,6 +325,10 @@ class Snapshots:
             raise InvalidInputError(f"{self.label(snap.id)} was taken "
                                     f"{'without' if base.network == 'none' else 'with'} a NIC; "
                                     "its forks must have the same (choose --network to match)")
+        if any(n not in ("nat", "restricted") for n in spec.attachments()):
+            raise InvalidInputError("forks of VMs on private networks are not supported yet "
+                                    "(a fork would keep its source's address there); boot a "
+                                    "new VM instead")
         await self._prepare(snap)
         sp = self.paths.snapshot(snap.id)
         async with host.locks[name]:

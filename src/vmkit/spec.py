@@ -22,7 +22,6 @@ _SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGN
 # nat: user-mode NAT with outbound access; restricted: the same without any way out (port
 # forwards still work); none: no NIC at all.
 NETWORKS = ("nat", "restricted", "none")
-Network = Literal["nat", "restricted", "none"]
 
 
 def validate_name(name: str, what: str = "VM") -> str:
@@ -117,11 +116,16 @@ class VmSpec:
     memory_mib: int = 256
     disk_bytes: int | None = None  # None: the image's own size
     ports: tuple[PortForward, ...] = field(default_factory=tuple)
-    network: Network = "nat"
+    network: str = "nat"  # the first NIC: nat, restricted, none or a private network
     auto_remove: bool = False
     disposable: bool = False  # removed with every change when it stops; no NIC by default
     io_iops: int | None = None  # disk operations per second (QEMU block throttling)
     io_bps: int | None = None  # disk bytes per second
+    more_networks: tuple[str, ...] = ()  # NICs after the first: private network names or nat
+
+    def attachments(self) -> tuple[str, ...]:
+        """What each NIC is attached to, in order: nat, restricted or a private network."""
+        return () if self.network == "none" else (self.network, *self.more_networks)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +134,7 @@ class VmSpec:
     def from_json(cls, data: dict[str, Any]) -> VmSpec:
         data = dict(data)
         data["ports"] = tuple(PortForward(**p) for p in data.get("ports", ()))
+        data["more_networks"] = tuple(data.get("more_networks", ()))
         return cls(**data)
 
 
@@ -140,7 +145,7 @@ def make_spec(
     memory: str | int = "256M",
     disk: str | None = None,
     ports: list[str] | tuple[str, ...] = (),
-    network: str = "nat",
+    network: str | list[str] | tuple[str, ...] = "nat",
     auto_remove: bool = False,
     host_memory_mib: int | None = None,
     disposable: bool = False,
@@ -163,11 +168,22 @@ def make_spec(
         disk_bytes = parse_size(disk, "disk size")
         if not 1 << 20 <= disk_bytes <= MAX_DISK:
             raise InvalidInputError(f"disk {disk} is out of range: use 1M to 16T")
-    if network not in NETWORKS:
-        raise InvalidInputError(f"unknown network {network!r}: use one of {', '.join(NETWORKS)}")
+    first, *more = network.split(",") if isinstance(network, str) else network
+    for net in (first, *more):
+        if net not in NETWORKS:
+            validate_name(net, "network")  # a private network's name (vmkit net create)
+    if "none" in more or (first == "none" and more):
+        raise InvalidInputError("--network none means no NIC at all: do not combine it with "
+                                "other networks")
+    if len(more) > 7:
+        raise InvalidInputError("a VM has at most 8 NICs")
+    if sum(n in ("nat", "restricted") for n in (first, *more)) > 1:
+        raise InvalidInputError("a VM has at most one user-mode NIC (nat or restricted)")
+    network = first
     forwards = tuple(parse_port(p) for p in ports)
-    if forwards and network == "none":
-        raise InvalidInputError("port forwards need a network: drop -p or --network none")
+    if forwards and not {"nat", "restricted"} & {network, *more}:
+        raise InvalidInputError("port forwards need a user-mode NIC (--network nat or "
+                                "restricted): drop -p or add one")
     seen = set()
     for f in forwards:
         key = (f.host_addr, f.host_port, f.proto)
@@ -176,7 +192,7 @@ def make_spec(
         seen.add(key)
     iops, bps = parse_io_limit(io_limit) if io_limit else (None, None)
     return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,  # type: ignore[arg-type]
-                  auto_remove or disposable, disposable, iops, bps)
+                  auto_remove or disposable, disposable, iops, bps, tuple(more))
 
 
 def parse_io_limit(text: str) -> tuple[int | None, int | None]:
@@ -211,7 +227,8 @@ def check_spec(data: Any, host_memory_mib: int | None = None) -> VmSpec:
         raise InvalidInputError("invalid VM spec: disk_bytes must be a number of bytes")
     spec = make_spec(sent.name, sent.image, sent.cpus, f"{sent.memory_mib}M",
                      f"{sent.disk_bytes // 1024}K" if sent.disk_bytes else None,
-                     [p.arg() for p in sent.ports], sent.network, sent.auto_remove,
+                     [p.arg() for p in sent.ports], [sent.network, *sent.more_networks],
+                     sent.auto_remove,
                      host_memory_mib, bool(sent.disposable), _io_text(sent))
     return replace(spec, disk_bytes=sent.disk_bytes)  # to the byte
 

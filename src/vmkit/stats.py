@@ -123,7 +123,7 @@ def prometheus(vms: list[dict[str, Any]]) -> bytes:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    families = []
+    families: list[Any] = []
     up = GaugeMetricFamily("vmkit_vm_running", "1 if the VM's QEMU runs", labels=["vm", "state"])
     for vm in vms:
         up.add_metric([vm["name"], vm["state"]], 1.0 if "cpu_seconds" in vm else 0.0)

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS templates (
     name TEXT PRIMARY KEY, snapshot TEXT NOT NULL, created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS networks (
+    name TEXT PRIMARY KEY, subnet TEXT NOT NULL, isolated INTEGER NOT NULL, created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS operations (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
     progress REAL NOT NULL, message TEXT NOT NULL, error TEXT, created REAL NOT NULL,
@@ -88,6 +91,14 @@ class SnapshotRecord:
     paused: bool  # the VM was paused when it was taken (a restore leaves it paused)
     layer: str  # the frozen disk layer, disks/<layer>.qcow2
     spec: VmSpec  # the VM's hardware then: a restore or fork needs the same
+
+
+@dataclass
+class NetworkRecord:
+    name: str
+    subnet: str  # e.g. 10.77.0.0/24
+    isolated: bool  # no route out of the host
+    created: float
 
 
 @dataclass
@@ -222,6 +233,21 @@ class Store:
             db.execute("UPDATE snapshots SET parent = ? WHERE parent = ?", (up, snap_id))
             db.execute("UPDATE vms SET head = ? WHERE head = ?", (up, snap_id))
             db.execute("DELETE FROM snapshots WHERE id = ?", (snap_id,))
+
+    def add_network(self, net: NetworkRecord) -> None:
+        """IntegrityError if the name is taken."""
+        self._write("INSERT INTO networks VALUES (?, ?, ?, ?)",
+                    (net.name, net.subnet, int(net.isolated), net.created))
+
+    def networks(self) -> list[NetworkRecord]:
+        return [NetworkRecord(r[0], r[1], bool(r[2]), r[3])
+                for r in self._rows("SELECT * FROM networks ORDER BY name")]
+
+    def network(self, name: str) -> NetworkRecord | None:
+        return next((n for n in self.networks() if n.name == name), None)
+
+    def remove_network(self, name: str) -> None:
+        self._write("DELETE FROM networks WHERE name = ?", (name,))
 
     def add_template(self, name: str, snap_id: str) -> Template:
         """IntegrityError if the name is taken."""

@@ -131,7 +131,8 @@ def test_create_cpus_out_of_range(client: TestClient, host: FakeHost, cpus: int)
     ({"name": "web", "disk": "1K"}, "disk"),
     ({"name": "web", "ports": ["8080:80/sctp"]}, "protocol"),
     ({"name": "web", "ports": ["8080:80"], "network": "none"}, "network"),
-    ({"name": "web", "network": "bridge"}, "network"),  # rejected by the model's Literal
+    ({"name": "web", "network": "no such!"}, "network"),  # not a private network's name
+    ({"name": "web", "network": ["lab"] * 9}, "NICs"),
     ({"name": "web", "cpus": "many"}, "cpus"),
     ({"image": "tiny"}, "name"),
     ({"name": "a" * 64}, "name"),

@@ -203,10 +203,17 @@ def test_make_spec_disk_garbage() -> None:
         make_spec("web", disk="big")
 
 
-def test_make_spec_unknown_network() -> None:
-    with pytest.raises(InvalidInputError, match="unknown network 'bridge': use one of nat, "
-                                                "restricted, none"):
-        make_spec("web", network="bridge")
+def test_make_spec_private_networks() -> None:
+    spec = make_spec("web", network=["lab", "nat", "dmz"], ports=["8080:80"])
+    assert (spec.network, spec.more_networks) == ("lab", ("nat", "dmz"))
+    assert spec.attachments() == ("lab", "nat", "dmz")
+    assert make_spec("web", network="none").attachments() == ()
+    for bad, why in ((["lab", "none"], "no NIC at all"), (["nat", "restricted"], "at most one"),
+                     (["bad name"], "invalid network name"), (["lab"] * 9, "at most 8")):
+        with pytest.raises(InvalidInputError, match=why):
+            make_spec("web", network=bad)
+    with pytest.raises(InvalidInputError, match="user-mode NIC"):
+        make_spec("web", network="lab", ports=["8080:80"])
 
 
 @pytest.mark.parametrize("network", ["nat", "restricted", "none"])
@@ -215,7 +222,7 @@ def test_make_spec_networks(network: str) -> None:
 
 
 def test_make_spec_ports_need_a_network() -> None:
-    with pytest.raises(InvalidInputError, match="port forwards need a network"):
+    with pytest.raises(InvalidInputError, match="port forwards need a user-mode NIC"):
         make_spec("web", ports=["8080:80"], network="none")
 
 

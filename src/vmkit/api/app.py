@@ -25,7 +25,8 @@ from .. import __version__
 from ..errors import InvalidInputError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
 from ..spec import check_spec, make_spec, validate_name
-from .models import (Error, ExecRequest, ExportRequest, FileChange, VmStats, FastTemplate, ForkCreate, HostInfo, Image,
+from .models import (Error, ExecRequest, ExportRequest, FileChange, Network, NetworkCreate,
+                     VmStats, FastTemplate, ForkCreate, HostInfo, Image,
                      IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
                      SnapshotCreate, Template, TemplateCreate, Vm, VmCreate)
 
@@ -130,6 +131,8 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     async def create_vm(body: VmCreate) -> dict[str, Any]:
         """Create a VM and boot it; answers when the guest agent is ready."""
         network = body.network or ("none" if body.disposable else "nat")
+        if isinstance(network, list) and len(network) > 8:
+            raise InvalidInputError("network: a VM has at most 8 NICs")
         spec = make_spec(body.name, body.image, body.cpus, body.memory, body.disk, body.ports,
                          network, body.auto_remove, host_memory_mib(), body.disposable,
                          body.io_limit)
@@ -304,6 +307,22 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
         with IMAGE's kernel, tiny by default). ``port``: forwards instead of the exported ones."""
         upload = await host.portable.receive(request.stream())
         return await host.portable.import_file(upload, name, image, port, filename)
+
+    # --- private networks --------------------------------------------------------------------
+
+    @app.get("/v1/networks", response_model=list[Network])
+    async def list_networks() -> list[dict[str, Any]]:
+        return host.networks.all()
+
+    @app.post("/v1/networks", response_model=Network, status_code=201)
+    async def create_network(body: NetworkCreate) -> dict[str, Any]:
+        """A private network: a bridge with DHCP and DNS for its VMs (needs vmkitd as root)."""
+        return host.networks.create(body.name, body.subnet, body.isolated)
+
+    @app.delete("/v1/networks/{name}", status_code=204)
+    async def remove_network(name: Annotated[str, Path(max_length=63)]) -> None:
+        """Remove a network no VM uses."""
+        host.networks.remove(validate_name(name, "network"))
 
     # --- forensics ---------------------------------------------------------------------------
 

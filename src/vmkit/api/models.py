@@ -29,9 +29,11 @@ class VmCreate(BaseModel):
     ports: list[str] = Field([], max_length=64,
                              description="docker-style [ADDR:]HOSTPORT:GUESTPORT[/udp]",
                              examples=[["8080:80"]])
-    network: Literal["nat", "restricted", "none"] | None = Field(
-        None, description="nat (the default): outbound NAT; restricted: no way out, port "
-                          "forwards only; none: no NIC (the default of a disposable VM)")
+    network: str | list[str] | None = Field(
+        None, description="what its NICs attach to, one per item: nat (the default): "
+                          "outbound NAT; restricted: no way out, port forwards only; the name "
+                          "of a private network ('vmkit net create'); or none: no NIC (the "
+                          "default of a disposable VM)", examples=[["lab", "nat"]])
     auto_remove: bool = Field(False, description="remove the VM when it stops")
     disposable: bool = Field(False, description="remove the VM and everything it wrote when "
                                                 "it stops; no NIC unless a network is given")
@@ -55,6 +57,7 @@ class Vm(BaseModel):
     disposable: bool = False
     io_iops: int | None = None
     io_bps: int | None = None
+    networks: list[str] = []
     created: float
     started: float | None
     reason: str = Field(description="why the VM crashed, if it did")
@@ -157,6 +160,24 @@ class MigrateRequest(BaseModel):
     ca: str | None = Field(None, max_length=4096, description="CA file to trust for its TLS")
     postcopy: bool = Field(False, description="switch to post-copy for guests that dirty "
                                               "memory faster than the link")
+
+
+class NetworkCreate(BaseModel):
+    name: str = Field(max_length=63, examples=["lab"])
+    subnet: str | None = Field(None, max_length=43, description="e.g. 10.77.0.0/24; default: "
+                               "a free /24 in 10.77.0.0/16")
+    isolated: bool = Field(False, description="no route out of the host, and the host "
+                                              "answers only DHCP and DNS")
+
+
+class Network(BaseModel):
+    name: str
+    subnet: str
+    isolated: bool
+    gateway: str
+    bridge: str
+    created: float
+    vms: list[str]
 
 
 class VmStats(BaseModel):

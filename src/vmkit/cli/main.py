@@ -70,6 +70,18 @@ TEMPLATE_HELP = """Keep snapshots as named templates to fork VMs from.
   vmkit run --from web-base -n web2          # a ready VM in well under a second
   vmkit template ls
 """
+NET_HELP = """Private networks: VMs on one reach each other by IP and by name.
+
+Each is a Linux bridge with its own DHCP and DNS (dnsmasq); vmkitd must run as root. An
+--isolated network has no route out, and the host answers its VMs only DHCP and DNS.
+
+[bold]Examples:[/bold]
+
+  vmkit net create lab --isolated
+  vmkit run -d -n a --network lab; vmkit run -d -n b --network lab
+  vmkit exec a -- ping -c1 b
+  vmkit net ls; vmkit net rm lab
+"""
 IMAGE_HELP = """Build, list, inspect and remove VM images.
 
 [bold]Examples:[/bold]
@@ -110,7 +122,8 @@ def build_app() -> typer.Typer:
     groups = {name: typer.Typer(help=_prose(text), no_args_is_help=True,
                                 context_settings=settings)
               for name, text in (("image", IMAGE_HELP), ("snapshot", SNAPSHOT_HELP),
-                                 ("template", TEMPLATE_HELP), ("host", HOST_HELP))}
+                                 ("template", TEMPLATE_HELP), ("host", HOST_HELP),
+                                 ("net", NET_HELP))}
     groups[""] = app
     app.callback()(_root)
     for group, name, options, f in _COMMANDS:
@@ -188,12 +201,6 @@ def _root(
 
 # --- run -------------------------------------------------------------------------------
 
-class NetworkMode(StrEnum):
-    nat = "nat"
-    restricted = "restricted"
-    none = "none"
-
-
 @command()
 def run(
     image: Annotated[str, typer.Argument(
@@ -213,10 +220,11 @@ def run(
         "--publish", "-p", metavar="[ADDR:]HOST:GUEST[/udp]", show_default=False,
         help="Forward a host port to a guest port; repeatable. ADDR defaults to 127.0.0.1: "
              "-p 8080:80, -p 0.0.0.0:5353:53/udp.")] = None,
-    network: Annotated[NetworkMode | None, typer.Option(
-        "--network", case_sensitive=False, show_default=False,
+    network: Annotated[list[str] | None, typer.Option(
+        "--network", metavar="nat|restricted|none|NET", show_default=False,
         help="nat (default): the guest can reach out; restricted: no way out, port forwards "
-             "still work; none: no network card (default with --disposable).")] = None,
+             "still work; none: no network card (default with --disposable); or a private "
+             "network ('vmkit net create'). Repeat it for more network cards.")] = None,
     detach: Annotated[bool, typer.Option(
         "--detach", "-d", help="Print the VM's name and return instead of attaching.")] = False,
     rm: Annotated[bool, typer.Option("--rm", help="Remove the VM when it stops.")] = False,
@@ -258,12 +266,14 @@ def run(
     c = client()
     name = name or _friendly_name(c)
     ports = publish or []
-    net = network.value if network else ("none" if disposable else "nat")
+    net = network or ["none" if disposable else "nat"]
     # Check the request here first, so a typo fails before an image build.
     make_spec(name, image, cpus, memory, disk, ports, net, rm, disposable=disposable,
               io_limit=io_limit)
     if io_limit and (source or fast):
         raise InvalidInputError("a fork runs as its source was made: drop --io-limit")
+    if len(net) > 1 and (source or fast):
+        raise InvalidInputError("a fork has one network card, as its source: give one --network")
     if disposable and (source or fast):
         raise InvalidInputError("--disposable boots a fresh VM: drop --from/--fast")
     if (source or fast) and disk:
@@ -276,10 +286,10 @@ def run(
 
     if fast:
         with render.busy(f"Preparing the template of {image} (first use only)..."):
-            source = c.fast_template(image, cpus, memory, net)["name"]
+            source = c.fast_template(image, cpus, memory, net[0])["name"]
     if source:
         with render.busy(f"Forking {name} from {source}..."):
-            c.fork(source, name, ports, net, rm)
+            c.fork(source, name, ports, net[0], rm)
     else:
         with render.busy(f"Booting {name}..."):
             c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk, ports=ports,
@@ -866,8 +876,8 @@ def fork(
     publish: Annotated[list[str] | None, typer.Option(
         "--publish", "-p", metavar="[ADDR:]HOST:GUEST[/udp]", show_default=False,
         help="Forward a host port to a guest port; repeatable.")] = None,
-    network: Annotated[NetworkMode | None, typer.Option(
-        "--network", case_sensitive=False, show_default=False,
+    network: Annotated[str | None, typer.Option(
+        "--network", metavar="nat|restricted|none", show_default=False,
         help="nat, restricted or none. Default: the source's.")] = None,
     rm: Annotated[bool, typer.Option("--rm", help="Remove the VM when it stops.")] = False,
 ) -> None:
@@ -886,7 +896,7 @@ def fork(
     from . import render
 
     with render.busy(f"Forking {name} from {source}..."):
-        client().fork(source, name, publish or [], network.value if network else None, rm)
+        client().fork(source, name, publish or [], network, rm)
     _say(name)
 
 
@@ -1118,6 +1128,50 @@ def _transfer_progress(title: str, before: str = "", after: str = "") -> Any:
                             description="" if done < total else after)
 
         yield on_progress
+
+
+# --- private networks -------------------------------------------------------------------
+
+@command("create", group="net")
+def net_create(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The network's name.")],
+    subnet: Annotated[str | None, typer.Option(
+        "--subnet", metavar="CIDR", show_default=False,
+        help="e.g. 10.77.0.0/24. Default: a free /24 in 10.77.0.0/16.")] = None,
+    isolated: Annotated[bool, typer.Option(
+        "--isolated", help="No route out of the host; the host answers only DHCP and DNS.")
+    ] = False,
+) -> None:
+    """Create a private network for VMs (attach them with 'vmkit run --network NAME')."""
+    net = client().create_network(name, subnet, isolated)
+    sys.stderr.write(f"Network {net['name']}: {net['subnet']}, gateway {net['gateway']}"
+                     f"{', isolated' if net['isolated'] else ', NAT to the outside'}\n")
+    _say(net["name"])
+
+
+@command("ls", group="net")
+def net_ls(
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """List private networks and the VMs on them."""
+    from . import render
+
+    nets = client().list_networks()
+    if as_json:
+        render.print_json(nets)
+        return
+    render.table(["NAME", "SUBNET", "ISOLATED", "VMS"],
+                 [[n["name"], n["subnet"], "yes" if n["isolated"] else "no",
+                   ", ".join(n["vms"]) or "-"] for n in nets])
+
+
+@command("rm", group="net")
+def net_rm(
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Networks to remove.")],
+) -> None:
+    """Remove private networks (refused while VMs use them)."""
+    _each(names, client().remove_network)
 
 
 # --- forensics ---------------------------------------------------------------------------

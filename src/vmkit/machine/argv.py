@@ -7,6 +7,7 @@ command line that skips calibrations the emulated CPU would spend a second on.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,22 @@ def kernel_cmdline(spec: VmSpec, facts: HostFacts, grow_root: bool, probe: bool 
     return " ".join(args)
 
 
-def _netdev(spec: VmSpec) -> str:
-    opts = ["user", "id=net0"]
-    if spec.network == "restricted":
+def nic_mac(first: str, index: int) -> str:
+    """The MAC of a VM's NIC ``index``: the VM's own for the first, derived ones after it."""
+    if index == 0:
+        return first
+    tail = hashlib.sha256(f"{first}/{index}".encode()).digest()[:3]
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in tail)
+
+
+def _netdev(spec: VmSpec, index: int, taps: dict[int, str] | None) -> str:
+    attached = spec.attachments()[index]
+    if attached not in ("nat", "restricted"):  # a private network: the TAP on its bridge
+        if taps and index in taps:
+            return f"tap,id=net{index},ifname={taps[index]},script=no,downscript=no"
+        return f"user,id=net{index},restrict=on"  # a stand-in that leads nowhere
+    opts = ["user", f"id=net{index}"]
+    if attached == "restricted":
         opts.append("restrict=on")
     for f in spec.ports:
         addr = f"[{f.host_addr}]" if ":" in f.host_addr else f.host_addr
@@ -81,10 +95,11 @@ def _throttling(spec: VmSpec) -> str:
 
 def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, mac: str,
                disk: Path, *, ram: RamFile | None = None, incoming: bool = False,
-               readonly_disk: bool = False) -> list[str]:
+               readonly_disk: bool = False, taps: dict[int, str] | None = None) -> list[str]:
     """The QEMU command line of one VM. ``incoming``: wait for a saved state to be loaded
     (a restore or fork) instead of booting; the devices must be exactly those it was saved
-    with, which holds because they are all derived from the same spec here."""
+    with, which holds because they are all derived from the same spec here. ``taps``: the
+    TAP device of each NIC on a private network (without one, a NIC that leads nowhere)."""
     cpu = "host" if facts.accel == "kvm" else "max"
     grow = spec.disk_bytes is not None and spec.disk_bytes > boot.rootfs_bytes
     argv = [
@@ -111,8 +126,9 @@ def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, 
         "-device", "virtio-rng-device",
         "-pidfile", str(paths.pid),
     ]
-    if spec.network != "none":
-        argv += ["-netdev", _netdev(spec), "-device", f"virtio-net-device,netdev=net0,mac={mac}"]
+    for i in range(len(spec.attachments())):
+        argv += ["-netdev", _netdev(spec, i, taps),
+                 "-device", f"virtio-net-device,netdev=net{i},mac={nic_mac(mac, i)}"]
     if ram is not None:
         # The id is the one QEMU gives its default RAM, so saved states load either way.
         argv += ["-object", f"memory-backend-file,id={RAM_ID},size={spec.memory_mib}M,"

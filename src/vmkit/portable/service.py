@@ -264,6 +264,7 @@ class Portable:
             if host.store.vm(spec.name):
                 raise ConflictError(f"a VM named {spec.name} already exists here; import it "
                                     "under another name with --name")
+            host.networks.check(spec.attachments())
             boot = host.images.boot_files(host.images.get(spec.image))
             facts = host.host_facts(boot)
             vmp = host.paths.vm(spec.name)
