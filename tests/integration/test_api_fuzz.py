@@ -1,9 +1,10 @@
 """The REST API under schemathesis, generated from its own OpenAPI schema: no 5xx, ever.
 
 Bounded (30 examples per operation, a few hundred requests in all) against a real vmkitd on
-TCP with its token. Creating VMs, building images and making the 'run --fast' template are
-left out: generated requests would boot guests with outbound NAT and rebuild images; their
-validation has its own tests (tests/e2e/test_cli.py, tests/unit/test_api_validation.py).
+TCP with its token. Creating VMs, building images, making the 'run --fast' template and
+creating private networks are left out: generated requests would boot guests with outbound
+NAT, rebuild images, or add bridges and firewall rules to this host; their validation has its
+own tests (tests/e2e/test_cli.py, tests/unit/test_api_validation.py, test_networks.py).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def test_no_server_errors(own_daemon) -> None:
     assert every_other_method.returncode == 0, every_other_method.stdout[-3000:]
     actions = fuzz(port, token, "--exclude-path", "/v1/vms", "--exclude-path",
                    "/v1/images/{name}/build", "--exclude-path", "/v1/templates/fast",
-                   "--include-method", "POST")
+                   "--exclude-path", "/v1/networks", "--include-method", "POST")
     assert actions.returncode == 0, actions.stdout[-3000:]
     with d.client() as c:  # nothing was damaged: the VM still answers, the image is intact
         assert c.exec("fuzzed", ["true"]).exit_code == 0
