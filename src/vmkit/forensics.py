@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from . import disks, fsdiff
 from .errors import ConflictError, InvalidInputError, NotFoundError, VmkitError
 from .paths import new_id
-from .state import LIVE, require
 
 from .portable.service import Export, then_remove
 from .portable.tarstream import CHUNK
@@ -47,18 +46,8 @@ class Forensics:
         if after:
             new_layer = snaps.find(vm, after).layer
             snaps.pending_layers.add(new_layer)
-        else:  # now: freeze the top layer (as a snapshot does) and read that
-            require("diff", rec.state, vm)
-            async with host.locks[vm]:
-                rec = host.record(vm)
-                new_layer = rec.disk
-                snaps.pending_layers.add(new_layer)
-                machine = host.machines.get(vm) if rec.state in LIVE else None
-                try:
-                    await snaps.freeze(rec, machine, None)
-                except BaseException:
-                    snaps.pending_layers.discard(new_layer)
-                    raise
+        else:  # now: the top layer, frozen as a snapshot freezes it
+            _, new_layer = await snaps.freeze_now(vm, "diff")
         work = host.portable.workdir()
         try:
             changes = await asyncio.to_thread(fsdiff.diff, old, host.paths.disk(new_layer), work)

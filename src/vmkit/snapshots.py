@@ -170,6 +170,28 @@ class Snapshots:
                 self._in_progress.discard(snap_id)
         return snap
 
+    async def freeze_now(self, vm: str, action: str, state: Path | None = None
+                         ) -> tuple[VmRecord, str]:
+        """Freeze VM ``vm``'s top disk layer now, for ``action`` ("export", "diff") to read
+        it, and with ``state`` its memory too. Returns the record as it was and the frozen
+        layer, which garbage collection keeps until ``pending_layers.discard(layer)``."""
+        host = self.host
+        require(action, host.record(vm).state, vm)  # at once, not after the lock
+        async with host.locks[vm]:
+            rec = host.record(vm)
+            require(action, rec.state, vm)
+            machine = host.machines.get(vm) if rec.state in LIVE else None
+            if state is not None and machine is None:
+                raise InvalidInputError(f"VM {vm} is {rec.state}: it has no memory to "
+                                        f"{action}; start it, or leave the memory out")
+            self.pending_layers.add(rec.disk)  # kept even if the VM goes meanwhile
+            try:
+                await self.freeze(rec, machine, state)
+            except BaseException:
+                self.pending_layers.discard(rec.disk)
+                raise
+        return rec, rec.disk
+
     async def freeze(self, rec: VmRecord, machine: Machine | None, state: Path | None) -> None:
         """Freeze the VM's top disk layer (``rec.disk``): its writes go to a new layer from
         now on. With ``state``, also save the running VM's memory there, matching the disk."""

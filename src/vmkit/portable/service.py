@@ -31,7 +31,8 @@ from ..migration import qemu_version
 from ..paths import new_id
 from ..snapshots import Resume
 from ..spec import VmSpec, check_spec, make_spec, validate_name
-from ..state import LIVE, VmState, require
+from ..store import VmRecord
+from ..state import LIVE, VmState
 from . import bundle, libvirt, ova, tarstream
 from .tarstream import Member
 
@@ -87,8 +88,10 @@ class Portable:
                                     "the directory it will be unpacked into")
         work = self.workdir()
         try:
-            rec, frozen, state = await self._freeze(vm, memory, work)
-            members = await self._members(rec, fmt, frozen, state, work, directory)
+            state = work / bundle.STATE if memory else None
+            rec, layer = await self.host.snapshots.freeze_now(vm, "export", state)
+            members = await self._members(rec, fmt, self.host.paths.disk(layer), state, work,
+                                          directory)
         except BaseException as e:
             shutil.rmtree(work, ignore_errors=True)
             if isinstance(e, OSError) and e.errno == 28:
@@ -99,29 +102,7 @@ class Portable:
         return Export(f"{vm}.{ext}", tarstream.length(members), then_remove(
             tarstream.chunks(members), work))
 
-    async def _freeze(self, vm: str, memory: bool, work: Path
-                      ) -> tuple[Any, Path, Path | None]:
-        """Freeze the VM's disk (and save its state): returns the record and the frozen layer."""
-        host = self.host
-        require("export", host.record(vm).state, vm)  # at once, not after the lock
-        async with host.locks[vm]:
-            rec = host.record(vm)
-            require("export", rec.state, vm)
-            machine = host.machines.get(vm) if rec.state in LIVE else None
-            if memory and machine is None:
-                raise InvalidInputError(f"VM {vm} is {rec.state}: it has no memory to export; "
-                                        f"start it, or export the disk alone without --memory")
-            state = work / bundle.STATE if memory else None
-            frozen = rec.disk
-            host.snapshots.pending_layers.add(frozen)  # kept even if the VM goes meanwhile
-            try:
-                await host.snapshots.freeze(rec, machine, state)
-            except BaseException:
-                host.snapshots.pending_layers.discard(frozen)
-                raise
-        return rec, host.paths.disk(frozen), state
-
-    async def _members(self, rec: Any, fmt: str, frozen: Path, state: Path | None,
+    async def _members(self, rec: VmRecord, fmt: str, frozen: Path, state: Path | None,
                        work: Path, directory: str | None) -> list[Member]:
         host = self.host
         spec: VmSpec = rec.spec
