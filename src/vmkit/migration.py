@@ -169,9 +169,10 @@ class Migrations:
         last_change = time.monotonic()
         while name in self._arriving:
             with contextlib.suppress(VmkitError):
-                now = (disks.allocated(disk), (await machine.execute("query-migrate")).get(
-                    "status"), machine.exited.is_set())
-                if now != seen:
+                status = (await machine.execute("query-migrate")).get("status")
+                now = (disks.allocated(disk), status, machine.exited.is_set())
+                # A memory stream coming in is progress even when the disk is done.
+                if now != seen or status in ("active", "postcopy-active", "device"):
                     seen, last_change = now, time.monotonic()
             if machine.exited.is_set() or time.monotonic() - last_change > idle_limit:
                 log.warning("removing VM %s: its migration here was abandoned", name)

@@ -271,7 +271,8 @@ def test_an_abandoned_arrival_is_removed_and_the_source_recovers(own_daemon) -> 
     with source.client() as c:
         assert c.get_vm("mig8")["state"] == "running"
         assert c.exec("mig8", ["ls", "/root/big"]).exit_code == 0
-        # The half-done migration is gone from its QEMU: it can migrate again.
+    # The half-done migration is gone from its QEMU: it can migrate again.
+    with source.client() as c:
         c.wait_operation(c.migrate("mig8", f"http://127.0.0.1:{port}", token)["id"])
     with destination.client() as d:
         assert d.get_vm("mig8")["state"] == "running"
