@@ -143,65 +143,69 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--mib", type=int, default=32)
-    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench/network.py needs root: private networks are bridges and TAPs")
-    if not args.inside:  # everything runs in a network namespace of its own
-        subprocess.run(["ip", "netns", "add", NS], check=True)
-        try:
-            subprocess.run(["ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up"],
-                           check=True)
-            sys.exit(subprocess.run(["ip", "netns", "exec", NS, sys.executable, __file__,
-                                     "--inside", "--runs", str(args.runs), "--mib",
-                                     str(args.mib)]).returncode)
-        finally:
-            subprocess.run(["ip", "netns", "del", NS], check=False)
-    home, c = open_home(None)
-    raws: list[RawGuest] = []
+async def measure(home: Path, c: vmkit.Client, runs: int, mib: int
+                  ) -> tuple[dict[str, list[float]], str]:
+    """Both sides, run after run; plain QEMU's copies live in this event loop."""
+    net = c.create_network("bench", isolated=True)
+    for vm in ("ga", "gb"):
+        c.create_vm(vm, network="bench")
+    c.create_vm("gp", network="restricted", ports=[f"{PORT_VMKIT}:5001"])
+    for tap in ("vkbenchra", "vkbenchrb"):
+        ip("tuntap", "add", "dev", tap, "mode", "tap")
+        ip("link", "set", tap, "master", net["bridge"])
+        ip("link", "set", tap, "up")
+    raws = [raw_copy(home, "ga", "vkbenchra", "52:54:00:be:00:01", None),
+            raw_copy(home, "gb", "vkbenchrb", "52:54:00:be:00:02", None),
+            raw_copy(home, "gp", None, "52:54:00:be:00:03", PORT_RAW)]
+    results: dict[str, list[float]] = {k: [] for k in (
+        "v_mbit", "v_rtt", "r_mbit", "r_rtt", "v_fwd", "v_http", "r_fwd", "r_http")}
     try:
-        net = c.create_network("bench", isolated=True)
-        for vm in ("ga", "gb"):
-            c.create_vm(vm, network="bench")
-        c.create_vm("gp", network="restricted", ports=[f"{PORT_VMKIT}:5001"])
-        for tap in ("vkbenchra", "vkbenchrb"):
-            ip("tuntap", "add", "dev", tap, "mode", "tap")
-            ip("link", "set", tap, "master", net["bridge"])
-            ip("link", "set", tap, "up")
-        raws = [raw_copy(home, "ga", "vkbenchra", "52:54:00:be:00:01", None),
-                raw_copy(home, "gb", "vkbenchrb", "52:54:00:be:00:02", None),
-                raw_copy(home, "gp", None, "52:54:00:be:00:03", PORT_RAW)]
-
-        async def boot() -> None:
-            for raw in raws:
-                await raw.boot()
-        asyncio.run(boot())
+        for raw in raws:
+            await raw.boot()
         ra, rb, rp = (Agent(r.tmp / "agent.sock").run for r in raws)
-        results: dict[str, list[float]] = {k: [] for k in (
-            "v_mbit", "v_rtt", "r_mbit", "r_rtt", "v_fwd", "v_http", "r_fwd", "r_http")}
-        for i in range(args.runs):
+        for i in range(runs):
             for key, (m, r) in (
-                    ("v", guest_to_guest(vmkit_runner(c, "ga"), vmkit_runner(c, "gb"), args.mib)),
-                    ("r", guest_to_guest(ra, rb, args.mib))):
+                    ("v", guest_to_guest(vmkit_runner(c, "ga"), vmkit_runner(c, "gb"), mib)),
+                    ("r", guest_to_guest(ra, rb, mib))):
                 results[f"{key}_mbit"].append(m)
                 results[f"{key}_rtt"].append(r)
-            for key, (m, r) in (("v", host_to_guest(vmkit_runner(c, "gp"), PORT_VMKIT, args.mib)),
-                                ("r", host_to_guest(rp, PORT_RAW, args.mib))):
+            for key, (m, r) in (("v", host_to_guest(vmkit_runner(c, "gp"), PORT_VMKIT, mib)),
+                                ("r", host_to_guest(rp, PORT_RAW, mib))):
                 results[f"{key}_fwd"].append(m)
                 results[f"{key}_http"].append(r)
             print(f"  run {i + 1}: guest-guest {results['v_mbit'][-1]:.0f} vs "
                   f"{results['r_mbit'][-1]:.0f} Mbit/s; host-guest {results['v_fwd'][-1]:.0f} "
                   f"vs {results['r_fwd'][-1]:.0f} Mbit/s", flush=True)
-        accel = c.info()["accel"]
     finally:
-        async def close() -> None:
-            for raw in raws:
-                await raw.close()
-        asyncio.run(close())
+        for raw in raws:
+            await raw.close()
+    return results, c.info()["accel"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--mib", type=int, default=32)
+    parser.add_argument("--inside", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/network.py needs root: private networks are bridges and TAPs")
+    if not args.inside:  # the image is built here; the rest runs in a namespace of its own
+        home, c = open_home(None)
+        stop_daemon(home, c)
+        subprocess.run(["ip", "netns", "add", NS], check=True)
+        try:
+            subprocess.run(["ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up"],
+                           check=True)
+            sys.exit(subprocess.run(["ip", "netns", "exec", NS, sys.executable, __file__,
+                                     "--inside", str(home), "--runs", str(args.runs), "--mib",
+                                     str(args.mib)]).returncode)
+        finally:
+            subprocess.run(["ip", "netns", "del", NS], check=False)
+    home, c = open_home(args.inside)
+    try:
+        results, accel = asyncio.run(measure(home, c, args.runs, args.mib))
+    finally:
         for vm in ("ga", "gb", "gp"):
             with contextlib.suppress(vmkit.VmkitError):
                 c.remove_vm(vm, force=True)
