@@ -30,17 +30,17 @@ from .identity import random_mac
 from .images.store import ImageStore
 from .machine import vmstate
 from .machine.accel import probe_host
-from .machine.limits import Limits
 from .machine.argv import BootFiles, HostFacts, build_argv
+from .machine.limits import Limits
 from .machine.process import Machine, log_tail, pid_matches
-from .network import check_ports_free
-from .paths import HomePaths, atomic_write, new_id
-from .migration import Migrations
-from .networks import Networks
-from .portable.service import Portable
 from .forensics import Forensics
-from .stats import Stats
+from .migration import Migrations
+from .network import check_ports_free
+from .networks import Networks
+from .paths import HomePaths, atomic_write, new_id
+from .portable.service import Portable
 from .snapshots import Resume, Snapshots
+from .stats import Stats
 from .spec import VmSpec, format_size
 from .state import LIVE, VmState, require
 from .store import ImageRecord, Operation, Store, VmRecord
@@ -66,11 +66,13 @@ def describe_vm(rec: VmRecord) -> dict[str, Any]:
         "name": spec.name, "state": rec.state.value, "image": spec.image, "cpus": spec.cpus,
         "memory": format_size(spec.memory_mib << 20), "memory_mib": spec.memory_mib,
         "disk": format_size(spec.disk_bytes) if spec.disk_bytes else None,
-        "network": spec.network, "networks": list(spec.attachments()), "mac": rec.mac, "pid": rec.pid,
+        "network": spec.network, "networks": list(spec.attachments()), "mac": rec.mac,
+        "pid": rec.pid,
         "ports": [{"host_addr": p.host_addr, "host_port": p.host_port,
                    "guest_port": p.guest_port, "proto": p.proto} for p in spec.ports],
         "auto_remove": spec.auto_remove, "disposable": spec.disposable,
-        "io_iops": spec.io_iops, "io_bps": spec.io_bps, "created": rec.created, "started": rec.started,
+        "io_iops": spec.io_iops, "io_bps": spec.io_bps, "created": rec.created,
+        "started": rec.started,
         "reason": rec.reason,
     }
 
