@@ -6,8 +6,9 @@ snapshot time. The guest-side helper (images/guest/identity, a perl script) fixe
 before the fork is reported ready:
 
 - the hostname and /etc/machine-id are rewritten;
-- the NIC takes the fork's MAC (virtio-net changes it live) and, with arp_notify on, the
-  kernel announces it, so the NAT learns it before the first forwarded connection;
+- each NIC takes the fork's MAC for it (virtio-net changes it live) and, with arp_notify on,
+  the kernel announces it, so the NAT learns it before the first forwarded connection; NICs
+  on private networks take a new DHCP lease (a new address, and the fork's name in DNS);
 - 32 bytes from the host's RNG are mixed into the kernel's pool and the RNG is reseeded at
   once (ioctl RNDRESEEDCRNG): Debian's kernel has no VM generation ID device to do it;
 - the clock is set to the host's time as sent (clock_settime); the time the request takes
@@ -45,18 +46,20 @@ def random_mac() -> str:
 class Identity:
     """What makes a fork itself. Empty fields are left as they are (a restore keeps its own)."""
     hostname: str = ""
-    mac: str = ""
+    mac: str = ""  # of each NIC in order, comma-separated
     machine_id: str = ""
+    renew: tuple[int, ...] = ()  # NICs to take a new DHCP lease on (private networks)
 
     @classmethod
-    def new(cls, hostname: str, mac: str) -> Identity:
-        return cls(hostname, mac, uuid.uuid4().hex)
+    def new(cls, hostname: str, mac: str, renew: tuple[int, ...] = ()) -> Identity:
+        return cls(hostname, mac, uuid.uuid4().hex, renew)
 
     def args(self) -> list[str]:
         """The helper's arguments, taken now (the time is part of them)."""
         now = time.time_ns()
         return [self.hostname or "-", self.machine_id or "-", self.mac or "-",
-                os.urandom(32).hex(), str(now // 10**9), str(now % 10**9)]
+                os.urandom(32).hex(), str(now // 10**9), str(now % 10**9),
+                ",".join(map(str, self.renew)) or "-"]
 
 
 async def apply(agent: GuestAgent, identity: Identity, timeout: float = 10.0) -> None:
@@ -92,7 +95,8 @@ async def _ask_resident(agent: GuestAgent, identity: Identity) -> bool:
                                                  "buf-b64": base64.b64encode(line.encode()).decode()})
     finally:
         await agent.execute("guest-file-close", {"handle": handle})
-    deadline = time.monotonic() + RESIDENT_WAIT
+    # A new DHCP lease takes the guest a second or two more.
+    deadline = time.monotonic() + RESIDENT_WAIT + 5.0 * len(identity.renew)
     while True:
         try:
             handle = await agent.execute("guest-file-open", {"path": f"{FIFO}.{nonce}",

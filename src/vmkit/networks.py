@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, HostError, InvalidInputError, NotFoundError
 from .machine.argv import nic_mac
-from .spec import validate_name
+from .spec import VmSpec, validate_name
 from .store import NetworkRecord, VmRecord
 
 if TYPE_CHECKING:
@@ -237,6 +237,23 @@ class Networks:
             taps[index] = tap
             self._start_dnsmasq(net)  # with this VM's name for its MAC
         return taps
+
+    def plug_loose(self, owner: str, spec: VmSpec) -> dict[int, str]:
+        """TAPs on no bridge for ``spec``'s private NICs: for a QEMU that loads a saved state
+        but never runs the guest (its NICs must have the same kind of backend)."""
+        taps = {}
+        for index, name in enumerate(spec.attachments()):
+            if name not in BUILTIN:
+                tap = tap_name(owner, index)
+                _ip("link", "del", tap, check=False)
+                _ip("tuntap", "add", "dev", tap, "mode", "tap")
+                taps[index] = tap
+        return taps
+
+    def unplug_loose(self, owner: str, spec: VmSpec) -> None:
+        for index, name in enumerate(spec.attachments()):
+            if name not in BUILTIN:
+                _ip("link", "del", tap_name(owner, index), check=False)
 
     def unplug(self, rec: VmRecord) -> None:
         for index, name in enumerate(rec.spec.attachments()):

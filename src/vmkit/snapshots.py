@@ -32,7 +32,7 @@ from .errors import (AgentError, ConflictError, HostError, InvalidInputError, No
                      NotFoundError, VmkitError)
 from .identity import Identity, random_mac
 from .machine import vmstate
-from .machine.argv import RamFile, build_argv
+from .machine.argv import RamFile, build_argv, nic_mac
 from .machine.process import Machine
 from .network import check_ports_free
 from .paths import HomePaths, VmPaths, new_id
@@ -340,17 +340,16 @@ class Snapshots:
                                 f"remove it with 'vmkit rm {name}'")
         snap = await self._source(source, "a fork")
         base = snap.spec
+        networks = [network] if network else [base.network, *base.more_networks]
         spec = replace(make_spec(name, base.image, base.cpus, f"{base.memory_mib}M", None,
-                                 ports or [], network or base.network, auto_remove),
+                                 ports or [], networks, auto_remove),
                        disk_bytes=base.disk_bytes, io_iops=base.io_iops, io_bps=base.io_bps)
-        if (spec.network == "none") != (base.network == "none"):
-            raise InvalidInputError(f"{self.label(snap.id)} was taken "
-                                    f"{'without' if base.network == 'none' else 'with'} a NIC; "
-                                    "its forks must have the same (choose --network to match)")
-        if any(n not in ("nat", "restricted") for n in spec.attachments()):
-            raise InvalidInputError("forks of VMs on private networks are not supported yet "
-                                    "(a fork would keep its source's address there); boot a "
-                                    "new VM instead")
+        nics = len(base.attachments())
+        if len(spec.attachments()) != nics:
+            raise InvalidInputError(f"{self.label(snap.id)} was taken with {nics} network "
+                                    "card(s); its forks must have as many (choose --network "
+                                    "to match)")
+        host.networks.check(spec.attachments())
         await self._prepare(snap)
         sp = self.paths.snapshot(snap.id)
         async with host.locks[name]:
@@ -368,9 +367,13 @@ class Snapshots:
                                            "qcow2")
                 mac = random_mac()
                 rec = self.store.add_vm(spec, mac, layer, base=snap.id)
-                nic_mac = mac if spec.network != "none" else ""
+                attached = spec.attachments()
+                # Its own MAC on each NIC, and on private networks a DHCP lease of its own.
+                identity = Identity.new(
+                    name, ",".join(nic_mac(mac, i) for i in range(len(attached))),
+                    tuple(i for i, n in enumerate(attached) if n not in ("nat", "restricted")))
                 await host.launch(rec, boot, facts, Resume(
-                    sp.devices, RamFile(sp.ram, shared=False), False, Identity.new(name, nic_mac)))
+                    sp.devices, RamFile(sp.ram, shared=False), False, identity))
             except BaseException:
                 await host.discard(name)
                 raise
@@ -390,17 +393,24 @@ class Snapshots:
             shutil.rmtree(work.dir, ignore_errors=True)
             work.dir.mkdir(mode=0o700)
             boot = host.images.boot_files(host.images.get(snap.spec.image))
+            # NICs on private networks need TAPs (their saved state has TAP offloads); these
+            # lead nowhere: this QEMU never runs its guest.
+            taps = host.networks.plug_loose(f"prepare-{snap.id}", snap.spec)
             argv = build_argv(snap.spec, boot, work, host.host_facts(boot), random_mac(),
                               self.paths.disk(snap.layer), ram=RamFile(work.dir / "ram", True),
-                              incoming=True, readonly_disk=True)
-            machine = await Machine.launch(argv, work)
+                              incoming=True, readonly_disk=True, taps=taps)
             try:
-                await vmstate.load(machine, sp.state)
-                await vmstate.save(machine, work.dir / "devices", ignore_shared=True)
-            except VmkitError as e:
-                raise HostError(f"cannot prepare {self.label(snap.id)} for forking: {e.message}")
+                machine = await Machine.launch(argv, work)
+                try:
+                    await vmstate.load(machine, sp.state)
+                    await vmstate.save(machine, work.dir / "devices", ignore_shared=True)
+                except VmkitError as e:
+                    raise HostError(f"cannot prepare {self.label(snap.id)} for forking: "
+                                    f"{e.message}") from None
+                finally:
+                    await machine.kill()
             finally:
-                await machine.kill()
+                host.networks.unplug_loose(f"prepare-{snap.id}", snap.spec)
             fd = os.open(work.dir / "ram", os.O_RDONLY)
             try:
                 await asyncio.to_thread(os.fsync, fd)

@@ -134,3 +134,21 @@ def test_network_mistakes(ns_daemon) -> None:
             c.create_vm("nx", network="nope")
         with pytest.raises(vmkit.NotFoundError):
             c.get_vm("nx")
+
+
+def test_a_fork_on_a_private_network_gets_its_own_address_and_name(ns_daemon) -> None:
+    d, _ = ns_daemon
+    with d.client() as c:
+        c.create_network("lab", subnet="10.77.7.0/24", isolated=True)
+        c.create_vm("src", network="lab")
+        sh(c, "src", "mkdir -p /w && echo from-src > /w/i && httpd -p 8080 -h /w")
+        c.create_snapshot("src", "s1")
+        fork = c.fork("src@s1", "twin")
+        assert fork["networks"] == ["lab"] and fork["mac"] != c.get_vm("src")["mac"]
+        ip_src, ip_twin = address(c, "src"), address(c, "twin")
+        assert ip_twin != ip_src and ip_twin.startswith("10.77.7.")
+        # Each answers by its own name: the fork's httpd (forked with it) and the source's.
+        assert fetch(c, "twin", "src", 8080) == b"from-src\n"
+        assert fetch(c, "src", "twin", 8080) == b"from-src\n"
+        resolve = 'my @a = gethostbyname($ARGV[0]) or exit 1; print join(".", unpack("C4", $a[4]))'
+        assert c.exec("src", ["perl", "-e", resolve, "twin"]).stdout.decode() == ip_twin

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .. import disks
 from ..errors import ConflictError, HostError, InvalidInputError, NoSpaceError
 from ..identity import Identity, random_mac
+from ..machine.argv import nic_mac
 from ..migration import qemu_version
 from ..paths import new_id
 from ..snapshots import Resume
@@ -212,8 +213,10 @@ class Portable:
                                     "again without --memory")
             if renamed:  # a copy beside the original: it needs its own identity
                 mac = random_mac()
-            identity = Identity.new(spec.name, mac if spec.network != "none" else "") \
-                if renamed else Identity()
+            attached = spec.attachments()
+            nics = ",".join(nic_mac(mac, i) for i in range(len(attached)))
+            private = tuple(i for i, n in enumerate(attached) if n not in ("nat", "restricted"))
+            identity = Identity.new(spec.name, nics, private) if renamed else Identity()
             resume = Resume(found.state, None, state == "paused", identity)
         elif renamed:
             mac = random_mac()
