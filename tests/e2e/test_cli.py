@@ -167,7 +167,7 @@ def test_snapshot_fork_template_commands_and_their_bad_input(daemon: Daemon) -> 
         fails(daemon, "fork", "snapcli@nope", "x1", match="has no snapshot 'nope'")
         fails(daemon, "fork", "nosuch", "x1", match="no VM or template named 'nosuch'")
         fails(daemon, "fork", "snapcli@s1", "snapcli", match="already exists")
-        fails(daemon, "fork", "snapcli@s1", "x1", "--network", "none", match="with a NIC")
+        fails(daemon, "fork", "snapcli@s1", "x1", "--network", "none", match="taken with 1 network card")
         fails(daemon, "run", "--from", "snapcli@s1", "--disk", "2G", "-n", "x1", match="--disk")
         assert "x1" not in vm_names(daemon)
 
