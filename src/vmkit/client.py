@@ -186,13 +186,15 @@ class Client:
     def create_vm(self, name: str, image: str = "tiny", cpus: int = 1, memory: str = "256M",
                   disk: str | None = None, ports: Iterable[str] = (),
                   network: str | list[str] | None = None, auto_remove: bool = False,
-                  disposable: bool = False, io_limit: str | None = None) -> dict[str, Any]:
+                  disposable: bool = False, io_limit: str | None = None,
+                  display: str = "none") -> dict[str, Any]:
         """Create and boot a VM; returns when its guest agent answers. ``network``: nat by
         default, none for a ``disposable`` VM (removed with all it wrote when it stops).
-        ``io_limit``: disk throttling, e.g. "300iops,20M" (per second)."""
+        ``io_limit``: disk throttling, e.g. "300iops,20M" (per second). ``display``: "vnc"
+        for a VNC server (``vnc_display`` tells where)."""
         body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "disk": disk,
                 "ports": list(ports), "network": network, "auto_remove": auto_remove,
-                "disposable": disposable, "io_limit": io_limit}
+                "disposable": disposable, "io_limit": io_limit, "display": display}
         return self._json("POST", "/vms", json=body, timeout=LONG)
 
     def _action(self, name: str, action: str, **params: Any) -> dict[str, Any]:
@@ -313,6 +315,10 @@ class Client:
 
     def remove_network(self, name: str) -> None:
         self._json("DELETE", f"/networks/{name}")
+
+    def vnc_display(self, name: str) -> dict[str, Any]:
+        """The VNC server of a VM run with display vnc: its Unix socket and password."""
+        return self._json("GET", f"/vms/{name}/display")
 
     def stats(self, name: str) -> dict[str, Any]:
         """CPU, memory, disk and network counters of VM ``name``."""

@@ -76,6 +76,13 @@ def _api_server(app: Any, tls: tuple[Path, Path] | None = None) -> _Server:
                                   ssl_certfile=cert, ssl_keyfile=key))
 
 
+def ui_url(listen: str, tls: bool) -> str:
+    """The dashboard's URL on the TCP listener; a wildcard address is reached locally."""
+    addr, port = parse_listen(listen)
+    addr = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(addr, addr)
+    return f"{'https' if tls else 'http'}://{f'[{addr}]' if ':' in addr else addr}:{port}/ui/"
+
+
 def check_tls(listen: str | None, cert: Path | None, key: Path | None
               ) -> tuple[Path, Path] | None:
     if cert is None and key is None:
@@ -93,13 +100,14 @@ async def serve(home: Path, listen: str | None, tls: tuple[Path, Path] | None = 
     paths = host.paths
     await host.open()
     token = load_token(paths)  # made now, so that 'vmkit host token' can show it
-    listeners = [(_api_server(create_app(host)), bind_unix(paths.socket))]
+    ui = ui_url(listen, tls is not None) if listen else None
+    listeners = [(_api_server(create_app(host, ui_url=ui)), bind_unix(paths.socket))]
     if listen:
         addr, port = parse_listen(listen)
         tcp = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.bind((addr, port))
-        listeners.append((_api_server(create_app(host, token=token), tls), tcp))
+        listeners.append((_api_server(create_app(host, token=token, ui_url=ui), tls), tcp))
         log.info("API on %s://%s:%d (token in %s)", "https" if tls else "http", addr, port,
                  paths.token)
     servers = [s for s, _ in listeners]
@@ -108,6 +116,7 @@ async def serve(home: Path, listen: str | None, tls: tuple[Path, Path] | None = 
     tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in listeners]
 
     def stop_serving() -> None:
+        host.changes.close()  # event streams never end on their own
         for server in servers:
             server.should_exit = True
 

@@ -24,6 +24,7 @@ from typing import Any
 from . import disks, identity
 from .agent import GuestAgent
 from .console import ConsoleHub
+from .events import Changes
 from .errors import (AgentError, ConflictError, HostError, InvalidInputError, LaunchError,
                      NotFoundError, VmkitError)
 from .identity import random_mac
@@ -72,7 +73,7 @@ def describe_vm(rec: VmRecord) -> dict[str, Any]:
                    "guest_port": p.guest_port, "proto": p.proto} for p in spec.ports],
         "auto_remove": spec.auto_remove, "disposable": spec.disposable,
         "io_iops": spec.io_iops, "io_bps": spec.io_bps, "created": rec.created,
-        "started": rec.started,
+        "started": rec.started, "display": spec.display,
         "reason": rec.reason,
     }
 
@@ -105,6 +106,7 @@ class Host:
         self.stats = Stats(self)
         self.limits = Limits()
         self.networks = Networks(self)
+        self.changes = Changes()  # what the store changes, for /v1/events
 
     # --- daemon lifecycle ----------------------------------------------------------
 
@@ -121,7 +123,7 @@ class Host:
                 if d != self.paths.images:
                     d.chmod(0o700)
             self._lock_fd = os.open(self.paths.run / "vmkitd.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            self.store = Store(self.paths.db)
+            self.store = Store(self.paths.db, on_change=self.changes.publish)
         except (OSError, sqlite3.Error) as e:
             raise HostError(f"VMKIT_HOME {root} is not writable ({e}); set VMKIT_HOME to a "
                             "directory you own") from e

@@ -121,6 +121,16 @@ class VmPaths:
         return self.dir / "console.sock"
 
     @property
+    def vnc(self) -> Path:
+        """The VNC server of a VM run with --display vnc; vmkitd proxies it to the browser."""
+        return self.dir / "vnc.sock"
+
+    @property
+    def vnc_password(self) -> Path:
+        """The VNC password QEMU has, with the pid of that QEMU (JSON)."""
+        return self.dir / "vnc-password"
+
+    @property
     def serial_log(self) -> Path:
         return self.dir / "serial.log"
 

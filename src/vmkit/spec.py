@@ -22,6 +22,7 @@ _SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGN
 # nat: user-mode NAT with outbound access; restricted: the same without any way out (port
 # forwards still work); none: no NIC at all.
 NETWORKS = ("nat", "restricted", "none")
+DISPLAYS = ("none", "vnc")  # vnc: a VNC server that vmkitd proxies (vmkit vnc, the dashboard)
 
 
 def validate_name(name: str, what: str = "VM") -> str:
@@ -122,6 +123,7 @@ class VmSpec:
     io_iops: int | None = None  # disk operations per second (QEMU block throttling)
     io_bps: int | None = None  # disk bytes per second
     more_networks: tuple[str, ...] = ()  # NICs after the first: private network names or nat
+    display: str = "none"  # none or vnc
 
     def attachments(self) -> tuple[str, ...]:
         """What each NIC is attached to, in order: nat, restricted or a private network."""
@@ -150,6 +152,7 @@ def make_spec(
     host_memory_mib: int | None = None,
     disposable: bool = False,
     io_limit: str | None = None,
+    display: str = "none",
 ) -> VmSpec:
     """Validate user input (as typed on the command line or sent to the API) into a VmSpec.
     A disposable VM is removed, with everything it wrote, when it stops."""
@@ -191,8 +194,10 @@ def make_spec(
             raise InvalidInputError(f"host port {f.host_port}/{f.proto} is forwarded twice")
         seen.add(key)
     iops, bps = parse_io_limit(io_limit) if io_limit else (None, None)
+    if display not in DISPLAYS:
+        raise InvalidInputError(f"invalid display {display!r}: use none or vnc")
     return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,  # type: ignore[arg-type]
-                  auto_remove or disposable, disposable, iops, bps, tuple(more))
+                  auto_remove or disposable, disposable, iops, bps, tuple(more), display)
 
 
 def parse_io_limit(text: str) -> tuple[int | None, int | None]:
@@ -229,7 +234,8 @@ def check_spec(data: Any, host_memory_mib: int | None = None) -> VmSpec:
                      f"{sent.disk_bytes // 1024}K" if sent.disk_bytes else None,
                      [p.arg() for p in sent.ports], [sent.network, *sent.more_networks],
                      sent.auto_remove,
-                     host_memory_mib, bool(sent.disposable), _io_text(sent))
+                     host_memory_mib, bool(sent.disposable), _io_text(sent),
+                     str(sent.display))
     return replace(spec, disk_bytes=sent.disk_bytes)  # to the byte
 
 

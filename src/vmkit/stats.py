@@ -84,8 +84,9 @@ async def _disk(machine: Machine) -> dict[str, int]:
     return {}
 
 
-async def _network(machine: Machine) -> dict[str, int]:
-    """Totals over the guest's interfaces but loopback, as the guest counts them."""
+async def _network(machine: Machine) -> dict[str, Any]:
+    """Totals over the guest's interfaces but loopback, as the guest counts them, and the
+    guest's addresses (link-local ones left out)."""
     if not machine.agent.connected:
         return {}
     try:
@@ -93,14 +94,17 @@ async def _network(machine: Machine) -> dict[str, int]:
     except VmkitError:
         return {}
     totals = {"net_rx_bytes": 0, "net_tx_bytes": 0, "net_rx_packets": 0, "net_tx_packets": 0}
+    ips: list[str] = []
     for nic in nics:
         s = nic.get("statistics")
         if nic.get("name") == "lo" or not s:
             continue
+        ips += [str(a["ip-address"]) for a in nic.get("ip-addresses") or []
+                if a.get("ip-address") and not str(a["ip-address"]).startswith("fe80:")]
         for key, field in (("net_rx_bytes", "rx-bytes"), ("net_tx_bytes", "tx-bytes"),
                            ("net_rx_packets", "rx-packets"), ("net_tx_packets", "tx-packets")):
             totals[key] += int(s.get(field, 0))
-    return totals
+    return {**totals, "ips": ips}
 
 
 # Prometheus: (field, metric name, type, help)

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,11 @@ class Operation:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_change: Callable[[str, str], None] | None = None
+                 ) -> None:
+        # on_change(kind, name) after each committed change of a VM ("vm") or of a VM's
+        # snapshots ("snapshots"): the dashboard's live updates (events.py)
+        self._on_change = on_change or (lambda kind, name: None)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -168,6 +172,7 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (spec.name, json.dumps(spec.to_json()), VmState.STOPPED.value, mac, now,
                      disk, base, base))
+        self._on_change("vm", spec.name)
         return VmRecord(spec, VmState.STOPPED, mac, None, "", now, None, disk, base, base)
 
     def vms(self) -> list[VmRecord]:
@@ -181,9 +186,11 @@ class Store:
                      reason: str = "", started: float | None = None) -> None:
         self._write("UPDATE vms SET state = ?, pid = ?, reason = ?, started = ? WHERE name = ?",
                     (state.value, pid, reason, started, name))
+        self._on_change("vm", name)
 
     def set_vm_disk(self, name: str, disk: str, head: str | None) -> None:
         self._write("UPDATE vms SET disk = ?, head = ? WHERE name = ?", (disk, head, name))
+        self._on_change("vm", name)
 
     def remove_vm(self, name: str) -> None:
         """Remove the VM with its snapshots, except those a template keeps (they stay, ownerless)."""
@@ -192,6 +199,7 @@ class Store:
                        "(SELECT snapshot FROM templates)", (name,))
             db.execute("UPDATE snapshots SET vm = NULL WHERE vm = ?", (name,))
             db.execute("DELETE FROM vms WHERE name = ?", (name,))
+        self._on_change("vm", name)
 
     # --- snapshots and templates -------------------------------------------------------
 
@@ -211,6 +219,8 @@ class Store:
                 (snap.id, snap.vm, snap.name, snap.parent, snap.created, int(snap.memory),
                  int(snap.paused), snap.layer, json.dumps(snap.spec.to_json())))
             db.execute("UPDATE vms SET head = ? WHERE name = ?", (snap.id, snap.vm))
+        if snap.vm:
+            self._on_change("snapshots", snap.vm)
 
     def snapshots(self, vm: str | None = None) -> list[SnapshotRecord]:
         if vm is None:
@@ -227,12 +237,14 @@ class Store:
     def remove_snapshot(self, snap_id: str) -> None:
         """Remove it; its children (and VMs whose head it was) move up to its parent."""
         with self._transaction() as db:
-            parent = db.execute("SELECT parent FROM snapshots WHERE id = ?",
-                                (snap_id,)).fetchone()
-            up = parent[0] if parent else None
+            row = db.execute("SELECT parent, vm FROM snapshots WHERE id = ?",
+                             (snap_id,)).fetchone()
+            up, vm = row if row else (None, None)
             db.execute("UPDATE snapshots SET parent = ? WHERE parent = ?", (up, snap_id))
             db.execute("UPDATE vms SET head = ? WHERE head = ?", (up, snap_id))
             db.execute("DELETE FROM snapshots WHERE id = ?", (snap_id,))
+        if vm:
+            self._on_change("snapshots", vm)
 
     def add_network(self, net: NetworkRecord) -> None:
         """IntegrityError if the name is taken."""

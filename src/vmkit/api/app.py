@@ -1,7 +1,10 @@
 """The REST API: HTTP in, Host calls, JSON out. It parses and renders; it never runs QEMU.
 
 Errors leave as ``{"error": kind, "message": sentence}`` with the status of their class.
-On the TCP listener every request needs ``Authorization: Bearer <token>``.
+On the TCP listener every request needs ``Authorization: Bearer <token>``, except the
+dashboard's static files under ``/ui/`` (they hold no data; each data call they make sends
+the token). Browsers cannot set headers on a WebSocket, so websockets also take the token as
+the subprotocol ``bearer.<token>`` offered next to ``vmkit`` (which the server accepts).
 """
 
 from __future__ import annotations
@@ -13,26 +16,31 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import InvalidInputError, UnauthorizedError, VmkitError, to_body
+from ..errors import InvalidInputError, NotFoundError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
 from ..spec import check_spec, make_spec, validate_name
 from .models import (Error, ExecRequest, ExportRequest, FileChange, Network, NetworkCreate,
                      VmStats, FastTemplate, ForkCreate, HostInfo, Image,
                      IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
-                     SnapshotCreate, Template, TemplateCreate, Vm, VmCreate)
+                     RemoteHost, SnapshotCreate, Template, TemplateCreate, Vm, VmCreate,
+                     VncDisplay)
 
 log = logging.getLogger("vmkit.api")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error} for code in (401, 404, 409, 422, 500, 502, 507)}
+UI_DIR = FilePath(__file__).parent.parent / "ui" / "static"
+KEEPALIVE = 15.0  # seconds between comments on an idle event stream, so proxies keep it open
 
 
 def vm_name(name: Annotated[str, Path(max_length=63)]) -> str:
@@ -57,7 +65,9 @@ SnapshotName = Annotated[str, Depends(snapshot_name)]
 TemplateName = Annotated[str, Depends(template_name)]
 
 
-def create_app(host: Host, token: str | None = None) -> FastAPI:
+def create_app(host: Host, token: str | None = None, ui_url: str | None = None) -> FastAPI:
+    """The API of ``host``; ``token``: required on every request (the TCP listener);
+    ``ui_url``: where the dashboard is served (the TCP listener's /ui/), for /v1/info."""
     app = FastAPI(title="vmkit", version=__version__, responses=ERRORS,
                   description="Run and manage QEMU virtual machines.")
 
@@ -87,6 +97,8 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     if token is not None:
         @app.middleware("http")
         async def require_token(request: Request, call_next: Any) -> Any:
+            if _public(request.url.path):
+                return await call_next(request)
             if not _token_ok(request.headers.get("authorization", ""), token):
                 log.warning("refused %s %s from %s: bad or missing token", request.method,
                             request.url.path, request.client.host if request.client else "?")
@@ -94,11 +106,27 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
                     "a valid token is required: send 'Authorization: Bearer <token>'")), 401)
             return await call_next(request)
 
+    # --- the dashboard -------------------------------------------------------------------
+
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True, check_dir=False), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    @app.get("/v1/events", responses={200: {"content": {"text/event-stream": {}}}})
+    async def events() -> StreamingResponse:
+        """Server-sent events: first ``vms`` (the list of VMs), then ``vm`` ({"name", "vm"};
+        vm is null once removed) each time a VM changes, and ``snapshots`` ({"vm"}) when a
+        VM's snapshots change. Idle streams get a comment line every 15 s."""
+        return StreamingResponse(_event_stream(host), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache"})
+
     # --- host and images ---------------------------------------------------------------
 
     @app.get("/v1/info", response_model=HostInfo)
     async def info() -> dict[str, Any]:
-        return host.info()
+        return {**host.info(), "ui": ui_url}
 
     @app.get("/v1/images", response_model=list[Image])
     async def list_images() -> list[dict[str, Any]]:
@@ -135,7 +163,7 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
             raise InvalidInputError("network: a VM has at most 8 NICs")
         spec = make_spec(body.name, body.image, body.cpus, body.memory, body.disk, body.ports,
                          network, body.auto_remove, host_memory_mib(), body.disposable,
-                         body.io_limit)
+                         body.io_limit, body.display)
         return await host.create_vm(spec)
 
     @app.get("/v1/vms/{name}", response_model=Vm)
@@ -373,12 +401,28 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
 
     @app.post("/v1/vms/{name}/migrate", response_model=Operation, status_code=202)
     async def migrate(name: VmName, body: MigrateRequest) -> dict[str, Any]:
-        """Move the running VM to another vmkit host; follow the returned operation."""
-        from ..hosts import check_url
+        """Move the running VM to another vmkit host, given by URL and token or by the name
+        it is registered under here ('vmkit host add'); follow the returned operation."""
+        from .. import hosts
         from ..migration import Peer
 
-        return host.migrations.start(name, Peer(check_url(body.url), body.token, body.ca),
-                                     body.postcopy)
+        if body.host is not None:
+            known = hosts.get(host.paths, validate_name(body.host, "host"))
+            peer = Peer(known.url, known.token, known.ca)
+        elif body.url and body.token:
+            peer = Peer(hosts.check_url(body.url), body.token, body.ca)
+        else:
+            raise InvalidInputError("give the destination's url and token, or the name of a "
+                                    "registered host ('vmkit host ls')")
+        return host.migrations.start(name, peer, body.postcopy)
+
+    @app.get("/v1/hosts", response_model=list[RemoteHost])
+    async def list_hosts() -> list[dict[str, Any]]:
+        """The other vmkit hosts registered here ('vmkit host add'), without their tokens:
+        where the dashboard can migrate VMs to."""
+        from .. import hosts
+
+        return [{"name": p.name, "url": p.url} for p in hosts.load(host.paths).values()]
 
     @app.post("/v1/vms/{name}/migrate/cancel", status_code=204)
     async def cancel_migration(name: VmName) -> None:
@@ -402,12 +446,46 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
     async def abort_migration(name: VmName) -> None:
         await host.migrations.abort(name)
 
+    @app.get("/v1/vms/{name}/display", response_model=VncDisplay)
+    async def display(name: VmName) -> dict[str, Any]:
+        """The VNC server of a VM run with display vnc: its socket on this host and its
+        password (made for each QEMU process); browsers use the websocket ``/vnc``."""
+        from ..display import vnc
+
+        return await vnc(host, name)
+
+    @app.websocket("/v1/vms/{name}/vnc")
+    async def vnc_proxy(ws: WebSocket, name: str) -> None:
+        """The VM's VNC server (RFB) in binary frames both ways, for noVNC."""
+        from ..display import open_vnc
+
+        if not await _accept(ws, token):
+            return
+        try:
+            validate_name(name)
+            reader, writer = await open_vnc(host, name)
+        except VmkitError as e:
+            await ws.close(code=4000 + e.status, reason=e.message[:120])
+            return
+
+        async def to_client() -> None:
+            while data := await reader.read(65536):
+                await ws.send_bytes(data)
+            await ws.close(code=1000, reason="the VNC server closed the connection")
+
+        async def from_client(data: bytes) -> None:
+            writer.write(data)
+            await writer.drain()
+
+        try:
+            await _relay(ws, to_client, from_client)
+        finally:
+            writer.close()
+
     @app.websocket("/v1/vms/{name}/console")
     async def console(ws: WebSocket, name: str) -> None:
         """The serial console: binary frames both ways."""
-        await ws.accept()  # then refuse with a close code and reason the client can show
-        if token is not None and not _token_ok(ws.headers.get("authorization", ""), token):
-            await ws.close(code=4401, reason="a valid token is required")
+        if not await _accept(ws, token):
             return
         try:
             validate_name(name)
@@ -422,25 +500,87 @@ def create_app(host: Host, token: str | None = None) -> FastAPI:
                 await ws.send_bytes(data)
             await ws.close(code=1000, reason="the VM stopped")
 
-        async def from_client() -> None:
-            while True:
-                msg = await ws.receive()
-                if msg["type"] == "websocket.disconnect":
-                    return
-                data = msg.get("bytes") or (msg.get("text") or "").encode()
-                await hub.write(data)
-
-        tasks = [asyncio.create_task(to_client()), asyncio.create_task(from_client())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except WebSocketDisconnect:
-            pass
+            await _relay(ws, to_client, hub.write)
         finally:
-            for t in tasks:
-                t.cancel()
             hub.detach(queue)
 
     return app
+
+
+async def _relay(ws: WebSocket, to_client: Callable[[], Coroutine[Any, Any, None]],
+                 from_client: Callable[[bytes], Awaitable[None]]) -> None:
+    """Run ``to_client`` and pass each frame the client sends to ``from_client``, until
+    either side ends."""
+    async def receive() -> None:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            await from_client(msg.get("bytes") or (msg.get("text") or "").encode())
+
+    tasks = [asyncio.create_task(to_client()), asyncio.create_task(receive())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+async def _accept(ws: WebSocket, token: str | None) -> bool:
+    """Accept the websocket, then check the token: False, and closed with code 4401 (which
+    the client can show, unlike a refused handshake), when it is wrong."""
+    offered = list(ws.scope.get("subprotocols") or [])
+    await ws.accept(subprotocol="vmkit" if "vmkit" in offered else None)
+    if token is None or _token_ok(ws.headers.get("authorization", ""), token):
+        return True
+    sent = [p.removeprefix("bearer.") for p in offered if p.startswith("bearer.")]
+    if any(_token_ok(f"Bearer {s}", token) for s in sent):
+        return True
+    await ws.close(code=4401, reason="a valid token is required")
+    return False
+
+
+def _public(path: str) -> bool:
+    """The dashboard's static files and the redirect to them: no data, no token."""
+    return path in ("/", "/ui") or path.startswith("/ui/")
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _event_stream(host: Host) -> AsyncIterator[bytes]:
+    """The body of /v1/events; ends when the daemon stops (Changes.close)."""
+    with host.changes.subscribe() as queue:
+        yield _sse("vms", host.list_vms())  # after subscribing, so no change falls between
+        while True:
+            try:
+                first = await asyncio.wait_for(queue.get(), KEEPALIVE)
+            except TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            changes = [first]
+            while not queue.empty():  # a burst of changes: each VM once, as it is now
+                changes.append(queue.get_nowait())
+            for kind, name in dict.fromkeys(changes):
+                if kind == "closed":
+                    return
+                if kind == "overflow":
+                    yield _sse("vms", host.list_vms())
+                elif kind == "vm":
+                    yield _sse("vm", {"name": name, "vm": _vm_or_none(host, name)})
+                else:
+                    yield _sse(kind, {"vm": name})
+
+
+def _vm_or_none(host: Host, name: str) -> dict[str, Any] | None:
+    try:
+        return host.get_vm(name)
+    except NotFoundError:
+        return None
 
 
 def _token_ok(header: str, token: str) -> bool:

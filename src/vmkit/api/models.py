@@ -39,6 +39,8 @@ class VmCreate(BaseModel):
                                                 "it stops; no NIC unless a network is given")
     io_limit: str | None = Field(None, max_length=32, description="disk throttling: "
                                  "operations and/or bytes per second, e.g. 300iops,20M")
+    display: Literal["none", "vnc"] = Field("none", description="vnc: a VNC server, reached "
+                                            "through vmkitd ('vmkit vnc', the dashboard)")
 
 
 class Vm(BaseModel):
@@ -58,6 +60,7 @@ class Vm(BaseModel):
     io_iops: int | None = None
     io_bps: int | None = None
     networks: list[str] = []
+    display: Literal["none", "vnc"] = "none"
     created: float
     started: float | None
     reason: str = Field(description="why the VM crashed, if it did")
@@ -99,6 +102,8 @@ class HostInfo(BaseModel):
     limits: str = Field("", description="how CPU and memory limits are enforced, or why not")
     vms: int
     images: int
+    ui: str | None = Field(None, description="the dashboard's URL, when vmkitd serves TCP "
+                                             "('vmkitd --listen')")
 
 
 class SnapshotCreate(BaseModel):
@@ -155,11 +160,19 @@ class Template(BaseModel):
 
 
 class MigrateRequest(BaseModel):
-    url: str = Field(max_length=512, description="the destination's API: http(s)://ADDR:PORT")
-    token: str = Field(max_length=512, description="the destination's token")
+    url: str | None = Field(None, max_length=512,
+                            description="the destination's API: http(s)://ADDR:PORT")
+    token: str | None = Field(None, max_length=512, description="the destination's token")
+    host: str | None = Field(None, max_length=63, description="instead of url and token: a "
+                             "host registered here ('vmkit host add')")
     ca: str | None = Field(None, max_length=4096, description="CA file to trust for its TLS")
     postcopy: bool = Field(False, description="switch to post-copy for guests that dirty "
                                               "memory faster than the link")
+
+
+class RemoteHost(BaseModel):
+    name: str
+    url: str
 
 
 class NetworkCreate(BaseModel):
@@ -196,6 +209,14 @@ class VmStats(BaseModel):
     net_tx_bytes: int | None = None
     net_rx_packets: int | None = None
     net_tx_packets: int | None = None
+    ips: list[str] | None = Field(None, description="the guest's addresses (agent)")
+
+
+class VncDisplay(BaseModel):
+    name: str
+    socket: str = Field(description="the VNC server's Unix socket on the VM's host")
+    password: str = Field(description="VNC password, made for each QEMU process")
+    websocket: str = Field(description="the API's websocket proxy to it (for noVNC)")
 
 
 class FileChange(BaseModel):

@@ -243,6 +243,10 @@ def run(
     fast: Annotated[bool, typer.Option(
         "--fast", help="Fork it from a template of IMAGE made on first use (boot once, "
                        "snapshot) instead of booting: ready in about a second.")] = False,
+    display: Annotated[str, typer.Option(
+        "--display", metavar="none|vnc",
+        help="vnc: give the VM a VNC server, shown in the dashboard ('vmkit ui'); 'vmkit "
+             "vnc NAME' tells where it is and its password.")] = "none",
 ) -> None:
     """Create a VM, boot it and attach to its serial console.
 
@@ -269,7 +273,9 @@ def run(
     net = network or ["none" if disposable else "nat"]
     # Check the request here first, so a typo fails before an image build.
     make_spec(name, image, cpus, memory, disk, ports, net, rm, disposable=disposable,
-              io_limit=io_limit)
+              io_limit=io_limit, display=display)
+    if display != "none" and (source or fast):
+        raise InvalidInputError("a fork runs as its source was made: drop --display")
     if io_limit and (source or fast):
         raise InvalidInputError("a fork runs as its source was made: drop --io-limit")
     if len(net) > 1 and (source or fast):
@@ -293,7 +299,8 @@ def run(
     else:
         with render.busy(f"Booting {name}..."):
             c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk, ports=ports,
-                        network=net, auto_remove=rm, disposable=disposable, io_limit=io_limit)
+                        network=net, auto_remove=rm, disposable=disposable, io_limit=io_limit,
+                        display=display)
         if not (limits := c.info().get("limits", "")).startswith("cgroup"):
             sys.stderr.write(f"warning: CPU and memory limits are {limits}\n")
     if detach:
@@ -593,6 +600,76 @@ def console(name: Annotated[str, typer.Argument(metavar="NAME", help="A running 
     c = client()
     c.get_vm(name)  # starts vmkitd if needed and says clearly when there is no such VM
     _attach(c, name)
+
+
+@command()
+def vnc(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A running VM made with "
+                                                             "--display vnc.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
+                       ] = False,
+) -> None:
+    """Show where a VM's VNC server is and its password.
+
+    The server listens on a Unix socket on the VM's host (a viewer such as TigerVNC's
+    'vncviewer SOCKET' opens it); the dashboard shows the display in the browser. The
+    password is made anew for each QEMU process, so it changes when the VM restarts.
+
+    [bold]Example:[/bold]  vmkit run -d -n desk --display vnc && vmkit vnc desk
+    """
+    from . import render
+
+    data = client().vnc_display(name)
+    if as_json:
+        render.print_json(data)
+        return
+    render.fields([("Socket", data["socket"]), ("Password", data["password"]),
+                   ("Websocket", data["websocket"])])
+
+
+@command()
+def ui(
+    no_open: Annotated[bool, typer.Option(
+        "--no-open", help="Print the URL only; do not open a browser.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The URL as JSON.")] = False,
+) -> None:
+    """Print the web dashboard's URL, and open it in a browser when there is one.
+
+    vmkitd serves the dashboard on its TCP listener at /ui/: start it with 'vmkitd --listen
+    127.0.0.1:8765'. Log in with the token 'vmkit host token' prints; the browser opened here
+    is logged in already.
+    """
+    from ..errors import InvalidStateError
+    from . import render
+
+    if _state.host:
+        from .. import hosts
+
+        peer = hosts.get(_home_paths(), _state.host)
+        url, token = f"{peer.url}/ui/", peer.token
+    else:
+        c = client()
+        url = str(c.info().get("ui") or "")
+        if not url:
+            raise InvalidStateError(
+                "vmkitd serves no TCP listener, and the dashboard is served there: stop "
+                f"vmkitd (kill $(cat {c.paths.daemon_pid})) and start it with "
+                "'vmkitd --listen 127.0.0.1:8765'")
+        token = c.paths.token.read_text().strip()
+    if as_json:
+        render.print_json({"url": url})
+        return
+    _say(url)
+    if not no_open and _has_browser():
+        import webbrowser
+
+        webbrowser.open(f"{url}#token={token}")  # the page takes it and drops it from the URL
+
+
+def _has_browser() -> bool:
+    """A graphical session to open a browser in (a text one would take over the terminal)."""
+    return sys.platform == "darwin" or bool(os.environ.get("DISPLAY")
+                                            or os.environ.get("WAYLAND_DISPLAY"))
 
 
 @command()

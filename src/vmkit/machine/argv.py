@@ -134,6 +134,8 @@ def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, 
         argv += ["-object", f"memory-backend-file,id={RAM_ID},size={spec.memory_mib}M,"
                             f"mem-path={ram.path},share={'on' if ram.shared else 'off'}",
                  "-machine", f"memory-backend={RAM_ID}"]
+    if spec.display == "vnc":  # on a socket only vmkitd reaches; display.py sets the password
+        argv += ["-vnc", f"unix:{paths.vnc},password=on"]
     if incoming:
         argv += ["-incoming", "defer"]
     return argv

@@ -1,0 +1,73 @@
+// Small DOM helpers: elements without innerHTML (names and messages are never parsed as
+// HTML), the confirmation dialog, the toast, and time formatting.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+// A modal dialog (keyboard: Tab between its buttons, Esc cancels); resolves true for OK.
+export function confirmAction(title, text, okLabel) {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-ok").textContent = okLabel;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+// Ask for one line of text in the same dialog; resolves the text, or null when cancelled.
+export function promptText(title, label, value = "") {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-title").textContent = title;
+  const input = h("input", { id: "prompt-input", value, autocomplete: "off" });
+  document.getElementById("confirm-text").replaceChildren(
+    h("label", { for: "prompt-input" }, label), input);
+  document.getElementById("confirm-ok").textContent = "OK";
+  dialog.returnValue = "";
+  dialog.showModal();
+  input.focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      resolve(dialog.returnValue === "ok" ? input.value.trim() : null);
+    }, { once: true });
+  });
+}
+
+let toastTimer = null;
+export function toast(message) {
+  const el = document.getElementById("toast");
+  el.textContent = message;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 8000);
+}
+
+export function formatUptime(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const d = Math.floor(s / 86400);
+  const hh = Math.floor((s % 86400) / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  if (d) return `${d}d ${hh}h`;
+  if (hh) return `${hh}h ${mm}m`;
+  return mm ? `${mm}m ${s % 60}s` : `${s}s`;
+}
+
+export function formatBytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "K", "M", "G", "T"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i && n < 10 ? 1 : 0)}${units[i]}`;
+}
