@@ -117,7 +117,7 @@ class VmPage {
       ["Snapshot", vm.snapshot || "–"], ["Forked from", vm.forked_from || "–"],
     ];
     if (vm.reason) rows.push(["Reason", vm.reason]);
-    this.facts.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
+    this.facts.replaceChildren(...rows.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, String(v)))));
   }
 
   async setUpMigration() {
@@ -349,6 +349,8 @@ class Charts {
       }))],
       axes: [{}, { size: 70, values: (u, vals) => vals.map((v) => fmt(v)) }],
       legend: { show: false },
+      // the last 3 minutes, even while there are few readings (uPlot would span years)
+      scales: { x: { time: true, range: (u, min, max) => [max - (POINTS * STATS_EVERY) / 1000, max] } },
     }, data, box);
     return {
       push(t, values) {

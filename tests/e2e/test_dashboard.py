@@ -1,0 +1,228 @@
+"""The web dashboard in headless Chromium (Debian's chromium + chromium-driver, driven by
+selenium; nothing is downloaded): log in, create a VM from the form, type into its serial
+console, see a VNC display connect, stop and delete the VM.
+
+Screenshots of the list page and the console page go to $VMKIT_ARTIFACTS (default
+/tmp/vmkit-artifacts/). Skips when chromium or chromedriver is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import Daemon, free_port
+
+CHROMIUM = shutil.which("chromium")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                                reason="needs Debian's chromium and chromium-driver")
+ARTIFACTS = Path(os.environ.get("VMKIT_ARTIFACTS", "/tmp/vmkit-artifacts"))
+WAIT = 120  # seconds an element may take to appear: a boot under TCG, on a busy host
+
+
+@pytest.fixture(scope="module")
+def served(daemon: Daemon) -> Iterator[Daemon]:
+    """A vmkitd with a TCP listener, on a home of its own that shares the test images."""
+    import tempfile
+
+    from ..conftest import clone_home, kill_qemus
+
+    home = Path(tempfile.mkdtemp(prefix="vmkit-ui-", dir="/tmp"))
+    home.rmdir()
+    clone_home(daemon.home, home)
+    d = Daemon(home)
+    d.port = free_port()  # type: ignore[attr-defined]
+    d.start("--listen", f"127.0.0.1:{d.port}")  # type: ignore[attr-defined]
+    yield d
+    d.stop()
+    kill_qemus(home)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1280,800", "--disable-gpu"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver: Any, css: str, what: str) -> Any:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, css), message=f"waiting for {what}")[0]
+
+
+def wait_until(driver: Any, check: Any, what: str) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(check, message=what)
+
+
+def click(driver: Any, css: str, what: str) -> None:
+    """Click the element once it is there; the live list re-renders rows as VMs change, so
+    an element found a moment ago may have been replaced: find it again then."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked(d: Any) -> bool:
+        try:
+            for element in d.find_elements(By.CSS_SELECTOR, css):
+                element.click()
+                return True
+        except StaleElementReferenceException:
+            pass
+        return False
+
+    wait_until(driver, clicked, f"clicking {what}")
+
+
+def errors_in_console(driver: Any) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def screenshot(driver: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+def log_in(driver: Any, base: str, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(base)
+    field = wait_for(driver, "#token", "the login form")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+
+
+def terminal_text(driver: Any) -> str:
+    return str(driver.execute_script(
+        "return document.querySelector('.terminal .xterm-rows')?.innerText || ''"))
+
+
+def type_in_console(driver: Any, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, ".terminal").click()
+    driver.switch_to.active_element.send_keys(text)
+
+
+def test_dashboard(served: Daemon, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base = f"http://127.0.0.1:{served.port}/ui/"  # type: ignore[attr-defined]
+    token = (served.home / "run" / "token").read_text().strip()
+    name, n = f"web{random.randrange(1000)}", random.randrange(10000, 99999)
+
+    # A wrong token: a clear error, and the login form stays.
+    log_in(browser, base, "not-the-token")
+    error = wait_until(browser, lambda d: d.find_element(By.ID, "token-error").text,
+                       "the login error")
+    assert "refused this token" in error
+    assert browser.find_element(By.ID, "token").get_attribute("aria-invalid") == "true"
+    browser.get_log("browser")  # that 401 is expected in the console; nothing after it is
+
+    log_in(browser, base, token)
+    wait_for(browser, "#nav:not([hidden])", "the logged-in page")
+    assert "token" not in browser.current_url
+
+    # Create from the form: an invalid value first, its message next to the field.
+    browser.find_element(By.CSS_SELECTOR, "a.button[href='#/new']").click()
+    wait_for(browser, "#create", "the create form")
+    browser.find_element(By.ID, "name").send_keys(name)
+    Select(browser.find_element(By.ID, "network")).select_by_value("restricted")
+    memory = browser.find_element(By.ID, "memory")
+    memory.clear()
+    memory.send_keys("12")
+    browser.find_element(By.CSS_SELECTOR, "#create button[type=submit]").click()
+    wait_until(browser, lambda d: "out of range" in d.find_element(By.ID, "memory-error").text,
+               "the memory field's message")
+    assert memory.get_attribute("aria-invalid") == "true"
+    browser.get_log("browser")  # the 422 is expected
+    memory.clear()
+    memory.send_keys("256M")
+    browser.find_element(By.CSS_SELECTOR, "#create button[type=submit]").click()
+
+    # Its page: running, and the console echoes what is typed.
+    wait_for(browser, "h1 + .state[data-state='running']", "the VM running")
+    wait_for(browser, ".terminal[data-connected='1']", "the console to connect")
+    type_in_console(browser, f"\necho hello-$(({n} - 1 + 1))\n")
+    wait_until(browser, lambda d: f"hello-{n}" in terminal_text(d), "the echo in the console")
+    browser.execute_script("document.querySelector('.terminal').scrollIntoView()")
+    screenshot(browser, "dashboard-console.png")
+
+    # The websocket drops: the console reconnects and typing works again.
+    browser.execute_script("document.querySelector('.terminal').vmkitSocket.close()")
+    wait_for(browser, ".terminal[data-connected='1']", "the console to reconnect")
+    type_in_console(browser, f"echo again-$(({n} + 1))\n")
+    wait_until(browser, lambda d: f"again-{n + 1}" in terminal_text(d), "the second echo")
+
+    # The list shows it live.
+    browser.find_element(By.CSS_SELECTOR, "#nav a[href='#/']").click()
+    wait_for(browser, f"tr[data-vm='{name}'] [data-state='running']", "the VM's row")
+    screenshot(browser, "dashboard-list.png")
+
+    # Stop it (confirmed), then delete it (confirmed): the list follows both.
+    click(browser, f"tr[data-vm='{name}'] [data-action='stop']", "Stop")
+    click(browser, "#confirm-ok", "the confirmation")
+    wait_for(browser, f"tr[data-vm='{name}'] [data-state='stopped']", "the VM stopped")
+    click(browser, f"tr[data-vm='{name}'] [data-action='delete']", "Delete")
+    click(browser, "#confirm-ok", "the confirmation")
+    wait_until(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-vm='{name}']"),
+               "the VM gone from the list")
+    assert errors_in_console(browser) == []
+
+
+def test_vnc_display_and_a_vm_deleted_under_its_page(served: Daemon, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    base = f"http://127.0.0.1:{served.port}/ui/"  # type: ignore[attr-defined]
+    with served.client() as c:
+        c.create_vm("screen1", network="none", display="vnc")
+        browser.get(f"{base}#/vm/screen1")
+        if browser.find_elements(By.ID, "token"):
+            log_in(browser, f"{base}#/vm/screen1", (served.home / "run/token").read_text().strip())
+        wait_for(browser, "#vnc-screen[data-connected='1'] canvas", "the VNC display")
+        browser.execute_script("document.getElementById('vnc-screen').scrollIntoView()")
+        screenshot(browser, "dashboard-vnc.png")
+        browser.get_log("browser")
+        c.remove_vm("screen1", force=True)
+    banner = wait_for(browser, ".banner", "the page to say the VM is gone")
+    assert "was deleted" in banner.text
+    assert errors_in_console(browser) == []
+
+
+def test_narrow_window_keeps_everything_reachable(served: Daemon, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(420, 800)
+    try:
+        browser.get(f"http://127.0.0.1:{served.port}/ui/#/new")  # type: ignore[attr-defined]
+        form = wait_for(browser, "#create", "the create form")
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 420, "the page scrolls sideways on a narrow window"
+        assert form.find_element(By.ID, "name") == browser.switch_to.active_element
+    finally:
+        browser.set_window_size(1280, 800)
