@@ -19,11 +19,13 @@ from pathlib import Path
 from .errors import HostError
 
 
-async def create_overlay(path: Path, backing: Path, backing_format: str, size: int | None = None
-                         ) -> None:
-    """A new empty qcow2 at ``path`` on top of ``backing`` (its size, unless ``size``)."""
+async def create_overlay(path: Path, backing: Path, backing_format: str, size: int | None = None,
+                         in_use: bool = False) -> None:
+    """A new empty qcow2 at ``path`` on top of ``backing`` (its size, unless ``size``).
+    ``in_use``: a running QEMU writes to ``backing``, so it cannot be opened to check it."""
     await _qemu_img("create", "-q", "-f", "qcow2", "-b", str(backing), "-F", backing_format,
-                    str(path), *([str(size)] if size is not None else []), path=path)
+                    *(["-u"] if in_use else []), str(path),
+                    *([str(size)] if size is not None else []), path=path)
 
 
 async def _qemu_img(*args: str, path: Path) -> None:

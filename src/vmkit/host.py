@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -29,7 +30,7 @@ from .errors import (AgentError, ConflictError, HostError, InvalidInputError, La
                      NotFoundError, VmkitError)
 from .identity import random_mac
 from .images.store import ImageStore
-from .machine import vmstate
+from .machine import jail, vmstate
 from .machine.accel import probe_host
 from .machine.argv import BootFiles, HostFacts, build_argv
 from .machine.limits import Limits
@@ -38,7 +39,7 @@ from .forensics import Forensics
 from .migration import Migrations
 from .network import check_ports_free
 from .networks import Networks
-from .paths import HomePaths, atomic_write, new_id
+from .paths import HomePaths, VmPaths, atomic_write, new_id
 from .portable.service import Portable
 from .snapshots import Resume, Snapshots
 from .stats import Stats
@@ -132,6 +133,11 @@ class Host:
         except BlockingIOError:
             raise AlreadyRunningError(f"vmkitd is already running for {root}") from None
         self.images = ImageStore(self.paths.images, self.paths.deb_cache, self.store)
+        try:
+            self.jail = jail.for_host(self.paths.jail)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise HostError(f"cannot set up the user QEMU runs as ({jail.USER}): {e}; "
+                            "or run vmkitd with VMKIT_JAIL=0 to run QEMU unjailed") from e
         self.store.fail_interrupted_operations()
         for rec in self.store.vms():
             if await self.migrations.discard_arrival(rec.name):
@@ -341,12 +347,14 @@ class Host:
         vmp = self.paths.vm(name)
         argv = build_argv(rec.spec, boot, vmp, facts, rec.mac, self.disk_path(rec),
                           ram=resume.ram if resume else None, incoming=resume is not None,
-                          taps=self.networks.plug(rec))
+                          nics=self.networks.plug(rec))
         atomic_write(vmp.launched, json.dumps({"version": 1, "spec": rec.spec.to_json(),
                                                "argv": argv}, indent=1).encode())
         self.store.set_vm_state(name, S.STARTING)
         self._stopping.discard(name)
-        machine = await Machine.launch(argv, vmp, on_event=self.handler(name))
+        machine = await self.start_qemu(argv, vmp, boot, self.disk_path(rec),
+                                        ram=resume.ram.path if resume and resume.ram else None,
+                                        on_event=self.handler(name))
         self.machines[name] = machine
         self.limit(name, machine.pid)
         self.store.set_vm_state(name, S.STARTING, pid=machine.pid)
@@ -377,6 +385,27 @@ class Host:
                 await asyncio.wait_for(machine.exited.wait(), 5.0)
             raise LaunchError(f"QEMU could not load the saved state: "
                               f"{log_tail(machine.paths.qemu_log, 2) or 'no message'}") from None
+
+    async def start_qemu(self, argv: list[str], vmp: VmPaths, boot: BootFiles, disk: Path, *,
+                         disk_writable: bool = True, ram: Path | None = None,
+                         on_event: Any = None) -> Machine:
+        """Start the QEMU of ``argv`` for the VM in ``vmp``, jailed where vmkitd can (see
+        machine/jail.py) so that it sees only the VM's own files: ``disk`` and the layers
+        below it, ``boot``'s kernel and initrd, and ``ram``."""
+        if self.jail is None:
+            return await Machine.launch(argv, vmp, on_event=on_event)
+        files = jail.vm_files(vmp.dir, (boot.kernel, boot.initrd), disk, disk_writable, ram)
+        files += [(d, False) for d in jail.switch_dirs(argv) if d != vmp.dir]
+        layers = [p for p, _ in files if p.parent == self.paths.disks]
+        self.jail.give(vmp.dir, *layers, *([ram] if ram else []))
+        devices, groups = [], []
+        if any(a.startswith("tap,") for a in argv):
+            devices.append("net/tun")
+        if argv[argv.index("-accel") + 1] == "kvm":
+            devices.append("kvm")
+            groups.append(os.stat("/dev/kvm").st_gid)
+        argv = self.jail.command(argv, files, devices, groups)
+        return await Machine.launch(argv, vmp, on_event=on_event, jailed=True)
 
     def limit(self, name: str, pid: int) -> None:
         """Hold the VM's QEMU to its CPUs and memory (cgroups), where this host allows it."""

@@ -43,6 +43,7 @@ import httpx
 from . import disks
 from .errors import (ConflictError, HostError, InvalidInputError, NoSpaceError, NotFoundError,
                      VmkitError, error_from_body)
+from .machine import jail
 from .machine.argv import build_argv
 from .machine.process import Machine, log_tail
 from .network import check_ports_free
@@ -93,6 +94,12 @@ class Migrations:
             if ours.split(".")[:2] != qemu.split(".")[:2]:
                 raise ConflictError(f"incompatible QEMU versions: {qemu} there, {ours} here; "
                                     "migrate between hosts with the same QEMU release")
+            if postcopy and host.jail and not jail.userfaultfd_allowed():
+                raise ConflictError(
+                    "post-copy needs userfaultfd, which this host keeps from unprivileged "
+                    "users such as the sandboxed QEMU's (sysctl vm.unprivileged_userfaultfd=0); "
+                    "migrate without --postcopy, or allow it on this host with "
+                    "'sysctl vm.unprivileged_userfaultfd=1'")
             free = shutil.disk_usage(host.paths.root).free
             needed = disk_used + (spec.memory_mib << 20) + (256 << 20)
             if free < needed:
@@ -109,8 +116,9 @@ class Migrations:
             host.store.set_vm_state(spec.name, S.STARTING)
             try:
                 argv = build_argv(spec, boot, vmp, facts, mac, host.paths.disk(layer),
-                                  incoming=True, taps=host.networks.plug(rec)) + ["-S"]
-                machine = await Machine.launch(argv, vmp, on_event=host.handler(spec.name))
+                                  incoming=True, nics=host.networks.plug(rec)) + ["-S"]
+                machine = await host.start_qemu(argv, vmp, boot, host.paths.disk(layer),
+                                                on_event=host.handler(spec.name))
                 host.machines[spec.name] = machine
                 host.limit(spec.name, machine.pid)
                 host.store.set_vm_state(spec.name, S.STARTING, pid=machine.pid)

@@ -7,8 +7,10 @@ TAP device (``vkt<hash>``) enslaved to the bridge. iptables rules tagged ``vmkit
 keep an isolated network to itself: the host answers its VMs' DHCP and DNS and nothing else,
 and nothing is forwarded in or out. A NAT'ed network is masqueraded out through the host.
 
-This needs root (bridges, TAP devices, firewall rules); without it, private networks are
-refused with that explanation. User-mode networks (nat, restricted) need none of it.
+That needs root (bridges, TAP devices, firewall rules). A vmkitd that is not root (or runs
+with VMKIT_NETWORKS=switch) makes each private network a switch of its own instead (switch.py):
+QEMU dgram sockets, with DHCP and DNS served by vmkitd, always isolated. User-mode networks
+(nat, restricted) need neither.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .errors import ConflictError, HostError, InvalidInputError, NotFoundError
 from .machine.argv import nic_mac
 from .spec import VmSpec, validate_name
 from .store import NetworkRecord, VmRecord
+from .switch import Port, Switch, mac_bytes
 
 if TYPE_CHECKING:
     from .host import Host
@@ -56,6 +59,8 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 class Networks:
     def __init__(self, host: Host) -> None:
         self.host = host
+        self.switched = os.geteuid() != 0 or os.environ.get("VMKIT_NETWORKS") == "switch"
+        self.switches: dict[str, Switch] = {}
 
     @property
     def store(self) -> Any:
@@ -71,7 +76,6 @@ class Networks:
         validate_name(name, "network")
         if name in BUILTIN:
             raise InvalidInputError(f"{name!r} is a built-in network mode; choose another name")
-        _need_root()
         if self.store.network(name):
             raise ConflictError(f"a network named {name} already exists; 'vmkit net ls' "
                                 "lists them")
@@ -114,7 +118,9 @@ class Networks:
     def describe(self, net: NetworkRecord) -> dict[str, Any]:
         return {"name": net.name, "subnet": net.subnet, "isolated": net.isolated,
                 "gateway": str(next(ipaddress.ip_network(net.subnet).hosts())),
-                "bridge": bridge_name(net.name), "created": net.created,
+                "driver": "switch" if self.switched else "bridge",
+                "bridge": "" if self.switched else bridge_name(net.name),
+                "created": net.created,
                 "vms": self.users(net.name)}
 
     def all(self) -> list[dict[str, Any]]:
@@ -143,7 +149,6 @@ class Networks:
         for name in attachments:
             if name not in BUILTIN:
                 self.get(name)
-                _need_root()
 
     # --- bringing networks up and down --------------------------------------------------
 
@@ -156,6 +161,9 @@ class Networks:
                 log.warning("network %s is not up: %s", net.name, e.message)
 
     def _up(self, net: NetworkRecord) -> None:
+        if self.switched:
+            self._start_switch(net)
+            return
         br, subnet = bridge_name(net.name), ipaddress.ip_network(net.subnet)
         gateway = next(subnet.hosts())
         if _ip("link", "show", br, check=False).returncode != 0:
@@ -170,12 +178,33 @@ class Networks:
         self._start_dnsmasq(net)
 
     def _down(self, net: NetworkRecord) -> None:
+        if (switch := self.switches.pop(net.name, None)) is not None:
+            switch.close()
         self._stop_dnsmasq(net.name)
         for rule in _rules(net):
             while _iptables("-D", *rule, check=False) == 0:
                 pass
         _ip("link", "del", bridge_name(net.name), check=False)
         shutil.rmtree(self._dir(net.name), ignore_errors=True)
+
+    def _start_switch(self, net: NetworkRecord) -> None:
+        d = self._dir(net.name)
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        switch = Switch(d / "switch.sock", net.subnet, f"{net.name}.vmkit", d / "leases.json",
+                        lambda: self._ports(net.name))
+        switch.open()
+        if self.host.jail:  # jailed QEMUs send to it as their user (and see its directory)
+            self.host.jail.give(d, switch.path)
+        self.switches[net.name] = switch
+
+    def _ports(self, network: str) -> list[Port]:
+        return [Port(mac_bytes(nic_mac(vm.mac, index)), vm.name,
+                     str(self._nic_socket(vm.name, index)))
+                for vm in self.store.vms()
+                for index, name in enumerate(vm.spec.attachments()) if name == network]
+
+    def _nic_socket(self, vm: str, index: int) -> Path:
+        return self.host.paths.vm(vm).dir / f"net{index}.sock"
 
     def _start_dnsmasq(self, net: NetworkRecord) -> None:
         """(Re)start the network's dnsmasq with a DHCP entry, name by MAC, for each VM NIC."""
@@ -223,41 +252,71 @@ class Networks:
     # --- VM NICs ---------------------------------------------------------------------------
 
     def plug(self, rec: VmRecord) -> dict[int, str]:
-        """TAP devices for the VM's NICs on private networks, on their bridges: {NIC: TAP}."""
-        taps: dict[int, str] = {}
+        """The QEMU netdev of each of the VM's NICs on a private network: {NIC: netdev}. A
+        TAP device on the network's bridge, or a socket sending to the network's switch."""
+        nics: dict[int, str] = {}
         for index, name in enumerate(rec.spec.attachments()):
             if name in BUILTIN:
                 continue
             net = self.get(name)
+            if self.switched:
+                nics[index] = self._plug_switch(rec.name, index, net)
+                continue
             tap = tap_name(rec.name, index)
             _ip("link", "del", tap, check=False)  # left over from a QEMU that died
-            _ip("tuntap", "add", "dev", tap, "mode", "tap")
+            self._add_tap(tap)
             _ip("link", "set", tap, "master", bridge_name(name))
             _ip("link", "set", tap, "up")
-            taps[index] = tap
+            nics[index] = f"tap,ifname={tap},script=no,downscript=no"
             self._start_dnsmasq(net)  # with this VM's name for its MAC
-        return taps
+        return nics
 
-    def plug_loose(self, owner: str, spec: VmSpec) -> dict[int, str]:
-        """TAPs on no bridge for ``spec``'s private NICs: for a QEMU that loads a saved state
-        but never runs the guest (its NICs must have the same kind of backend)."""
-        taps = {}
+    def _plug_switch(self, vm: str, index: int, net: NetworkRecord) -> str:
+        switch = self.switches.get(net.name)
+        if switch is None:
+            raise HostError(f"network {net.name} is not up; see vmkitd's log")
+        switch.refresh()  # knows this NIC's MAC from now on
+        nic = self._nic_socket(vm, index)
+        nic.unlink(missing_ok=True)  # QEMU binds it anew
+        return (f"dgram,local.type=unix,local.path={nic},"
+                f"remote.type=unix,remote.path={switch.path}")
+
+    def plug_loose(self, owner: str, spec: VmSpec, where: Path) -> dict[int, str]:
+        """Netdevs leading nowhere for ``spec``'s private NICs: for a QEMU that loads a saved
+        state but never runs the guest. They must be of the kind the VM's are (a TAP's state
+        has offloads, a user netdev's has a section of its own): TAPs on no bridge, or
+        sockets in ``where`` that the switch does not know."""
+        nics = {}
         for index, name in enumerate(spec.attachments()):
-            if name not in BUILTIN:
-                tap = tap_name(owner, index)
-                _ip("link", "del", tap, check=False)
-                _ip("tuntap", "add", "dev", tap, "mode", "tap")
-                taps[index] = tap
-        return taps
+            if name in BUILTIN:
+                continue
+            if self.switched:
+                nics[index] = (f"dgram,local.type=unix,local.path={where}/net{index}.sock,"
+                               f"remote.type=unix,remote.path={where}/nowhere.sock")
+                continue
+            tap = tap_name(owner, index)
+            _ip("link", "del", tap, check=False)
+            self._add_tap(tap)
+            nics[index] = f"tap,ifname={tap},script=no,downscript=no"
+        return nics
+
+    def _add_tap(self, tap: str) -> None:
+        jail = self.host.jail  # a jailed QEMU is not root: the TAP must be its user's
+        _ip("tuntap", "add", "dev", tap, "mode", "tap",
+            *(["user", str(jail.uid)] if jail else []))
 
     def unplug_loose(self, owner: str, spec: VmSpec) -> None:
         for index, name in enumerate(spec.attachments()):
-            if name not in BUILTIN:
+            if name not in BUILTIN and not self.switched:
                 _ip("link", "del", tap_name(owner, index), check=False)
 
     def unplug(self, rec: VmRecord) -> None:
         for index, name in enumerate(rec.spec.attachments()):
-            if name not in BUILTIN:
+            if name in BUILTIN:
+                continue
+            if self.switched:
+                self._nic_socket(rec.name, index).unlink(missing_ok=True)
+            else:
                 _ip("link", "del", tap_name(rec.name, index), check=False)
 
 
@@ -300,10 +359,3 @@ def _routed(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
             if word and net.overlaps(ipaddress.ip_network(word, strict=False)):
                 return True
     return False
-
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        raise InvalidInputError("private networks need vmkitd to run as root (they are made "
-                                "of Linux bridges and TAP devices); use --network nat, "
-                                "restricted or none")

@@ -4,6 +4,7 @@
       state.db                      SQLite (WAL): VMs, images, snapshots, templates, operations
       run/vmkitd.sock               the daemon's API socket (directory is 0700)
       run/vmkitd.pid, vmkitd.log, token
+      run/jail/                     empty: each jailed QEMU's root is mounted here in its namespace
       hosts.json                    other vmkit hosts: URL, token, CA
       images/<sha256>/              a content-addressed image, read-only once stored
       cache/debs/                   Debian packages fetched for image builds
@@ -54,6 +55,11 @@ class HomePaths:
     @property
     def daemon_log(self) -> Path:
         return self.run / "vmkitd.log"
+
+    @property
+    def jail(self) -> Path:
+        """Empty on the host: QEMU's jail mounts its root here, inside its own namespace."""
+        return self.run / "jail"
 
     @property
     def token(self) -> Path:

@@ -31,7 +31,7 @@ from . import disks, identity
 from .errors import (AgentError, ConflictError, HostError, InvalidInputError, NoSpaceError,
                      NotFoundError, VmkitError)
 from .identity import Identity, random_mac
-from .machine import vmstate
+from .machine import layers, vmstate
 from .machine.argv import RamFile, build_argv, nic_mac
 from .machine.process import Machine
 from .network import check_ports_free
@@ -246,8 +246,7 @@ class Snapshots:
         path = self.paths.disk(layer)
         async with self.layers_lock:
             if machine is not None:
-                await machine.execute("blockdev-snapshot-sync", {
-                    "device": "disk0", "snapshot-file": str(path), "format": "qcow2"})
+                await layers.push(machine, path, self.host.disk_path(rec), self.host.jail)
             else:
                 await disks.create_overlay(path, self.host.disk_path(rec), "qcow2")
             self.store.set_vm_disk(rec.name, layer, rec.head)
@@ -393,14 +392,15 @@ class Snapshots:
             shutil.rmtree(work.dir, ignore_errors=True)
             work.dir.mkdir(mode=0o700)
             boot = host.images.boot_files(host.images.get(snap.spec.image))
-            # NICs on private networks need TAPs (their saved state has TAP offloads); these
-            # lead nowhere: this QEMU never runs its guest.
-            taps = host.networks.plug_loose(f"prepare-{snap.id}", snap.spec)
+            # NICs on private networks need backends of their kind; these lead nowhere: this
+            # QEMU never runs its guest.
+            nics = host.networks.plug_loose(f"prepare-{snap.id}", snap.spec, work.dir)
             argv = build_argv(snap.spec, boot, work, host.host_facts(boot), random_mac(),
                               self.paths.disk(snap.layer), ram=RamFile(work.dir / "ram", True),
-                              incoming=True, readonly_disk=True, taps=taps)
+                              incoming=True, readonly_disk=True, nics=nics)
             try:
-                machine = await Machine.launch(argv, work)
+                machine = await host.start_qemu(argv, work, boot, self.paths.disk(snap.layer),
+                                                disk_writable=False)
                 try:
                     await vmstate.load(machine, sp.state)
                     await vmstate.save(machine, work.dir / "devices", ignore_shared=True)
@@ -520,11 +520,9 @@ class Snapshots:
             saving.unlink(missing_ok=True)
         # The daemon may have died after QEMU moved to a new top layer, before recording it.
         with contextlib.suppress(VmkitError, KeyError, IndexError):
-            for dev in await machine.execute("query-block"):
-                path = Path(dev["inserted"]["file"])
-                if dev["device"] == "disk0" and path.parent == self.paths.disks \
-                        and path.stem != rec.disk:
-                    self.store.set_vm_disk(rec.name, path.stem, rec.head)
+            layer = await layers.top(machine)
+            if layer is not None and layer != rec.disk:
+                self.store.set_vm_disk(rec.name, layer, rec.head)
 
     async def collect_garbage(self) -> None:
         """Delete disk layers and snapshot directories nothing refers to any more."""

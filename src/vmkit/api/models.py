@@ -188,7 +188,10 @@ class Network(BaseModel):
     subnet: str
     isolated: bool
     gateway: str
-    bridge: str
+    driver: Literal["bridge", "switch"] = Field(
+        description="bridge: a Linux bridge and TAP devices (vmkitd runs as root); switch: "
+                    "QEMU sockets switched by vmkitd, always isolated (no root needed)")
+    bridge: str = Field(description="the Linux bridge, if the driver is bridge")
     created: float
     vms: list[str]
 

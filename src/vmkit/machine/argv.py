@@ -72,11 +72,12 @@ def nic_mac(first: str, index: int) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in tail)
 
 
-def _netdev(spec: VmSpec, index: int, taps: dict[int, str] | None) -> str:
+def _netdev(spec: VmSpec, index: int, nics: dict[int, str] | None) -> str:
     attached = spec.attachments()[index]
-    if attached not in ("nat", "restricted"):  # a private network: the TAP on its bridge
-        if taps and index in taps:
-            return f"tap,id=net{index},ifname={taps[index]},script=no,downscript=no"
+    if attached not in ("nat", "restricted"):  # a private network: what networks.py made
+        if nics and index in nics:
+            kind, _, rest = nics[index].partition(",")
+            return f"{kind},id=net{index},{rest}"
         return f"user,id=net{index},restrict=on"  # a stand-in that leads nowhere
     opts = ["user", f"id=net{index}"]
     if attached == "restricted":
@@ -95,11 +96,12 @@ def _throttling(spec: VmSpec) -> str:
 
 def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, mac: str,
                disk: Path, *, ram: RamFile | None = None, incoming: bool = False,
-               readonly_disk: bool = False, taps: dict[int, str] | None = None) -> list[str]:
+               readonly_disk: bool = False, nics: dict[int, str] | None = None) -> list[str]:
     """The QEMU command line of one VM. ``incoming``: wait for a saved state to be loaded
     (a restore or fork) instead of booting; the devices must be exactly those it was saved
-    with, which holds because they are all derived from the same spec here. ``taps``: the
-    TAP device of each NIC on a private network (without one, a NIC that leads nowhere)."""
+    with, which holds because they are all derived from the same spec here. ``nics``: the
+    netdev of each NIC on a private network, without its id (without one, a NIC that leads
+    nowhere)."""
     cpu = "host" if facts.accel == "kvm" else "max"
     grow = spec.disk_bytes is not None and spec.disk_bytes > boot.rootfs_bytes
     argv = [
@@ -127,7 +129,7 @@ def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, 
         "-pidfile", str(paths.pid),
     ]
     for i in range(len(spec.attachments())):
-        argv += ["-netdev", _netdev(spec, i, taps),
+        argv += ["-netdev", _netdev(spec, i, nics),
                  "-device", f"virtio-net-device,netdev=net{i},mac={nic_mac(mac, i)}"]
     if ram is not None:
         # The id is the one QEMU gives its default RAM, so saved states load either way.

@@ -44,6 +44,13 @@ def pid_matches(pid: int, paths: VmPaths) -> bool:
     return str(paths.qmp).encode() in cmdline
 
 
+def _only_child(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    if len(children) != 1:
+        raise LaunchError(f"the jail of QEMU has {len(children)} processes instead of one")
+    return int(children[0])
+
+
 class Machine:
     """A running QEMU. ``on_event`` is called with each QMP event name and on exit ("EXIT")."""
 
@@ -64,20 +71,26 @@ class Machine:
 
     @classmethod
     async def launch(cls, argv: list[str], paths: VmPaths, timeout: float = 10.0,
-                     on_event: Callable[[str], None] | None = None) -> Machine:
+                     on_event: Callable[[str], None] | None = None, jailed: bool = False
+                     ) -> Machine:
+        """Start ``argv``. ``jailed``: it is QEMU wrapped in a jail (jail.py), whose only
+        child is QEMU."""
         for sock in (paths.qmp, paths.agent, paths.console, paths.pid):
             sock.unlink(missing_ok=True)
         with open(paths.qemu_log, "ab") as log:
             try:
                 child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True, close_fds=True)
+                                         start_new_session=True, close_fds=True,
+                                         umask=0o077)  # its sockets are private
             except OSError as e:
                 raise LaunchError(f"cannot run {argv[0]}: {e.strerror}; is QEMU installed?") from e
         machine = cls(paths, child.pid, child, on_event)
         try:
             await machine._connect_qmp(timeout)
+            if jailed:  # QEMU answers, so it has replaced the jail's setup code by now
+                machine.pid = _only_child(child.pid)
         except BaseException:
-            child.kill()
+            child.kill()  # the jailed QEMU dies with it (PR_SET_PDEATHSIG)
             child.wait()
             raise
         return machine
