@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import disks, fsdiff
 from .errors import ConflictError, InvalidInputError, NotFoundError, VmkitError
-from .paths import new_id
+from .paths import new_id, open_nofollow
 
 from .portable.service import Export, then_remove
 from .portable.tarstream import CHUNK
@@ -119,7 +119,7 @@ class Forensics:
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
+    with open_nofollow(path) as f:  # QEMU wrote it, as a user that could leave a symlink
         while data := f.read(CHUNK):
             yield data
 

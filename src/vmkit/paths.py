@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 
 def default_home() -> Path:
@@ -191,10 +192,19 @@ def new_id() -> str:
     return os.urandom(8).hex()
 
 
+def open_nofollow(path: Path, append: bool = False) -> BinaryIO:
+    """Open a file of a VM directory, for reading or appending. A jailed QEMU's user owns that
+    directory: never follow a symlink it may have put there in place of the file."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT if append else os.O_RDONLY
+    return os.fdopen(os.open(path, flags | os.O_NOFOLLOW, 0o600), "ab" if append else "rb")
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` so that ``path`` holds either its old content or the new, never a mix."""
+    """Write ``data`` so that ``path`` holds either its old content or the new, never a mix.
+    The temporary file is made anew (O_EXCL): never written through someone's symlink."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.write(fd, data)
         os.fsync(fd)

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import InvalidInputError, NotFoundError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
+from ..paths import open_nofollow
 from ..spec import check_spec, make_spec, validate_name
 from .models import (Error, ExecRequest, ExportRequest, FileChange, Network, NetworkCreate,
                      VmStats, FastTemplate, ForkCreate, HostInfo, Image,
@@ -244,7 +245,7 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         path = host.serial_log(name)
 
         async def chunks() -> AsyncIterator[bytes]:
-            with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+            with contextlib.suppress(OSError), open_nofollow(path) as f:
                 while True:
                     data = f.read(65536)
                     if data:

@@ -22,14 +22,15 @@ from qemu.qmp.events import EventListener
 
 from ..agent import GuestAgent
 from ..errors import LaunchError, QmpError
-from ..paths import VmPaths
+from ..paths import VmPaths, open_nofollow
 
 WATCHED_EVENTS = ("SHUTDOWN", "STOP", "RESUME")
 
 
 def log_tail(path: Path, lines: int = 5) -> str:
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        with open_nofollow(path) as f:
+            text = f.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return ""
     return " / ".join(line.strip() for line in text[-lines:] if line.strip())
@@ -77,7 +78,7 @@ class Machine:
         child is QEMU."""
         for sock in (paths.qmp, paths.agent, paths.console, paths.pid):
             sock.unlink(missing_ok=True)
-        with open(paths.qemu_log, "ab") as log:
+        with open_nofollow(paths.qemu_log, append=True) as log:
             try:
                 child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          start_new_session=True, close_fds=True,
