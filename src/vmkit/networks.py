@@ -116,7 +116,8 @@ class Networks:
         return net
 
     def describe(self, net: NetworkRecord) -> dict[str, Any]:
-        return {"name": net.name, "subnet": net.subnet, "isolated": net.isolated,
+        return {"name": net.name, "subnet": net.subnet,
+                "isolated": net.isolated or self.switched,  # a switch leads nowhere else
                 "gateway": str(next(ipaddress.ip_network(net.subnet).hosts())),
                 "driver": "switch" if self.switched else "bridge",
                 "bridge": "" if self.switched else bridge_name(net.name),

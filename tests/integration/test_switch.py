@@ -34,7 +34,7 @@ def test_vms_on_a_switched_network_reach_each_other_by_name(switch_daemon) -> No
     d = switch_daemon
     with d.client() as c:
         net = c.create_network("lab", subnet="10.77.6.0/24")
-        assert net["driver"] == "switch" and net["bridge"] == ""
+        assert net["driver"] == "switch" and net["bridge"] == "" and net["isolated"]
         c.create_vm("sa", network="lab")
         c.create_vm("sb", network=["restricted", "lab"])
         out = sh(c, "sb", "ip -4 -o addr show eth1").stdout.decode().split()

@@ -72,8 +72,9 @@ TEMPLATE_HELP = """Keep snapshots as named templates to fork VMs from.
 """
 NET_HELP = """Private networks: VMs on one reach each other by IP and by name.
 
-Each is a Linux bridge with its own DHCP and DNS (dnsmasq); vmkitd must run as root. An
---isolated network has no route out, and the host answers its VMs only DHCP and DNS.
+Under root each is a Linux bridge with its own DHCP and DNS (dnsmasq); an --isolated one has
+no route out, and the host answers its VMs only DHCP and DNS. Without root each is a switch
+inside vmkitd (QEMU sockets, DHCP and DNS served by vmkitd), always isolated.
 
 [bold]Examples:[/bold]
 
@@ -1238,8 +1239,9 @@ def net_ls(
     if as_json:
         render.print_json(nets)
         return
-    render.table(["NAME", "SUBNET", "ISOLATED", "VMS"],
-                 [[n["name"], n["subnet"], "yes" if n["isolated"] else "no",
+    render.table(["NAME", "SUBNET", "DRIVER", "ISOLATED", "VMS"],
+                 [[n["name"], n["subnet"], n["driver"],
+                   "yes" if n["isolated"] else "no",
                    ", ".join(n["vms"]) or "-"] for n in nets])
 
 
