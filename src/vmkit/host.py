@@ -34,7 +34,7 @@ from .machine import jail, vmstate
 from .machine.accel import probe_host
 from .machine.argv import BootFiles, HostFacts, build_argv
 from .machine.limits import Limits
-from .machine.process import Machine, log_tail, pid_matches
+from .machine.process import Machine, find_qemu, log_tail, pid_matches
 from .forensics import Forensics
 from .migration import Migrations
 from .network import check_ports_free
@@ -169,15 +169,10 @@ class Host:
         task.add_done_callback(self._tasks.discard)
 
     def _qemu_pid(self, rec: VmRecord) -> int | None:
-        """The pid of this VM's QEMU if it runs: from the store, or from QEMU's own pidfile
-        (a daemon killed between spawning QEMU and recording its pid)."""
+        """The pid of this VM's QEMU if it runs: as recorded, or found among all processes
+        (a daemon killed between starting QEMU and recording its pid)."""
         vmp = self.paths.vm(rec.name)
-        candidates = [rec.pid]
-        try:
-            candidates.append(int(vmp.pid.read_text().strip()))
-        except (OSError, ValueError):
-            pass
-        return next((p for p in candidates if p and pid_matches(p, vmp)), None)
+        return rec.pid if rec.pid and pid_matches(rec.pid, vmp) else find_qemu(vmp)
 
     async def _reattach(self, rec: VmRecord) -> None:
         if rec.state not in LIVE:

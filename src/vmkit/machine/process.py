@@ -37,12 +37,21 @@ def log_tail(path: Path, lines: int = 5) -> str:
 
 
 def pid_matches(pid: int, paths: VmPaths) -> bool:
-    """True if ``pid`` is alive and is this VM's QEMU (not a recycled pid)."""
+    """True if ``pid`` is alive and is this VM's QEMU (not a recycled pid, nor its jail)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return str(paths.qmp).encode() in cmdline
+    return b"qemu-system" in argv[0] and str(paths.qmp).encode() in b" ".join(argv)
+
+
+def find_qemu(paths: VmPaths) -> int | None:
+    """The pid of this VM's QEMU, looked for among all processes (a jailed QEMU's pidfile
+    holds its pid in its own namespace: 1)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and pid_matches(int(entry.name), paths):
+            return int(entry.name)
+    return None
 
 
 def _only_child(pid: int) -> int:
