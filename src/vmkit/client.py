@@ -206,6 +206,12 @@ class Client:
     def stop_vm(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
         return self._action(name, "stop", timeout=timeout)
 
+    def resize_vm(self, name: str, cpus: int | None = None, memory: str | None = None,
+                  disk: str | None = None) -> dict[str, Any]:
+        """New CPUs, memory and/or a bigger disk for a stopped VM."""
+        return self._json("POST", f"/vms/{name}/resize",
+                          json={"cpus": cpus, "memory": memory, "disk": disk})
+
     def kill_vm(self, name: str) -> dict[str, Any]:
         return self._action(name, "kill")
 

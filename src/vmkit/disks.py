@@ -42,6 +42,16 @@ async def create_empty(path: Path, size: int) -> None:
     await _qemu_img("create", "-q", "-f", "qcow2", str(path), str(size), path=path)
 
 
+async def grow(path: Path, size: int) -> None:
+    """Make the disk whose top layer is ``path`` ``size`` bytes big (the guest sees more)."""
+    proc = await asyncio.create_subprocess_exec(
+        "qemu-img", "resize", "-q", "-f", "qcow2", str(path), str(size),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise HostError(f"qemu-img could not grow the disk {path.name}: {err.decode().strip()}")
+
+
 def virtual_size(path: Path) -> int:
     """The size of the disk the guest sees."""
     out = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)],

@@ -43,7 +43,7 @@ from .paths import HomePaths, VmPaths, atomic_write, new_id
 from .portable.service import Portable
 from .snapshots import Resume, Snapshots
 from .stats import Stats
-from .spec import VmSpec, format_size
+from .spec import VmSpec, format_size, resized
 from .state import LIVE, VmState, require
 from .store import ImageRecord, Operation, Store, VmRecord
 
@@ -464,6 +464,29 @@ class Host:
         if tail := log_tail(vmp.serial_log, 2):
             details.append(f"console: {tail}")
         return "; ".join(details)
+
+    async def resize_vm(self, name: str, cpus: int | None = None, memory: str | None = None,
+                        disk: str | None = None) -> dict[str, Any]:
+        """New CPUs, memory and/or a bigger disk for a stopped VM; the tiny guest grows its
+        root filesystem to the disk at its next boot."""
+        if cpus is None and memory is None and disk is None:
+            raise InvalidInputError("nothing to change: give cpus, memory and/or disk")
+        async with self.locks[name]:
+            rec = self.record(name)
+            require("resize", rec.state, name)
+            spec = resized(rec.spec, cpus, memory, disk, host_memory_mib())
+            top = self.disk_path(rec)
+            if disk is not None:
+                now = await asyncio.to_thread(disks.virtual_size, top)
+                assert spec.disk_bytes is not None
+                if spec.disk_bytes < now:
+                    raise InvalidInputError(
+                        f"disk {disk} is smaller than VM {name}'s disk ({format_size(now)}): "
+                        "vmkit grows disks and never shrinks them (that would cut off data)")
+                if spec.disk_bytes > now:
+                    await disks.grow(top, spec.disk_bytes)
+            self.store.set_vm_spec(name, spec)
+        return self.get_vm(name)
 
     async def start_vm(self, name: str) -> dict[str, Any]:
         async with self.locks[name]:

@@ -230,13 +230,24 @@ def check_spec(data: Any, host_memory_mib: int | None = None) -> VmSpec:
         raise InvalidInputError(f"invalid VM spec: {e}") from None
     if sent.disk_bytes is not None and not isinstance(sent.disk_bytes, int):
         raise InvalidInputError("invalid VM spec: disk_bytes must be a number of bytes")
-    spec = make_spec(sent.name, sent.image, sent.cpus, f"{sent.memory_mib}M",
-                     f"{sent.disk_bytes // 1024}K" if sent.disk_bytes else None,
-                     [p.arg() for p in sent.ports], [sent.network, *sent.more_networks],
-                     sent.auto_remove,
-                     host_memory_mib, bool(sent.disposable), _io_text(sent),
-                     str(sent.display))
-    return replace(spec, disk_bytes=sent.disk_bytes)  # to the byte
+    return _remake(sent, sent.cpus, f"{sent.memory_mib}M", None, host_memory_mib)
+
+
+def resized(spec: VmSpec, cpus: int | None, memory: str | None, disk: str | None,
+            host_memory_mib: int | None = None) -> VmSpec:
+    """``spec`` with new CPUs, memory and/or disk size, validated as at creation."""
+    return _remake(spec, spec.cpus if cpus is None else cpus,
+                   memory or f"{spec.memory_mib}M", disk, host_memory_mib)
+
+
+def _remake(spec: VmSpec, cpus: int, memory: str, disk: str | None,
+            host_memory_mib: int | None) -> VmSpec:
+    new = make_spec(spec.name, spec.image, cpus, memory, disk or (
+                        f"{spec.disk_bytes // 1024}K" if spec.disk_bytes else None),
+                    [p.arg() for p in spec.ports], [spec.network, *spec.more_networks],
+                    spec.auto_remove, host_memory_mib, bool(spec.disposable), _io_text(spec),
+                    str(spec.display))
+    return new if disk else replace(new, disk_bytes=spec.disk_bytes)  # to the byte
 
 
 def _io_text(spec: VmSpec) -> str | None:

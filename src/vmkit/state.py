@@ -30,6 +30,7 @@ ALLOWED: dict[str, frozenset[VmState]] = {
     "pause": frozenset({S.RUNNING}),
     "resume": frozenset({S.PAUSED}),
     "remove": frozenset({S.STOPPED, S.CRASHED}),
+    "resize": frozenset({S.STOPPED, S.CRASHED}),
     "exec": frozenset({S.RUNNING}),
     "copy": frozenset({S.RUNNING}),
     "console": frozenset({S.STARTING, S.RUNNING, S.PAUSED}),
@@ -47,7 +48,7 @@ def _hint(action: str, state: VmState, name: str) -> str:
     """What the user can do to make ``action`` possible from ``state``."""
     if state in (S.STARTING, S.STOPPING):
         return f"wait until it is {'running' if state == S.STARTING else 'stopped'}"
-    if action in ("start", "remove"):  # these need it stopped
+    if action in ("start", "remove", "resize"):  # these need it stopped
         extra = f", or remove it at once with 'vmkit rm -f {name}'" if action == "remove" else ""
         return f"stop it first with 'vmkit stop {name}'{extra}"
     if state == S.CRASHED:

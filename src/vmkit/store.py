@@ -188,6 +188,11 @@ class Store:
                     (state.value, pid, reason, started, name))
         self._on_change("vm", name)
 
+    def set_vm_spec(self, name: str, spec: VmSpec) -> None:
+        self._write("UPDATE vms SET spec = ? WHERE name = ?",
+                    (json.dumps(spec.to_json()), name))
+        self._on_change("vm", name)
+
     def set_vm_disk(self, name: str, disk: str, head: str | None) -> None:
         self._write("UPDATE vms SET disk = ?, head = ? WHERE name = ?", (disk, head, name))
         self._on_change("vm", name)

@@ -122,3 +122,24 @@ def test_bigger_disk_grows_the_root_filesystem(client: vmkit.Client, make_vm) ->
     make_vm("disk1", disk="2G")
     out = client.exec("disk1", ["df", "-k", "/"]).stdout.decode().splitlines()[-1]
     assert int(out.split()[1]) > 1_500_000  # KiB: the 1G image grew to about 2G
+
+
+def test_resize_a_stopped_vm(client: vmkit.Client, make_vm) -> None:
+    make_vm("grow1")
+    client.exec("grow1", ["sh", "-c", "echo kept > /root/kept && sync"])
+    with pytest.raises(vmkit.InvalidStateError, match="stop it first"):
+        client.resize_vm("grow1", cpus=2)
+    client.stop_vm("grow1")
+    with pytest.raises(vmkit.InvalidInputError, match="never shrinks"):
+        client.resize_vm("grow1", disk="64M")
+    vm = client.resize_vm("grow1", cpus=2, memory="384M", disk="2G")
+    assert (vm["cpus"], vm["memory"], vm["disk"]) == (2, "384M", "2G")
+    client.start_vm("grow1")
+
+    def guest(script: str) -> str:
+        return client.exec("grow1", ["sh", "-c", script]).stdout.decode().strip()
+
+    assert guest("nproc") == "2"
+    assert 300_000 < int(guest("grep MemTotal /proc/meminfo").split()[1]) < 393_216  # KiB
+    assert int(guest("df -k /").splitlines()[-1].split()[1]) > 1_500_000  # grown to ~2G
+    assert guest("cat /root/kept") == "kept"

@@ -8,7 +8,7 @@ import pytest
 
 from vmkit.errors import InvalidInputError
 from vmkit.spec import (MAX_MEMORY_MIB, PortForward, VmSpec, format_size, make_spec,
-                        parse_port, parse_size, validate_name)
+                        parse_port, parse_size, resized, validate_name)
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 
@@ -299,3 +299,15 @@ def test_a_spec_from_elsewhere_keeps_its_io_limits() -> None:
 
     spec = make_spec("web", io_limit="300iops,20M")
     assert check_spec(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+def test_resized_keeps_everything_else_and_validates_the_new_sizes() -> None:
+    spec = make_spec("web", ports=["8080:80"], disk="2G", io_limit="300iops")
+    new = resized(spec, 2, "1G", None)
+    assert (new.cpus, new.memory_mib, new.disk_bytes) == (2, 1024, spec.disk_bytes)
+    assert (new.ports, new.io_iops, new.network) == (spec.ports, 300, "nat")
+    assert resized(spec, None, None, "8G").disk_bytes == 8 << 30
+    with pytest.raises(InvalidInputError, match="cpus 0 is out of range"):
+        resized(spec, 0, None, None)
+    with pytest.raises(InvalidInputError, match="memory"):
+        resized(spec, None, "1T", None, host_memory_mib=4096)

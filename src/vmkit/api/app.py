@@ -35,7 +35,7 @@ from .models import (Error, ExecRequest, ExportRequest, FileChange, Network, Net
                      VmStats, FastTemplate, ForkCreate, HostInfo, Image,
                      IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
                      RemoteHost, SnapshotCreate, Template, TemplateCreate, Vm, VmCreate,
-                     VncDisplay)
+                     VmResize, VncDisplay)
 
 log = logging.getLogger("vmkit.api")
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -185,6 +185,11 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
                       ) -> dict[str, Any]:
         """Shut down through the guest agent (or ACPI), then force it after ``timeout`` s."""
         return await host.stop_vm(name, timeout)
+
+    @app.post("/v1/vms/{name}/resize", response_model=Vm)
+    async def resize_vm(name: VmName, body: VmResize) -> dict[str, Any]:
+        """New CPUs, memory and/or a bigger disk for a stopped VM."""
+        return await host.resize_vm(name, body.cpus, body.memory, body.disk)
 
     @app.post("/v1/vms/{name}/kill", response_model=Vm)
     async def kill_vm(name: VmName) -> dict[str, Any]:

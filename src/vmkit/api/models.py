@@ -106,6 +106,13 @@ class HostInfo(BaseModel):
                                              "('vmkitd --listen')")
 
 
+class VmResize(BaseModel):
+    cpus: int | None = Field(None, description="virtual CPUs, 1-64")
+    memory: str | None = Field(None, max_length=32, description="e.g. 512M, 2G")
+    disk: str | None = Field(None, max_length=32,
+                             description="the disk's new size; it only grows, e.g. 8G")
+
+
 class SnapshotCreate(BaseModel):
     name: str | None = Field(None, max_length=63, description="default: snap1, snap2, ...")
     memory: bool = Field(True, description="save memory and devices too (if the VM runs); "

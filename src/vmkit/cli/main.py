@@ -604,6 +604,33 @@ def console(name: Annotated[str, typer.Argument(metavar="NAME", help="A running 
 
 
 @command()
+def resize(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A stopped VM.")],
+    cpus: Annotated[int | None, typer.Option("--cpus", help="Virtual CPUs, 1-64.")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", "-m",
+                                               help="Memory, e.g. 512M or 2G.")] = None,
+    disk: Annotated[str | None, typer.Option(
+        "--disk", help="The disk's new size, e.g. 8G; disks only grow.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The VM as JSON.")] = False,
+) -> None:
+    """Give a stopped VM other CPUs or memory, or a bigger disk.
+
+    The guest sees the change at its next start; the tiny image grows its root filesystem
+    to fill a bigger disk as it boots.
+
+    [bold]Example:[/bold]  vmkit stop web && vmkit resize web --cpus 2 -m 1G --disk 8G
+    """
+    from . import render
+
+    vm = client().resize_vm(name, cpus, memory, disk)
+    if as_json:
+        render.print_json(vm)
+        return
+    _say(f"{name}: {vm['cpus']} CPU{'s' if vm['cpus'] > 1 else ''}, {vm['memory']} memory"
+         f"{', disk ' + vm['disk'] if vm['disk'] else ''}; start it with 'vmkit start {name}'")
+
+
+@command()
 def vnc(
     name: Annotated[str, typer.Argument(metavar="NAME", help="A running VM made with "
                                                              "--display vnc.")],
