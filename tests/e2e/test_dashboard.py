@@ -1,8 +1,9 @@
 """The web dashboard in headless Chromium (Debian's chromium + chromium-driver, driven by
 selenium; nothing is downloaded): log in, create a VM from the form, type into its serial
-console, see a VNC display connect, stop and delete the VM.
+console, see a VNC display connect, stop and delete the VM; snapshot a VM from its page,
+restore and fork the snapshot, pause and resume the VM.
 
-Screenshots of the list page and the console page go to $VMKIT_ARTIFACTS (default
+Screenshots of the list page, the console page and the snapshots go to $VMKIT_ARTIFACTS (default
 /tmp/vmkit-artifacts/). Skips when chromium or chromedriver is missing.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import vmkit
 
 from ..conftest import Daemon, free_port
 
@@ -226,3 +229,76 @@ def test_narrow_window_keeps_everything_reachable(served: Daemon, browser: Any) 
         assert form.find_element(By.ID, "name") == browser.switch_to.active_element
     finally:
         browser.set_window_size(1280, 800)
+
+
+def test_snapshot_restore_fork_pause_and_resume_from_the_vm_page(served: Daemon,
+                                                                   browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    base = f"http://127.0.0.1:{served.port}/ui/"  # type: ignore[attr-defined]
+    name, fork = f"snap{random.randrange(1000)}", f"fork{random.randrange(1000)}"
+
+    def cat_marker(c: Any) -> str:
+        result = c.exec(name, ["cat", "/root/m"])
+        assert result.exit_code == 0, result
+        return result.stdout.decode().strip()
+
+    with served.client() as c:
+        c.create_vm(name, network="none")
+        try:
+            browser.get(f"{base}#/vm/{name}")
+            if browser.find_elements(By.ID, "token"):
+                log_in(browser, base, (served.home / "run/token").read_text().strip())
+                wait_for(browser, "#nav:not([hidden])", "the logged-in page")
+                browser.get(f"{base}#/vm/{name}")
+            wait_for(browser, "h1 + .state[data-state='running']", "the VM running")
+            wait_for(browser, "#snap-h ~ div p.muted", "the empty snapshot tree")
+            browser.get_log("browser")
+            c.exec(name, ["sh", "-c", "echo one > /root/m && sync"])
+
+            # A snapshot from the Snapshots card: the tree shows it (an event updates it).
+            browser.find_element(By.ID, "snap-name").send_keys("first")
+            browser.find_element(By.CSS_SELECTOR, "#snap-h ~ form button[type=submit]").click()
+            wait_for(browser, "button[aria-label='Restore first']", "the snapshot in the tree")
+            assert [s["name"] for s in c.list_snapshots(name)] == ["first"]
+
+            # Restore it (confirmed): the guest's file says what it said then.
+            c.exec(name, ["sh", "-c", "echo two > /root/m && sync"])
+            assert cat_marker(c) == "two"
+            pid = c.get_vm(name)["pid"]
+            click(browser, "button[aria-label='Restore first']", "Restore")
+            click(browser, "#confirm-ok", "the confirmation")
+            wait_until(browser, lambda d: c.get_vm(name)["pid"] not in (pid, None),
+                       "the VM restored (a new QEMU)")
+            wait_for(browser, "h1 + .state[data-state='running']", "the VM running again")
+            assert cat_marker(c) == "one"
+
+            # Pause and resume from the page's buttons.
+            click(browser, ".vm-head [data-action='pause']", "Pause")
+            wait_for(browser, "h1 + .state[data-state='paused']", "the VM paused")
+            assert c.get_vm(name)["state"] == "paused"
+            click(browser, ".vm-head [data-action='resume']", "Resume")
+            wait_for(browser, "h1 + .state[data-state='running']", "the VM running again")
+            assert cat_marker(c) == "one"
+
+            # Fork the snapshot, named in the prompt: the page moves to the fork, which runs.
+            browser.execute_script("document.getElementById('snap-h').scrollIntoView()")
+            screenshot(browser, "dashboard-snapshots.png")
+            click(browser, "button[aria-label='Fork first']", "Fork")
+            field = wait_for(browser, "#confirm[open] #prompt-input", "the fork's name")
+            field.clear()
+            field.send_keys(fork)
+            click(browser, "#confirm-ok", "OK")
+            wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text == fork,
+                       "the fork's page")
+            wait_for(browser, "h1 + .state[data-state='running']", "the fork running")
+            forked = c.get_vm(fork)
+            assert (forked["state"], forked["forked_from"]) == ("running", f"{name}@first")
+            assert c.exec(fork, ["cat", "/root/m"]).stdout.decode().strip() == "one"
+            assert errors_in_console(browser) == []
+        finally:
+            for vm in (fork, name):
+                try:
+                    c.remove_vm(vm, force=True)
+                except vmkit.NotFoundError:
+                    pass
