@@ -1,4 +1,5 @@
-"""Files in VM directories, which a jailed QEMU's user owns: no writing through its symlinks."""
+"""Files in VM directories, which a jailed QEMU's user owns (no writing through its
+symlinks), and the options of the jail QEMU starts in."""
 
 from __future__ import annotations
 
@@ -27,3 +28,14 @@ def test_atomic_write_replaces_a_planted_temporary_symlink(tmp_path: Path) -> No
     atomic_write(tmp_path / "launched.json", b"{}")
     assert secret.read_text() == "keep\n"
     assert (tmp_path / "launched.json").read_bytes() == b"{}"
+
+
+def test_the_jailer_reads_its_options_in_order() -> None:
+    from vmkit.machine import jailer
+
+    spec, qemu = jailer.parse(["--root", "/r", "--uid", "5", "--gid", "6", "--groups", "7",
+                               "--dev", "net/tun", "--rw", "/vm", "--ro", "/disk", "--",
+                               "qemu", "--", "-S"])
+    assert (spec["root"], spec["uid"], spec["gid"], spec["groups"]) == ("/r", 5, 6, [7])
+    assert spec["dev"] == ["net/tun"] and spec["binds"] == [("/vm", True), ("/disk", False)]
+    assert qemu == ["qemu", "--", "-S"]
