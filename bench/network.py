@@ -135,8 +135,9 @@ def raw_copy(home: Path, vm: str, tap: str | None, mac: str, port: int | None) -
     """A plain QEMU copy of a vmkit VM with its own TAP, MAC and forwarded port."""
     raw = RawGuest(home / "vms" / vm / "launched.json")
     argv = [re.sub(r"mac=[0-9a-f:]+", f"mac={mac}", a) for a in raw.argv]
-    if tap:
-        argv = [re.sub(r"ifname=[^,]+", f"ifname={tap}", a) for a in argv]
+    if tap:  # the TAP in place of whatever the VM's private NIC is (a TAP or switch socket)
+        argv = [re.sub(r"^(tap|dgram),id=(net\d+),.*", rf"tap,id=\2,ifname={tap},script=no,"
+                       "downscript=no", a) for a in argv]
     if port:
         argv = [a.replace(f":{PORT_VMKIT}-", f":{port}-") for a in argv]
     raw.argv = argv
@@ -172,6 +173,9 @@ async def measure(home: Path, c: vmkit.Client, runs: int, mib: int
         for raw in raws:
             await raw.boot()
         ra, rb, rp = (Agent(r.tmp / "agent.sock").run for r in raws)
+        if not net["bridge"]:  # no DHCP on the bench's own bridge: fixed addresses
+            for run, address in ((ra, "10.77.250.2/24"), (rb, "10.77.250.3/24")):
+                run(["sh", "-c", f"killall udhcpc; ip addr add {address} dev eth0"])
         for i in range(runs):
             for key, (m, r) in (
                     ("v", guest_to_guest(vmkit_runner(c, "ga"), vmkit_runner(c, "gb"), mib)),
