@@ -393,13 +393,7 @@ class Host:
         files += [(d, False) for d in jail.switch_dirs(argv) if d != vmp.dir]
         layers = [p for p, _ in files if p.parent == self.paths.disks]
         self.jail.give(vmp.dir, *layers, *([ram] if ram else []))
-        devices, groups = [], []
-        if any(a.startswith("tap,") for a in argv):
-            devices.append("net/tun")
-        if argv[argv.index("-accel") + 1] == "kvm":
-            devices.append("kvm")
-            groups.append(os.stat("/dev/kvm").st_gid)
-        argv = self.jail.command(argv, files, devices, groups)
+        argv = self.jail.command(argv, files, *jail.devices(argv))
         return await Machine.launch(argv, vmp, on_event=on_event, jailed=True)
 
     def limit(self, name: str, pid: int) -> None:

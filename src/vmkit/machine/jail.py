@@ -94,6 +94,18 @@ def vm_files(vm_dir: Path, boot_files: Iterable[Path], disk: Path, disk_writable
     return files
 
 
+def devices(argv: list[str]) -> tuple[list[str], list[int]]:
+    """The devices under /dev that QEMU ``argv`` needs besides the basic ones, and the groups
+    that open them: /dev/net/tun for TAP NICs, /dev/kvm (and its group) under KVM."""
+    names, groups = [], []
+    if any(a.startswith("tap,") for a in argv):
+        names.append("net/tun")
+    if argv[argv.index("-accel") + 1] == "kvm":
+        names.append("kvm")
+        groups.append(os.stat("/dev/kvm").st_gid)
+    return names, groups
+
+
 def userfaultfd_allowed() -> bool:
     """Whether an unprivileged QEMU may use userfaultfd (post-copy migration needs it)."""
     try:

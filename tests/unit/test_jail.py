@@ -39,3 +39,11 @@ def test_the_jailer_reads_its_options_in_order() -> None:
     assert (spec["root"], spec["uid"], spec["gid"], spec["groups"]) == ("/r", 5, 6, [7])
     assert spec["dev"] == ["net/tun"] and spec["binds"] == [("/vm", True), ("/disk", False)]
     assert qemu == ["qemu", "--", "-S"]
+
+
+def test_the_jail_gets_the_devices_the_command_line_needs() -> None:
+    from vmkit.machine.jail import devices
+
+    base = ["qemu", "-accel", "tcg", "-netdev", "user,id=net0"]
+    assert devices(base) == ([], [])
+    assert devices([*base, "-netdev", "tap,id=net1,ifname=vkt1"]) == (["net/tun"], [])
