@@ -464,7 +464,7 @@ class Host:
         """New CPUs, memory and/or a bigger disk for a stopped VM; the tiny guest grows its
         root filesystem to the disk at its next boot."""
         if cpus is None and memory is None and disk is None:
-            raise InvalidInputError("nothing to change: give cpus, memory and/or disk")
+            raise InvalidInputError("nothing to change: give --cpus, --memory and/or --disk")
         async with self.locks[name]:
             rec = self.record(name)
             require("resize", rec.state, name)
