@@ -20,6 +20,7 @@ EXPECTED: dict[str, set[VmState]] = {
     "pause": {S.RUNNING},
     "resume": {S.PAUSED},
     "remove": {S.STOPPED, S.CRASHED},
+    "resize": {S.STOPPED, S.CRASHED},
     "exec": {S.RUNNING},
     "copy": {S.RUNNING},
     "console": {S.STARTING, S.RUNNING, S.PAUSED},
@@ -41,7 +42,7 @@ def expected_hint(action: str, state: VmState) -> str:
         return "wait until it is running"
     if state == S.STOPPING:
         return "wait until it is stopped"
-    if action in ("start", "remove"):
+    if action in ("start", "remove", "resize"):
         return "'vmkit stop web'"
     return {S.CRASHED: "'vmkit logs web'", S.STOPPED: "'vmkit start web'",
             S.PAUSED: "'vmkit resume web'", S.RUNNING: "already running"}[state]
