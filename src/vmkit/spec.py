@@ -22,6 +22,7 @@ _SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGN
 # nat: user-mode NAT with outbound access; restricted: the same without any way out (port
 # forwards still work); none: no NIC at all.
 NETWORKS = ("nat", "restricted", "none")
+FIRMWARES = ("bios", "uefi")
 DISPLAYS = ("none", "vnc")  # vnc: a VNC server that vmkitd proxies (vmkit vnc, the dashboard)
 
 
@@ -112,7 +113,7 @@ class VmSpec:
     """A validated request for one VM. Sizes in bytes/MiB so nothing is parsed twice."""
 
     name: str
-    image: str = "tiny"
+    image: str | None = "tiny"  # None: a blank disk, for an OS installed from the CD
     cpus: int = 1
     memory_mib: int = 256
     disk_bytes: int | None = None  # None: the image's own size
@@ -124,6 +125,12 @@ class VmSpec:
     io_bps: int | None = None  # disk bytes per second
     more_networks: tuple[str, ...] = ()  # NICs after the first: private network names or nat
     display: str = "none"  # none or vnc
+    cdrom: str | None = None  # an ISO image in the CD drive
+    firmware: str = "bios"  # bios (SeaBIOS) or uefi (OVMF); images that vmkit boots directly
+    # ignore it
+    ssh_keys: str | None = None  # cloud-init: public keys of the user vmkit makes
+    user_data: str | None = None  # cloud-init: the user's own cloud-config, as written
+    env: dict[str, str] = field(default_factory=dict)  # cloud-init: the guest's environment
 
     def attachments(self) -> tuple[str, ...]:
         """What each NIC is attached to, in order: nat, restricted or a private network."""
@@ -142,7 +149,7 @@ class VmSpec:
 
 def make_spec(
     name: str,
-    image: str = "tiny",
+    image: str | None = "tiny",
     cpus: int = 1,
     memory: str | int = "256M",
     disk: str | None = None,
@@ -153,11 +160,24 @@ def make_spec(
     disposable: bool = False,
     io_limit: str | None = None,
     display: str = "none",
+    cdrom: str | None = None,
+    firmware: str = "bios",
+    ssh_keys: str | None = None,
+    user_data: str | None = None,
+    env: dict[str, str] | list[str] | None = None,
 ) -> VmSpec:
     """Validate user input (as typed on the command line or sent to the API) into a VmSpec.
     A disposable VM is removed, with everything it wrote, when it stops."""
     validate_name(name)
-    validate_name(image, "image")
+    if image is not None:
+        validate_name(image, "image")
+    elif cdrom is None or disk is None:
+        raise InvalidInputError("a VM without an image installs an OS from a CD: give "
+                                "--cdrom FILE.iso and --disk SIZE (e.g. --disk 8G)")
+    if cdrom is not None:
+        validate_name(cdrom, "CD image")
+    if firmware not in FIRMWARES:
+        raise InvalidInputError(f"invalid firmware {firmware!r}: use bios or uefi")
     if not MIN_CPUS <= cpus <= MAX_CPUS:
         raise InvalidInputError(f"cpus {cpus} is out of range: use {MIN_CPUS}-{MAX_CPUS}")
     memory_mib = parse_size(memory, "memory") >> 20
@@ -196,8 +216,16 @@ def make_spec(
     iops, bps = parse_io_limit(io_limit) if io_limit else (None, None)
     if display not in DISPLAYS:
         raise InvalidInputError(f"invalid display {display!r}: use none or vnc")
+    from .images import seed  # here: seed names hosts with validate_name above
+
+    keys = seed.read_ssh_key(ssh_keys, "the ssh key") if ssh_keys else None
+    if user_data is not None:
+        seed.read_user_data(user_data, "the user data")
+    env = seed.parse_env(env) if isinstance(env, list) else seed.parse_env(
+        [f"{k}={v}" for k, v in (env or {}).items()])
     return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,  # type: ignore[arg-type]
-                  auto_remove or disposable, disposable, iops, bps, tuple(more), display)
+                  auto_remove or disposable, disposable, iops, bps, tuple(more), display,
+                  cdrom, firmware, keys, user_data, env)
 
 
 def parse_io_limit(text: str) -> tuple[int | None, int | None]:
@@ -246,7 +274,8 @@ def _remake(spec: VmSpec, cpus: int, memory: str, disk: str | None,
                         f"{spec.disk_bytes // 1024}K" if spec.disk_bytes else None),
                     [p.arg() for p in spec.ports], [spec.network, *spec.more_networks],
                     spec.auto_remove, host_memory_mib, bool(spec.disposable), _io_text(spec),
-                    str(spec.display))
+                    str(spec.display), spec.cdrom, spec.firmware, spec.ssh_keys,
+                    spec.user_data, dict(spec.env))
     return new if disk else replace(new, disk_bytes=spec.disk_bytes)  # to the byte
 
 

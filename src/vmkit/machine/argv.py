@@ -1,8 +1,11 @@
 """Spec -> QEMU command line. A pure function: no I/O, so it is unit-tested to the byte.
 
-The boot path is the fastest one measured on TCG (FACTS.md): the microvm machine, the
-uncompressed kernel entered through PVH, virtio-mmio devices found through ACPI, and a kernel
-command line that skips calibrations the emulated CPU would spend a second on.
+Two machine profiles:
+  tiny  the fastest boot measured on TCG (FACTS.md): the microvm machine, the uncompressed
+        kernel entered through PVH, virtio-mmio devices found through ACPI, and a kernel
+        command line that skips calibrations the emulated CPU would spend a second on.
+  pc    a q35 PC with PCI devices, for real operating systems: a Debian image booted with its
+        own kernel and initrd, or firmware (SeaBIOS or OVMF) booting a disk or an installer CD.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from ..paths import VmPaths
 from ..spec import VmSpec
 
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
-RAM_ID = "microvm.ram"
+RAM_IDS = {"tiny": "microvm.ram", "pc": "pc.ram"}  # what QEMU names each machine's RAM
+RAM_ID = RAM_IDS["tiny"]
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")  # Debian's ovmf package
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")  # copied per VM: the guest writes it
 HZ = 250  # CONFIG_HZ of Debian's kernels; lpj = loops per jiffy = TSC kHz * 1000 / HZ
 # Kernel initcalls that cost the most emulated time at boot (measured with initcall_debug)
 # and that a VM does not need: tracing and BTF setup, slab sysfs, crypto self-tests.
@@ -43,10 +49,24 @@ class RamFile:
 
 @dataclass(frozen=True)
 class BootFiles:
-    kernel: Path
-    initrd: Path
-    rootfs: Path
+    """What a VM boots from: its image's files, and the media of this VM."""
+    kernel: Path | None  # None: the firmware boots the disk or the CD
+    initrd: Path | None
+    rootfs: Path | None  # the image's disk, below the VM's own layers (None: a blank disk)
     rootfs_bytes: int
+    rootfs_format: str = "raw"
+    profile: str = "tiny"  # tiny or pc, see above
+    cmdline: str = ""  # what a pc kernel boot adds to the console and speed options
+    cdrom: Path | None = None  # an ISO in the CD drive (an installer)
+    seed: Path | None = None  # the cloud-init NoCloud ISO
+    firmware: str = "bios"
+    efi_vars: Path | None = None  # the VM's UEFI variable store
+    agent: bool = True  # the guest runs qemu-guest-agent: a boot is done when it answers
+
+    def files(self) -> tuple[Path, ...]:
+        """The read-only files QEMU opens besides the disk layers."""
+        return tuple(p for p in (self.kernel, self.initrd, self.cdrom) if p is not None) + (
+            (OVMF_CODE,) if self.firmware == "uefi" else ())
 
 
 def kernel_cmdline(spec: VmSpec, facts: HostFacts, grow_root: bool, probe: bool = False) -> str:
@@ -62,6 +82,15 @@ def kernel_cmdline(spec: VmSpec, facts: HostFacts, grow_root: bool, probe: bool 
     if probe:
         args.append("vmkit.probe=1")
     return " ".join(args)
+
+
+def pc_cmdline(boot: BootFiles, facts: HostFacts) -> str:
+    """A distribution kernel's command line: the image's own part, the serial console, and
+    the calibrations and mitigations that cost emulated time for nothing."""
+    return " ".join([boot.cmdline, "console=tty0", "console=ttyS0,115200", "quiet",
+                     "tsc=reliable", "no_timer_check", f"tsc_early_khz={facts.tsc_khz}",
+                     f"lpj={facts.tsc_khz * 1000 // HZ}", "mitigations=off",
+                     "random.trust_cpu=on"]).strip()
 
 
 def nic_mac(first: str, index: int) -> str:
@@ -102,42 +131,67 @@ def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, 
     with, which holds because they are all derived from the same spec here. ``nics``: the
     netdev of each NIC on a private network, without its id (without one, a NIC that leads
     nowhere)."""
+    tiny = boot.profile == "tiny"
+    firmware_boots = boot.kernel is None  # else QEMU boots the kernel (its bootindex is 0)
+    bus = "device" if tiny else "pci"  # virtio over MMIO on microvm, over PCI on q35
     cpu = "host" if facts.accel == "kvm" else "max"
-    grow = spec.disk_bytes is not None and spec.disk_bytes > boot.rootfs_bytes
     argv = [
         facts.qemu,
         "-name", f"{spec.name},debug-threads=on",
-        "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on",
+        "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on" if tiny else "q35",
         "-accel", facts.accel, "-cpu", cpu,
         "-smp", str(spec.cpus), "-m", f"{spec.memory_mib}M",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-sandbox", SANDBOX,
-        "-kernel", str(boot.kernel), "-initrd", str(boot.initrd),
-        "-append", kernel_cmdline(spec, facts, grow),
+    ]
+    if tiny:
+        grow = spec.disk_bytes is not None and spec.disk_bytes > boot.rootfs_bytes
+        argv += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd),
+                 "-append", kernel_cmdline(spec, facts, grow)]
+    elif boot.kernel is not None:
+        argv += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd),
+                 "-append", pc_cmdline(boot, facts)]
+    if boot.firmware == "uefi":
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={boot.efi_vars}"]
+    argv += [
         "-drive", f"file={disk},if=none,id=disk0,format=qcow2,discard=unmap"
                   + (",readonly=on" if readonly_disk else "") + _throttling(spec),
-        "-device", "virtio-blk-device,drive=disk0",
+        "-device", f"virtio-blk-{bus},drive=disk0" + (
+            ",bootindex=0" if firmware_boots else ""),
+    ]
+    # The disk boots first: an empty one has nothing to boot, so the firmware goes on to the
+    # installer CD, and once the OS is installed the disk boots without ejecting anything.
+    if boot.cdrom is not None:
+        argv += ["-drive", f"file={boot.cdrom},if=none,id=cd0,media=cdrom,readonly=on",
+                 "-device", "ide-cd,drive=cd0,bus=ide.0" + (",bootindex=1" if firmware_boots
+                                                             else "")]
+    if boot.seed is not None:  # on virtio: Debian's cloud kernel has no AHCI driver
+        argv += ["-drive", f"file={boot.seed},if=none,id=seed,format=raw,readonly=on",
+                 "-device", f"virtio-blk-{bus},drive=seed"]
+    argv += [
         "-chardev", f"socket,id=qmp,path={paths.qmp},server=on,wait=off",
         "-mon", "chardev=qmp,mode=control",
         "-chardev", f"socket,id=agent,path={paths.agent},server=on,wait=off",
-        "-device", "virtio-serial-device",
+        "-device", f"virtio-serial-{bus}",
         "-device", "virtserialport,chardev=agent,name=org.qemu.guest_agent.0",
         "-chardev", f"socket,id=console,path={paths.console},server=on,wait=off,"
                     f"logfile={paths.serial_log},logappend=on",
         "-serial", "chardev:console",
-        "-device", "virtio-rng-device",
+        "-device", f"virtio-rng-{bus}",
         "-pidfile", str(paths.pid),
     ]
     for i in range(len(spec.attachments())):
         argv += ["-netdev", _netdev(spec, i, nics),
-                 "-device", f"virtio-net-device,netdev=net{i},mac={nic_mac(mac, i)}"]
+                 "-device", f"virtio-net-{bus},netdev=net{i},mac={nic_mac(mac, i)}"]
     if ram is not None:
         # The id is the one QEMU gives its default RAM, so saved states load either way.
-        argv += ["-object", f"memory-backend-file,id={RAM_ID},size={spec.memory_mib}M,"
+        ram_id = RAM_IDS[boot.profile]
+        argv += ["-object", f"memory-backend-file,id={ram_id},size={spec.memory_mib}M,"
                             f"mem-path={ram.path},share={'on' if ram.shared else 'off'}",
-                 "-machine", f"memory-backend={RAM_ID}"]
+                 "-machine", f"memory-backend={ram_id}"]
     if spec.display == "vnc":  # on a socket only vmkitd reaches; display.py sets the password
-        argv += ["-vnc", f"unix:{paths.vnc},password=on"]
+        argv += ([] if tiny else ["-device", "VGA"]) + ["-vnc", f"unix:{paths.vnc},password=on"]
     if incoming:
         argv += ["-incoming", "defer"]
     return argv
