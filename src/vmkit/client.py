@@ -25,6 +25,7 @@ from .errors import DaemonError, HostError, VmkitError, error_from_body
 from .paths import HomePaths, default_home
 
 LONG = 600.0  # seconds: creating, starting and stopping VMs wait for the guest
+PROVISION = 3600.0  # creating a VM waits for cloud-init, which may install packages
 
 
 @dataclass
@@ -152,9 +153,20 @@ class Client:
     def get_image(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/images/{name}")
 
-    def build_image(self, name: str = "tiny", force: bool = False) -> dict[str, Any]:
-        """Start a build; returns the operation. ``wait_operation`` follows it."""
-        return self._json("POST", f"/images/{name}/build", params={"force": force})
+    def build_image(self, name: str = "tiny", force: bool = False, builder: str | None = None,
+                    **debian: Any) -> dict[str, Any]:
+        """Start a build; returns the operation. ``wait_operation`` follows it. ``debian``:
+        release, size, packages (comma-separated) and minimal, for the debian builder."""
+        params = {"force": force, **({"builder": builder} if builder else {}), **debian}
+        return self._json("POST", f"/images/{name}/build", params=params)
+
+    def import_image(self, name: str, path: str | Path) -> dict[str, Any]:
+        """Start importing a disk image or ISO on the daemon's host; returns the operation."""
+        return self._json("POST", f"/images/{name}/import",
+                          json={"path": str(Path(path).absolute())})
+
+    def cancel_operation(self, op_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/operations/{op_id}")
 
     def remove_image(self, name: str) -> None:
         self._json("DELETE", f"/images/{name}")
@@ -183,19 +195,26 @@ class Client:
     def get_vm(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/vms/{name}")
 
-    def create_vm(self, name: str, image: str = "tiny", cpus: int = 1, memory: str = "256M",
-                  disk: str | None = None, ports: Iterable[str] = (),
+    def create_vm(self, name: str, image: str | None = "tiny", cpus: int = 1,
+                  memory: str = "256M", disk: str | None = None, ports: Iterable[str] = (),
                   network: str | list[str] | None = None, auto_remove: bool = False,
                   disposable: bool = False, io_limit: str | None = None,
-                  display: str = "none") -> dict[str, Any]:
-        """Create and boot a VM; returns when its guest agent answers. ``network``: nat by
-        default, none for a ``disposable`` VM (removed with all it wrote when it stops).
-        ``io_limit``: disk throttling, e.g. "300iops,20M" (per second). ``display``: "vnc"
-        for a VNC server (``vnc_display`` tells where)."""
+                  display: str = "none", cdrom: str | None = None, firmware: str = "bios",
+                  ssh_keys: str | None = None, user_data: str | None = None,
+                  env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Create and boot a VM; returns when its guest agent answers (and, for an image with
+        cloud-init, when cloud-init is done: see the result's ``cloud_init``). ``network``:
+        nat by default, none for a ``disposable`` VM (removed with all it wrote when it
+        stops). ``io_limit``: disk throttling, e.g. "300iops,20M" (per second). ``display``:
+        "vnc" for a VNC server (``vnc_display`` tells where). ``cdrom``: an ISO image in the
+        CD drive; with ``image=None`` the disk starts blank (give ``disk``). ``ssh_keys``,
+        ``user_data`` (#cloud-config text) and ``env``: cloud-init provisioning."""
         body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "disk": disk,
                 "ports": list(ports), "network": network, "auto_remove": auto_remove,
-                "disposable": disposable, "io_limit": io_limit, "display": display}
-        return self._json("POST", "/vms", json=body, timeout=LONG)
+                "disposable": disposable, "io_limit": io_limit, "display": display,
+                "cdrom": cdrom, "firmware": firmware, "ssh_keys": ssh_keys,
+                "user_data": user_data, "env": env or {}}
+        return self._json("POST", "/vms", json=body, timeout=PROVISION)
 
     def _action(self, name: str, action: str, **params: Any) -> dict[str, Any]:
         return self._json("POST", f"/vms/{name}/{action}", params=params, timeout=LONG)

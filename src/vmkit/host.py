@@ -16,9 +16,11 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +28,34 @@ from . import disks, identity
 from .agent import GuestAgent
 from .console import ConsoleHub
 from .events import Changes
-from .errors import (AgentError, ConflictError, HostError, InvalidInputError, LaunchError,
-                     NotFoundError, VmkitError)
+from .errors import (AgentError, ConflictError, HostError, ImageError, InvalidInputError,
+                     LaunchError, NotFoundError, VmkitError)
 from .identity import random_mac
-from .images.store import ImageStore
+from .images import seed
+from .images import importer
+from .images.debian import DebianOptions
+from .images.store import Cancelled, ImageStore
 from .machine import jail, vmstate
 from .machine.accel import probe_host
-from .machine.argv import BootFiles, HostFacts, build_argv
+from .machine.argv import OVMF_VARS, BootFiles, HostFacts, build_argv
 from .machine.limits import Limits
 from .machine.process import Machine, find_qemu, log_tail, pid_matches
 from .forensics import Forensics
 from .migration import Migrations
-from .network import check_ports_free
+from .network import check_ports_free, free_port
 from .networks import Networks
 from .paths import HomePaths, VmPaths, atomic_write, new_id
 from .portable.service import Portable
 from .snapshots import Resume, Snapshots
 from .stats import Stats
-from .spec import VmSpec, format_size, resized
+from .spec import PortForward, VmSpec, format_size, resized
 from .state import LIVE, VmState, require
 from .store import ImageRecord, Operation, Store, VmRecord
 
 log = logging.getLogger("vmkit.host")
 AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
+PC_AGENT_TIMEOUT = 300.0  # the same for a full OS (systemd under TCG takes a minute or more)
+CLOUD_INIT_TIMEOUT = 1800.0  # a user's cloud-config may install packages
 S = VmState
 
 
@@ -75,14 +82,28 @@ def describe_vm(rec: VmRecord) -> dict[str, Any]:
         "auto_remove": spec.auto_remove, "disposable": spec.disposable,
         "io_iops": spec.io_iops, "io_bps": spec.io_bps, "created": rec.created,
         "started": rec.started, "display": spec.display,
-        "reason": rec.reason,
+        "reason": rec.reason, "cdrom": spec.cdrom, "firmware": spec.firmware,
+        "ssh_keys": spec.ssh_keys,
     }
 
 
+def with_ssh_port(spec: VmSpec, boot: BootFiles) -> VmSpec:
+    """A cloud-init guest runs sshd: forward a free loopback port to it for 'vmkit ssh',
+    unless the user forwarded one or the VM has no user-mode NIC to forward through."""
+    if boot.seed is None or any(p.guest_port == 22 and p.proto == "tcp" for p in spec.ports) \
+            or not {"nat", "restricted"} & set(spec.attachments()):
+        return spec
+    return replace(spec, ports=(*spec.ports, PortForward(free_port(), 22)))
+
+
 def describe_image(image: ImageRecord) -> dict[str, Any]:
+    meta = image.meta
     return {"name": image.name, "digest": image.digest, "kind": image.kind,
-            "size": image.size, "disk": format_size(int(image.meta["rootfs_bytes"])),
-            "created": image.created}
+            "size": image.size, "disk": format_size(int(meta["rootfs_bytes"])),
+            "created": image.created, "format": meta.get("format", "raw"),
+            "description": meta.get("description") or (
+                f"imported from {meta['source']}" if "source" in meta else "vmkit tiny guest"),
+            "bootable": meta.get("bootable"), "cloud_init": bool(meta.get("cloud_init"))}
 
 
 def describe_operation(op: Operation) -> dict[str, Any]:
@@ -98,6 +119,7 @@ class Host:
         self._stopping: set[str] = set()  # VMs we were asked to stop: their exit is no crash
         self._replacing: set[str] = set()  # VMs whose QEMU a restore replaces: no stop, no crash
         self._builds: dict[str, Operation] = {}
+        self._cancels: dict[str, threading.Event] = {}  # by operation id
         self._facts: tuple[HostFacts, str] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.snapshots = Snapshots(self)
@@ -139,6 +161,7 @@ class Host:
             raise HostError(f"cannot set up the user QEMU runs as ({jail.USER}): {e}; "
                             "or run vmkitd with VMKIT_JAIL=0 to run QEMU unjailed") from e
         self.store.fail_interrupted_operations()
+        self.images.clean()
         for rec in self.store.vms():
             if await self.migrations.discard_arrival(rec.name):
                 continue
@@ -203,10 +226,48 @@ class Host:
 
     # --- host facts ------------------------------------------------------------------
 
-    def host_facts(self, boot: BootFiles) -> HostFacts:
+    def host_facts(self, boot: BootFiles | None = None) -> HostFacts:
+        """What this host's QEMU runs with; the KVM probe boots the tiny image's kernel."""
         if self._facts is None:
+            if boot is None or boot.profile != "tiny":
+                tiny = self.store.image("tiny")
+                if tiny is None:
+                    raise ImageError("vmkit boots the tiny image once to find out whether KVM "
+                                     "is usable here: build it with 'vmkit image build tiny'")
+                boot = self.images.boot_files(tiny)
             self._facts = probe_host(boot, self.paths.run / "host.json")
         return self._facts[0]
+
+    def boot_files(self, spec: VmSpec, vm_dir: Path | None = None) -> BootFiles:
+        """What the VM of ``spec`` boots: its image's files, its CD, and in ``vm_dir`` (its
+        own directory by default) its cloud-init seed and UEFI variables, which
+        ``write_media`` makes."""
+        vm_dir = vm_dir or self.paths.vm(spec.name).dir
+        if spec.image is None:  # a blank disk for an OS to be installed from the CD
+            boot = BootFiles(None, None, None, spec.disk_bytes or 0, profile="pc", agent=False)
+            cloud_init = False
+        else:
+            image = self.images.get(spec.image)
+            boot = self.images.boot_files(image)
+            cloud_init = bool(image.meta.get("cloud_init"))
+        return replace(
+            boot, cdrom=self.images.cdrom(spec.cdrom) if spec.cdrom else None,
+            seed=vm_dir / "seed.iso" if cloud_init else None,
+            # Firmware only matters where no kernel is booted directly.
+            firmware=spec.firmware if boot.kernel is None else "bios",
+            efi_vars=vm_dir / "efi-vars.fd" if boot.kernel is None and
+            spec.firmware == "uefi" else None)
+
+    @staticmethod
+    def write_media(spec: VmSpec, boot: BootFiles) -> None:
+        """Make the VM's cloud-init seed and UEFI variable store, where it has none yet."""
+        if boot.efi_vars is not None and not boot.efi_vars.exists():
+            shutil.copyfile(OVMF_VARS, boot.efi_vars)
+        if boot.seed is not None and not boot.seed.exists():
+            user_data = seed.read_user_data(spec.user_data, "user data") if spec.user_data \
+                else None
+            config = seed.cloud_config(spec.name, spec.ssh_keys, user_data, dict(spec.env))
+            seed.build_seed(boot.seed, f"vmkit-{spec.name}-{new_id()}", spec.name, config)
 
     def info(self) -> dict[str, Any]:
         facts = json.loads((self.paths.run / "host.json").read_text()) if (
@@ -225,7 +286,8 @@ class Host:
     def get_image(self, name: str) -> dict[str, Any]:
         return describe_image(self.images.get(name))
 
-    def build_image(self, name: str, force: bool = False) -> dict[str, Any]:
+    def build_image(self, name: str, force: bool = False, builder: str | None = None,
+                    options: DebianOptions | None = None) -> dict[str, Any]:
         """Start building ``name`` in the background; returns the operation to follow."""
         if (running := self._builds.get(name)) is not None:
             return self.operation(running.id)
@@ -234,26 +296,64 @@ class Host:
         if force and (users := self._image_users(name)):
             raise ConflictError(f"image {name!r} is used by {', '.join(users)}; "
                                 "remove them before rebuilding it")
-        op = self.store.add_operation("image-build", name)
+        return self._image_operation("image-build", name, lambda progress: self.images.build(
+            name, progress, builder, options))
+
+    def import_image(self, name: str, source: str) -> dict[str, Any]:
+        """Start importing the disk or ISO file at ``source`` (a path on this host) as
+        image ``name``; returns the operation to follow."""
+        if name in self._builds:
+            raise ConflictError(f"image {name!r} is being built or imported already")
+        if self.store.image(name):
+            raise ConflictError(f"image {name!r} exists; choose another --name or remove it "
+                                f"with 'vmkit image rm {name}'")
+        path = Path(source)
+        if not path.is_absolute():
+            raise InvalidInputError(f"give the file's absolute path, not {source!r}")
+        importer.inspect(path)  # refuse a bad file now, not in the operation
+        return self._image_operation("image-import", name, lambda progress: self.images.import_file(
+            name, path, progress))
+
+    def _image_operation(self, kind: str, name: str,
+                         work: Callable[[Callable[[float, str], None]], Any]) -> dict[str, Any]:
+        op = self.store.add_operation(kind, name)
         self._builds[name] = op
+        cancelled = threading.Event()
+        self._cancels[op.id] = cancelled
 
         def progress(fraction: float, message: str) -> None:
+            if cancelled.is_set():
+                raise Cancelled()
             self.store.update_operation(op.id, progress=fraction, message=message)
 
         async def run() -> None:
             try:
-                await asyncio.to_thread(self.images.build, name, progress)
+                await asyncio.to_thread(work, progress)
                 self.store.update_operation(op.id, state="succeeded", progress=1.0,
-                                            message="image built")
+                                            message="done")
+            except Cancelled:
+                self.store.update_operation(op.id, state="failed", progress=1.0,
+                                            message="cancelled", error="cancelled: nothing "
+                                            "was stored")
             except Exception as e:  # recorded on the operation for the client to show
                 msg = e.message if isinstance(e, VmkitError) else f"{type(e).__name__}: {e}"
                 self.store.update_operation(op.id, state="failed", progress=1.0,
-                                            message="build failed", error=msg)
+                                            message="failed", error=msg)
             finally:
                 del self._builds[name]
+                self._cancels.pop(op.id, None)
 
         self.spawn(run())
         return describe_operation(op)
+
+    def cancel_operation(self, op_id: str) -> dict[str, Any]:
+        """Stop an image build or import; what it made so far is removed."""
+        op = self.operation(op_id)
+        if (cancelled := self._cancels.get(op_id)) is None:
+            raise ConflictError(f"operation {op_id} is {op['state']}; only a running image "
+                                "build or import can be cancelled")
+        cancelled.set()
+        return op
 
     def operation(self, op_id: str) -> dict[str, Any]:
         op = self.store.operation(op_id)
@@ -312,12 +412,12 @@ class Host:
                 raise ConflictError(f"a VM named {spec.name} already exists; choose another "
                                     f"name or remove it with 'vmkit rm {spec.name}'")
             self.networks.check(spec.attachments())
-            image = self.images.get(spec.image)
-            boot = self.images.boot_files(image)
+            boot = self.boot_files(spec)
             if spec.disk_bytes is not None and spec.disk_bytes < boot.rootfs_bytes:
                 raise InvalidInputError(
                     f"disk {format_size(spec.disk_bytes)} is smaller than the image "
                     f"{spec.image} ({format_size(boot.rootfs_bytes)}); use at least that")
+            spec = with_ssh_port(spec, boot)
             check_ports_free(spec.ports)
             facts = self.host_facts(boot)
             vmp = self.paths.vm(spec.name)
@@ -325,14 +425,42 @@ class Host:
             vmp.dir.mkdir(mode=0o700)
             try:
                 layer = new_id()
-                await disks.create_overlay(self.paths.disk(layer), boot.rootfs, "raw",
-                                           spec.disk_bytes or boot.rootfs_bytes)
+                if boot.rootfs is None:
+                    await disks.create_empty(self.paths.disk(layer), boot.rootfs_bytes)
+                else:
+                    await disks.create_overlay(self.paths.disk(layer), boot.rootfs,
+                                               boot.rootfs_format,
+                                               spec.disk_bytes or boot.rootfs_bytes)
                 rec = self.store.add_vm(spec, random_mac(), layer)
                 await self.launch(rec, boot, facts)
             except BaseException:
                 await self.discard(spec.name)  # nothing half-created is left behind
                 raise
-        return self.get_vm(spec.name)
+            provisioned = await self._cloud_init(spec.name) if boot.seed else None
+        return {**self.get_vm(spec.name), **({"cloud_init": provisioned} if provisioned else {})}
+
+    async def _cloud_init(self, name: str) -> dict[str, Any]:
+        """Wait for cloud-init in the new guest to finish: {"status": "done" | "error", ...}.
+        A failure is reported, not undone: the VM runs on, for the user to look into."""
+        agent = self.machines[name].agent
+        out = bytearray()
+        code: Any = None
+        try:
+            async with asyncio.timeout(CLOUD_INIT_TIMEOUT):
+                async for stream, data in agent.exec_stream(
+                        ["cloud-init", "status", "--wait", "--long"]):
+                    if isinstance(data, bytes):
+                        out += data
+                    else:
+                        code = data
+        except (TimeoutError, VmkitError) as e:
+            return {"status": "error", "detail": f"could not follow cloud-init: {e or 'timed out'}"}
+        text = out.decode(errors="replace").strip()
+        if code == 0:
+            return {"status": "done", "detail": ""}
+        details = [line.strip() for line in text.splitlines()
+                   if line.strip().startswith(("detail:", "errors:", "- ", "status:"))]
+        return {"status": "error", "detail": " ".join(details)[-500:] or text[-500:]}
 
     async def launch(self, rec: VmRecord, boot: BootFiles, facts: HostFacts,
                       resume: Resume | None = None) -> None:
@@ -347,7 +475,7 @@ class Host:
                                                "argv": argv}, indent=1).encode())
         self.store.set_vm_state(name, S.STARTING)
         self._stopping.discard(name)
-        machine = await self.start_qemu(argv, vmp, boot, self.disk_path(rec),
+        machine = await self.start_qemu(rec.spec, argv, vmp, boot, self.disk_path(rec),
                                         ram=resume.ram.path if resume and resume.ram else None,
                                         on_event=self.handler(name))
         self.machines[name] = machine
@@ -360,9 +488,11 @@ class Host:
                     self.store.set_vm_state(name, S.PAUSED, pid=machine.pid, started=time.time())
                     return
                 await machine.execute("cont")
-            await machine.agent.connect(timeout=AGENT_TIMEOUT)
-            if resume is not None:
-                await identity.apply(machine.agent, resume.identity)
+            if boot.agent:  # an installer CD or an imported disk may have no agent
+                await machine.agent.connect(
+                    timeout=AGENT_TIMEOUT if boot.profile == "tiny" else PC_AGENT_TIMEOUT)
+                if resume is not None:
+                    await identity.apply(machine.agent, resume.identity)
         except VmkitError as e:
             self._stopping.add(name)
             await machine.kill()
@@ -381,18 +511,20 @@ class Host:
             raise LaunchError(f"QEMU could not load the saved state: "
                               f"{log_tail(machine.paths.qemu_log, 2) or 'no message'}") from None
 
-    async def start_qemu(self, argv: list[str], vmp: VmPaths, boot: BootFiles, disk: Path, *,
-                         disk_writable: bool = True, ram: Path | None = None,
+    async def start_qemu(self, spec: VmSpec, argv: list[str], vmp: VmPaths, boot: BootFiles,
+                         disk: Path, *, disk_writable: bool = True, ram: Path | None = None,
                          on_event: Any = None) -> Machine:
         """Start the QEMU of ``argv`` for the VM in ``vmp``, jailed where vmkitd can (see
         machine/jail.py) so that it sees only the VM's own files: ``disk`` and the layers
-        below it, ``boot``'s kernel and initrd, and ``ram``."""
+        below it, ``boot``'s kernel, initrd and CD, and ``ram``."""
+        await asyncio.to_thread(self.write_media, spec, boot)
         if self.jail is None:
             return await Machine.launch(argv, vmp, on_event=on_event)
-        files = jail.vm_files(vmp.dir, (boot.kernel, boot.initrd), disk, disk_writable, ram)
+        files = jail.vm_files(vmp.dir, boot.files(), disk, disk_writable, ram)
         files += [(d, False) for d in jail.switch_dirs(argv) if d != vmp.dir]
         layers = [p for p, _ in files if p.parent == self.paths.disks]
-        self.jail.give(vmp.dir, *layers, *([ram] if ram else []))
+        media = [p for p in (boot.seed, boot.efi_vars) if p is not None]
+        self.jail.give(vmp.dir, *layers, *([ram] if ram else []), *media)
         argv = self.jail.command(argv, files, *jail.devices(argv))
         return await Machine.launch(argv, vmp, on_event=on_event, jailed=True)
 
@@ -486,7 +618,7 @@ class Host:
         async with self.locks[name]:
             rec = self.record(name)
             require("start", rec.state, name)
-            boot = self.images.boot_files(self.images.get(rec.spec.image))
+            boot = self.boot_files(rec.spec)
             await self.start(rec, boot, self.host_facts(boot))
         return self.get_vm(name)
 

@@ -88,7 +88,7 @@ class Migrations:
         async with host.locks[spec.name]:
             if host.store.vm(spec.name):
                 raise ConflictError(f"a VM named {spec.name} already exists on this host")
-            boot = host.images.boot_files(host.images.get(spec.image))
+            boot = host.boot_files(spec)
             facts = host.host_facts(boot)
             ours = await asyncio.to_thread(qemu_version, facts.qemu)
             if ours.split(".")[:2] != qemu.split(".")[:2]:
@@ -117,7 +117,7 @@ class Migrations:
             try:
                 argv = build_argv(spec, boot, vmp, facts, mac, host.paths.disk(layer),
                                   incoming=True, nics=host.networks.plug(rec)) + ["-S"]
-                machine = await host.start_qemu(argv, vmp, boot, host.paths.disk(layer),
+                machine = await host.start_qemu(spec, argv, vmp, boot, host.paths.disk(layer),
                                                 on_event=host.handler(spec.name))
                 host.machines[spec.name] = machine
                 host.limit(spec.name, machine.pid)
@@ -276,7 +276,7 @@ class Migrations:
                                      headers={"authorization": f"Bearer {peer.token}"},
                                      verify=peer.ca or True, timeout=PEER_TIMEOUT) as remote:
             progress(0.0, "preparing the destination")
-            facts = host.host_facts(host.images.boot_files(host.images.get(rec.spec.image)))
+            facts = host.host_facts(host.boot_files(rec.spec))
             there = await _call(remote, "POST", "/migrations", peer, json={
                 "spec": rec.spec.to_json(), "mac": rec.mac, "disk_bytes": size,
                 "disk_used": disks.chain_allocated(host.disk_path(rec)),

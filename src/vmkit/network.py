@@ -23,3 +23,10 @@ def check_ports_free(forwards: Iterable[PortForward]) -> None:
                     f"host port {f.host_addr}:{f.host_port}/{f.proto} is not available "
                     f"({e.strerror}); choose another host port, e.g. -p {f.host_port + 1}:{f.guest_port}"
                 ) from None
+
+
+def free_port(addr: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now, chosen by the kernel."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((addr, 0))
+        return int(s.getsockname()[1])

@@ -276,7 +276,7 @@ class Snapshots:
             if (snap.spec.cpus, snap.spec.memory_mib) != (rec.spec.cpus, rec.spec.memory_mib):
                 raise InvalidInputError(f"snapshot {name} was taken with other CPUs or memory "
                                         f"than {vm} has now; it cannot be restored onto it")
-            boot = host.images.boot_files(host.images.get(rec.spec.image))
+            boot = host.boot_files(rec.spec)
             facts = host.host_facts(boot)
             was_live = rec.state in LIVE
             layer = new_id()
@@ -354,7 +354,7 @@ class Snapshots:
         async with host.locks[name]:
             if self.store.vm(name):
                 raise ConflictError(f"a VM named {name} already exists; choose another name")
-            boot = host.images.boot_files(host.images.get(spec.image))
+            boot = host.boot_files(spec)
             facts = host.host_facts(boot)
             check_ports_free(spec.ports)
             vmp = host.paths.vm(name)
@@ -391,7 +391,7 @@ class Snapshots:
             work = VmPaths(sp.dir / "prepare")
             shutil.rmtree(work.dir, ignore_errors=True)
             work.dir.mkdir(mode=0o700)
-            boot = host.images.boot_files(host.images.get(snap.spec.image))
+            boot = host.boot_files(snap.spec, work.dir)
             # NICs on private networks need backends of their kind; these lead nowhere: this
             # QEMU never runs its guest.
             nics = host.networks.plug_loose(f"prepare-{snap.id}", snap.spec, work.dir)
@@ -399,7 +399,7 @@ class Snapshots:
                               self.paths.disk(snap.layer), ram=RamFile(work.dir / "ram", True),
                               incoming=True, readonly_disk=True, nics=nics)
             try:
-                machine = await host.start_qemu(argv, work, boot, self.paths.disk(snap.layer),
+                machine = await host.start_qemu(snap.spec, argv, work, boot, self.paths.disk(snap.layer),
                                                 disk_writable=False)
                 try:
                     await vmstate.load(machine, sp.state)

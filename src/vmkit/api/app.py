@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
@@ -29,9 +29,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import InvalidInputError, NotFoundError, UnauthorizedError, VmkitError, to_body
 from ..host import Host, host_memory_mib
+from ..images.debian import debian_options
 from ..paths import open_nofollow
 from ..spec import check_spec, make_spec, validate_name
-from .models import (Error, ExecRequest, ExportRequest, FileChange, Network, NetworkCreate,
+from .models import (Error, ExecRequest, ImageImport, ExportRequest, FileChange, Network, NetworkCreate,
                      VmStats, FastTemplate, ForkCreate, HostInfo, Image,
                      IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
                      RemoteHost, SnapshotCreate, Template, TemplateCreate, Vm, VmCreate,
@@ -138,9 +139,28 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         return host.get_image(name)
 
     @app.post("/v1/images/{name}/build", response_model=Operation, status_code=202)
-    async def build_image(name: ImageName, force: bool = False) -> dict[str, Any]:
+    async def build_image(
+            name: ImageName, force: bool = False,
+            builder: Annotated[Literal["tiny", "debian"] | None, Query(
+                description="what to build; by default the builder named like the image")] = None,
+            release: Annotated[str, Query(max_length=32, description="debian: the release")
+                               ] = "bookworm",
+            size: Annotated[str, Query(max_length=32, description="debian: the disk size")
+                            ] = "4G",
+            packages: Annotated[str, Query(max_length=4096, description="debian: more "
+                                           "packages, comma-separated")] = "",
+            minimal: Annotated[bool, Query(description="debian: without ssh and cloud-init "
+                                           "(a quick build that boots to the agent)")] = False,
+    ) -> dict[str, Any]:
         """Start building an image; follow the returned operation for progress."""
-        return host.build_image(name, force)
+        options = debian_options(release, size, packages, minimal)
+        return host.build_image(name, force, builder, options)
+
+    @app.post("/v1/images/{name}/import", response_model=Operation, status_code=202)
+    async def import_image(name: ImageName, body: ImageImport) -> dict[str, Any]:
+        """Start importing a disk (qcow2, raw, vmdk, vdi) or ISO file on this host as an
+        image; follow the returned operation for progress."""
+        return host.import_image(name, body.path)
 
     @app.delete("/v1/images/{name}", status_code=204)
     async def remove_image(name: ImageName) -> None:
@@ -149,6 +169,11 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
     @app.get("/v1/operations/{op_id}", response_model=Operation)
     async def get_operation(op_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
         return host.operation(op_id)
+
+    @app.delete("/v1/operations/{op_id}", response_model=Operation, status_code=202)
+    async def cancel_operation(op_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+        """Cancel a running image build or import; nothing of it is stored."""
+        return host.cancel_operation(op_id)
 
     # --- VMs -----------------------------------------------------------------------------
 
@@ -164,7 +189,8 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
             raise InvalidInputError("network: a VM has at most 8 NICs")
         spec = make_spec(body.name, body.image, body.cpus, body.memory, body.disk, body.ports,
                          network, body.auto_remove, host_memory_mib(), body.disposable,
-                         body.io_limit, body.display)
+                         body.io_limit, body.display, body.cdrom, body.firmware, body.ssh_keys,
+                         body.user_data, body.env)
         return await host.create_vm(spec)
 
     @app.get("/v1/vms/{name}", response_model=Vm)
@@ -306,7 +332,7 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         """The template 'vmkit run --fast' forks, made on first use (boot once, snapshot)."""
         spec = make_spec("fast", body.image, body.cpus, body.memory, network=body.network,
                          host_memory_mib=host_memory_mib())
-        name = await host.snapshots.fast_template(spec.image, spec.cpus, spec.memory_mib,
+        name = await host.snapshots.fast_template(body.image, spec.cpus, spec.memory_mib,
                                                   spec.network != "none")
         return host.snapshots.get_template(name)
 

@@ -22,7 +22,7 @@ class PortForward(BaseModel):
 class VmCreate(BaseModel):
     name: str = Field(description="1-63 letters, digits and '-'; also the guest's hostname",
                       max_length=63, examples=["web"])
-    image: str = Field("tiny", max_length=63)
+    image: str | None = Field("tiny", max_length=63, description="null: a blank disk")
     cpus: int = Field(1, description="virtual CPUs, 1-64")
     memory: str = Field("256M", max_length=32, description="e.g. 256M, 1G (MiB if no unit)")
     disk: str | None = Field(None, max_length=32, description="disk size; default: the image's")
@@ -41,12 +41,28 @@ class VmCreate(BaseModel):
                                  "operations and/or bytes per second, e.g. 300iops,20M")
     display: Literal["none", "vnc"] = Field("none", description="vnc: a VNC server, reached "
                                             "through vmkitd ('vmkit vnc', the dashboard)")
+    cdrom: str | None = Field(None, max_length=63, description="an ISO image ('vmkit image "
+                              "import') in the CD drive; with image null, installs an OS on a "
+                              "blank disk of size 'disk'")
+    firmware: Literal["bios", "uefi"] = Field("bios", description="for images booted by "
+                                              "firmware: SeaBIOS or UEFI (OVMF)")
+    ssh_keys: str | None = Field(None, max_length=16384, description="cloud-init images: "
+                                 "OpenSSH public keys of the user vmkit makes ('debian')")
+    user_data: str | None = Field(None, max_length=1 << 20, description="cloud-init images: "
+                                  "a #cloud-config document, checked before boot")
+    env: dict[str, str] = Field({}, max_length=256, description="cloud-init images: "
+                                "environment variables for the guest and its runcmd")
+
+
+class CloudInit(BaseModel):
+    status: Literal["done", "error"]
+    detail: str
 
 
 class Vm(BaseModel):
     name: str
     state: Literal["starting", "running", "paused", "stopping", "stopped", "crashed"]
-    image: str
+    image: str | None
     cpus: int
     memory: str
     memory_mib: int
@@ -66,6 +82,11 @@ class Vm(BaseModel):
     reason: str = Field(description="why the VM crashed, if it did")
     snapshot: str | None = Field(None, description="the snapshot its state descends from")
     forked_from: str | None = Field(None, description="VM@SNAP or template it was forked from")
+    cdrom: str | None = None
+    firmware: Literal["bios", "uefi"] = "bios"
+    ssh_keys: str | None = Field(None, description="public keys the guest's user accepts")
+    cloud_init: CloudInit | None = Field(None, description="on creation of a cloud-init "
+                                         "image: how provisioning ended")
 
 
 class Image(BaseModel):
@@ -75,6 +96,17 @@ class Image(BaseModel):
     size: int = Field(description="bytes used on disk")
     disk: str = Field(description="virtual size of the root disk")
     created: float
+    format: str = Field("raw", description="the disk's format: raw or qcow2")
+    description: str = ""
+    bootable: str | None = Field(None, description="imported images: how the firmware boots "
+                                 "it (mbr, gpt, bios, uefi, bios+uefi or unknown)")
+    cloud_init: bool = Field(False, description="it provisions itself from --ssh-key, "
+                             "--user-data and -e")
+
+
+class ImageImport(BaseModel):
+    path: str = Field(max_length=4096, description="absolute path of a disk image, ISO or "
+                      "block device on the daemon's host", examples=["/srv/isos/alpine.iso"])
 
 
 class Operation(BaseModel):

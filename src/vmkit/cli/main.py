@@ -83,11 +83,13 @@ inside vmkitd (QEMU sockets, DHCP and DNS served by vmkitd), always isolated.
   vmkit exec a -- ping -c1 b
   vmkit net ls; vmkit net rm lab
 """
-IMAGE_HELP = """Build, list, inspect and remove VM images.
+IMAGE_HELP = """Build, import, list, inspect and remove VM images.
 
 [bold]Examples:[/bold]
 
   vmkit image build                  # build the tiny image
+  vmkit image build debian           # Debian with cloud-init and ssh (a few minutes)
+  vmkit image import disk.vmdk --name old-app
   vmkit image ls
 """
 
@@ -204,8 +206,11 @@ def _root(
 
 @command()
 def run(
-    image: Annotated[str, typer.Argument(
-        metavar="IMAGE", help="Image to boot; 'tiny' is built on first use.")] = "tiny",
+    image: Annotated[str | None, typer.Argument(
+        metavar="IMAGE", show_default=False,
+        help="Image to boot: tiny (the default), debian, or one from 'vmkit image import'; "
+             "tiny and debian are built on first use. With --cdrom and no IMAGE the disk "
+             "starts blank.")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", "-n", show_default=False,
         help="VM name, also its hostname (letters, digits, '-'). Default: a generated one "
@@ -248,6 +253,28 @@ def run(
         "--display", metavar="none|vnc",
         help="vnc: give the VM a VNC server, shown in the dashboard ('vmkit ui'); 'vmkit "
              "vnc NAME' tells where it is and its password.")] = "none",
+    cdrom: Annotated[str | None, typer.Option(
+        "--cdrom", metavar="FILE.iso|IMAGE", show_default=False,
+        help="Put an ISO in the VM's CD drive (imported into the image store on first use). "
+             "The firmware boots the disk first and the CD when the disk is blank: install "
+             "an OS with --cdrom FILE.iso --disk 8G --display vnc.")] = None,
+    firmware: Annotated[str, typer.Option(
+        "--firmware", metavar="bios|uefi",
+        help="Firmware for installers and imported disks: bios (SeaBIOS) or uefi (OVMF).")
+                        ] = "bios",
+    ssh_key: Annotated[Path | None, typer.Option(
+        "--ssh-key", metavar="FILE.pub", show_default=False,
+        help="cloud-init images: the public key the user 'debian' accepts. Default: "
+             "~/.ssh/id_ed25519.pub (or id_ecdsa, id_rsa), else a key vmkit makes for you.")
+                             ] = None,
+    user_data: Annotated[Path | None, typer.Option(
+        "--user-data", metavar="FILE", show_default=False,
+        help="cloud-init images: a #cloud-config file (users, packages, runcmd...), checked "
+             "before boot.")] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", metavar="KEY=VALUE", show_default=False,
+        help="cloud-init images: an environment variable for the guest's shells and your "
+             "runcmd; repeatable.")] = None,
 ) -> None:
     """Create a VM, boot it and attach to its serial console.
 
@@ -265,16 +292,21 @@ def run(
       vmkit run -d --fast              # forked from a ready template of tiny
       vmkit run --disposable           # no network; gone, with all it wrote, when it stops
     """
-    from ..errors import InvalidInputError
+    from ..errors import InvalidInputError, VmkitError
     from ..spec import make_spec
 
     c = client()
     name = name or _friendly_name(c)
     ports = publish or []
     net = network or ["none" if disposable else "nat"]
+    image = image or (None if cdrom else "tiny")
     # Check the request here first, so a typo fails before an image build.
     make_spec(name, image, cpus, memory, disk, ports, net, rm, disposable=disposable,
-              io_limit=io_limit, display=display)
+              io_limit=io_limit, display=display, firmware=firmware,
+              cdrom=None if cdrom is None else "cd", env=env)
+    if (source or fast) and (cdrom or ssh_key or user_data or env):
+        raise InvalidInputError("a fork runs as its source was made: drop --cdrom, --ssh-key, "
+                                "--user-data and -e")
     if display != "none" and (source or fast):
         raise InvalidInputError("a fork runs as its source was made: drop --display")
     if io_limit and (source or fast):
@@ -287,21 +319,39 @@ def run(
         raise InvalidInputError("a fork has its source's disk: drop --disk with --from/--fast")
     if source and fast:
         raise InvalidInputError("--from and --fast both choose what to fork: give one")
-    if image == "tiny" and not source:
-        _ensure_image(c, image)
+    from .provision import read_inputs
+
+    # The user's files are checked before anything is built or booted.
+    provision = read_inputs(ssh_key, user_data, env) if ssh_key or user_data or env else {}
+    if not source:
+        _ensure_image(c, "tiny")  # also what vmkitd probes KVM with
+        if image == "debian":
+            _ensure_image(c, image)
+        if image and c.get_image(image).get("cloud_init"):
+            provision = provision or read_inputs(None, None, None)
+        elif provision:
+            raise InvalidInputError(f"--ssh-key, --user-data and -e are for images with "
+                                    f"cloud-init (debian); {image or 'a blank disk'} has none")
+    if cdrom:
+        cdrom = _cdrom_image(c, cdrom)
     from . import render
 
     if fast:
         with render.busy(f"Preparing the template of {image} (first use only)..."):
-            source = c.fast_template(image, cpus, memory, net[0])["name"]
+            source = c.fast_template(image or "tiny", cpus, memory, net[0])["name"]
     if source:
         with render.busy(f"Forking {name} from {source}..."):
             c.fork(source, name, ports, net[0], rm)
     else:
-        with render.busy(f"Booting {name}..."):
-            c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk, ports=ports,
-                        network=net, auto_remove=rm, disposable=disposable, io_limit=io_limit,
-                        display=display)
+        waiting = "Booting" + (" and provisioning" if provision else "")
+        with render.busy(f"{waiting} {name}..."):
+            vm = c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk,
+                             ports=ports, network=net, auto_remove=rm, disposable=disposable,
+                             io_limit=io_limit, display=display, cdrom=cdrom,
+                             firmware=firmware, **provision)
+        if (done := vm.get("cloud_init")) and done["status"] != "done":
+            raise VmkitError(f"cloud-init failed in {name}: {done['detail']}. The VM runs on: "
+                             f"see 'vmkit exec {name} -- cloud-init status --long'")
         if not (limits := c.info().get("limits", "")).startswith("cgroup"):
             sys.stderr.write(f"warning: CPU and memory limits are {limits}\n")
     if detach:
@@ -334,6 +384,29 @@ def _friendly_name(c: Client) -> str:
     return f"{candidate}-{random.randrange(10000)}"
 
 
+def _cdrom_image(c: Client, cdrom: str) -> str:
+    """The image name of --cdrom: an ISO file is imported on first use, named after it."""
+    import re
+
+    from ..errors import InvalidInputError, NotFoundError
+
+    path = Path(cdrom).expanduser()
+    if not path.exists():
+        return cdrom  # an image name; vmkitd says if there is none
+    name = re.sub(r"[^A-Za-z0-9-]+", "-", path.stem).strip("-")[:63] or "cdrom"
+    try:
+        image = c.get_image(name)
+        if image["kind"] == "iso":
+            return name
+    except NotFoundError:
+        pass
+    else:
+        raise InvalidInputError(f"an image named {name} exists and is not a CD image: import "
+                                f"the ISO with 'vmkit image import {cdrom} --name NAME'")
+    _follow(c, c.import_image(name, path), f"Importing [bold]{name}[/bold]")
+    return name
+
+
 def _ensure_image(c: Client, image: str) -> None:
     from ..errors import ConflictError, NotFoundError
 
@@ -355,8 +428,11 @@ def _build(c: Client, image: str, force: bool) -> dict[str, Any]:
 
 
 def _follow(c: Client, op: dict[str, Any], title: str) -> dict[str, Any]:
-    """Follow an operation to its end with a progress bar on stderr; raise if it failed."""
+    """Follow an operation to its end with a progress bar on stderr; raise if it failed.
+    Ctrl-C cancels an image build or import (vmkitd removes what it made so far)."""
     from rich.markup import escape
+
+    from ..errors import VmkitError
     from rich.progress import (
         BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn)
 
@@ -371,7 +447,17 @@ def _follow(c: Client, op: dict[str, Any], title: str) -> dict[str, Any]:
             progress.update(task, completed=op.get("progress") or 0.0,
                             description=escape(op.get("message") or ""))
 
-        return c.wait_operation(op["id"], on_progress, interval=0.1)
+        try:
+            return c.wait_operation(op["id"], on_progress, interval=0.1)
+        except KeyboardInterrupt:
+            if op["kind"] not in ("image-build", "image-import"):
+                raise
+            progress.update(task, description="cancelling...")
+            c.cancel_operation(op["id"])
+            with contextlib.suppress(VmkitError):
+                c.wait_operation(op["id"], interval=0.2)
+    sys.stderr.write("Cancelled: nothing was stored.\n")
+    raise KeyboardInterrupt
 
 
 def _attach(c: Client, name: str) -> None:
@@ -719,6 +805,38 @@ def logs(
         out.flush()
 
 
+@command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                  "allow_interspersed_args": False})
+def ssh(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A running VM.")],
+    command: Annotated[list[str] | None, typer.Argument(
+        metavar="[-- COMMAND]", show_default=False,
+        help="A command to run instead of a login shell; put it after --.")] = None,
+    identity: Annotated[Path | None, typer.Option(
+        "--identity", "-i", metavar="KEY", show_default=False,
+        help="The private key. Default: the one here that matches the VM's --ssh-key.")
+                        ] = None,
+    user: Annotated[str, typer.Option("--user", "-l", help="Who to log in as.")] = "debian",
+) -> None:
+    """Log in to a VM with ssh, through its forwarded port and with the key it was given.
+
+    Images with cloud-init (debian) get a loopback port forwarded to their port 22 and the
+    user 'debian' with your key; other VMs need -p PORT:22 and an sshd of their own.
+
+    [bold]Examples:[/bold]
+
+      vmkit ssh dev
+      vmkit ssh dev -- sudo systemctl status
+      vmkit ssh dev -- cat /etc/os-release > os-release.txt
+    """
+    from .provision import ssh_argv
+
+    command = (command or [])[1:] if (command or [])[:1] == ["--"] else (command or [])
+    argv = ssh_argv(client().get_vm(name), identity, user, command)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
 @command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                                    "allow_interspersed_args": False})
 def exec_(
@@ -748,6 +866,7 @@ def exec_(
             stdin = None
     c = client()
     c.get_vm(name)  # starts vmkitd if needed and says clearly when there is no such VM
+    command = command[1:] if command[:1] == ["--"] else command  # Click keeps "--" here
     out, err = sys.stdout.buffer, sys.stderr.buffer
     code = 125
     for stream, data in c.exec_stream(name, command, stdin):
@@ -1522,28 +1641,88 @@ def image_ls(
         render.print_json(images)
         return
     render.table(
-        ("NAME", "KIND", "DISK", "SIZE", "DIGEST", "CREATED"),
+        ("NAME", "KIND", "DISK", "SIZE", "DIGEST", "CREATED", "DESCRIPTION"),
         ((i["name"], i["kind"], i["disk"], render.size(i["size"]),
-          i["digest"][:12], render.ago(i["created"])) for i in images))
+          i["digest"][:12], render.ago(i["created"]), i.get("description", ""))
+         for i in images))
 
 
 @command("build", group="image")
 def image_build(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="The image to build.")] = "tiny",
+    builder: Annotated[str, typer.Argument(
+        metavar="BUILDER", help="What to build: tiny or debian.")] = "tiny",
+    name: Annotated[str | None, typer.Option(
+        "--name", "-n", show_default=False,
+        help="The image's name. Default: the builder's (tiny, debian).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild it even if it exists.")
                      ] = False,
+    release: Annotated[str, typer.Option("--release", help="debian: bookworm or trixie.")
+                       ] = "bookworm",
+    size: Annotated[str, typer.Option("--size", help="debian: the root disk's size (a VM "
+                                      "can have a bigger one: run --disk).")] = "4G",
+    packages: Annotated[str, typer.Option(
+        "--packages", metavar="A,B,...", help="debian: more Debian packages to install.")
+                        ] = "",
+    minimal: Annotated[bool, typer.Option(
+        "--minimal", help="debian: without ssh and cloud-init, for a quick build that still "
+                          "boots to the guest agent.")] = False,
 ) -> None:
-    """Build an image, showing progress; prints its name when done.
+    """Build an image from Debian packages, showing progress; prints its name when done.
 
-    vmkit builds 'tiny': a Debian userland with a small kernel, ready in ~15 s. 'vmkit run'
-    builds it on first use, so you rarely need this.
+    tiny: busybox, a small Debian kernel and the guest agent; ready in ~15 s, and built on
+    first use by 'vmkit run'. debian: Debian with systemd, the cloud kernel, the guest agent,
+    openssh-server and cloud-init, made with debootstrap in a few minutes (vmkitd must be
+    root). Packages are cached, so a rebuild downloads nothing new. Ctrl-C cancels; nothing
+    half-built is kept.
 
     [bold]Examples:[/bold]
 
       vmkit image build
+      vmkit image build debian
+      vmkit image build debian --release trixie --name trixie --packages git,curl
       vmkit image build tiny --force   # rebuild, e.g. for newer packages
     """
-    _build(client(), name, force)
+    from rich.markup import escape
+
+    from ..errors import InvalidInputError
+
+    if builder not in ("tiny", "debian"):
+        raise InvalidInputError(f"no builder {builder!r}: use tiny or debian (for other "
+                                "images: 'vmkit image import FILE --name NAME')")
+    name = name or builder
+    c = client()
+    options = {} if builder == "tiny" else {
+        "release": release, "size": size, "packages": packages, "minimal": minimal}
+    op = c.build_image(name, force=force, builder=builder, **options)
+    _follow(c, op, f"Building image [bold]{escape(name)}[/bold]")
+    _say(name)
+
+
+@command("import", group="image")
+def image_import(
+    source: Annotated[Path, typer.Argument(
+        metavar="FILE|DEVICE", help="A disk image (qcow2, raw, vmdk, vdi), an ISO, or a "
+                                    "block device, on this host.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="The image's name.")],
+) -> None:
+    """Add a disk image or an ISO to the image store; prints its name when done.
+
+    The format is found by looking at the file (qemu-img), not at its name. qcow2 and raw
+    disks are stored as they are, vmdk and vdi converted to qcow2, and an ISO kept for
+    'vmkit run --cdrom'. Corrupt, unbootable and unknown files are refused. Stored images
+    never change: each VM writes to its own overlay.
+
+    [bold]Examples:[/bold]
+
+      vmkit image import ~/Downloads/debian-12-genericcloud-amd64.qcow2 --name deb12
+      vmkit run deb12 --firmware uefi --display vnc
+      vmkit image import ~/isos/alpine-virt.iso --name alpine
+      vmkit run --cdrom alpine --disk 4G --display vnc
+    """
+    from rich.markup import escape
+
+    c = client()
+    _follow(c, c.import_image(name, source.expanduser()), f"Importing [bold]{escape(name)}[/bold]")
     _say(name)
 
 
@@ -1578,7 +1757,10 @@ def image_inspect(
         ("Name", image["name"]),
         ("Kind", image["kind"]),
         ("Digest", image["digest"]),
-        ("Disk", image["disk"]),
+        ("Description", image.get("description", "")),
+        ("Disk", f"{image['disk']} ({image.get('format', 'raw')})"),
+        ("Boots", image.get("bootable") or "its own kernel"),
+        ("cloud-init", "yes" if image.get("cloud_init") else "no"),
         ("Size", f"{render.size(image['size'])} on this host"),
         ("Created", render.when(image["created"])),
     ])

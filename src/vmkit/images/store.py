@@ -1,8 +1,15 @@
 """The image store: content-addressed, read-only base images under VMKIT_HOME/images.
 
-An image is a directory named by the SHA-256 of its files. It is built in a temporary
-directory next to the store and renamed into place, so it is either complete or absent.
-Files are checked against the digest before first use (per daemon, per file version).
+An image is a directory named by the SHA-256 of its files. It is built (or imported) in a
+temporary directory next to the store and renamed into place, so it is either complete or
+absent; its files are made read-only and never change. Files are checked against the digest
+before first use (per daemon, per file version). Every VM writes to its own overlay.
+
+Kinds of image, and how a VM boots them:
+  tiny    vmkit's busybox guest: kernel + initrd + ext4 root on the microvm machine
+  debian  built with debootstrap: Debian's kernel + initrd + ext4 root on a q35 PC
+  disk    an imported disk (qcow2 or raw): the firmware boots it, BIOS or UEFI
+  iso     an imported CD image: an installer or live system for --cdrom
 """
 
 from __future__ import annotations
@@ -12,15 +19,23 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from ..errors import ConflictError, ImageError, NotFoundError
+from ..errors import ConflictError, ImageError, InvalidInputError, NotFoundError
 from ..machine.argv import BootFiles
 from ..store import ImageRecord, Store
+from . import importer
+from .debian import DebianOptions, build_debian, unmount_under
 from .tiny import Progress, build_tiny
 
-FILES = ("vmlinux", "initrd.cpio", "rootfs.raw")
-BUILDERS = {"tiny": build_tiny}
+FILES = ("vmlinux", "initrd.cpio", "rootfs.raw")  # a tiny image's; others list theirs in meta
+BUILDERS = ("tiny", "debian")
+
+
+class Cancelled(Exception):
+    """The user stopped the build or import; nothing was stored."""
 
 
 BLOCK = 1 << 20
@@ -52,9 +67,9 @@ def file_digest(path: Path, h: "hashlib._Hash") -> None:
     h.update(size.to_bytes(8, "little"))
 
 
-def image_digest(directory: Path) -> str:
+def image_digest(directory: Path, files: Iterable[str] = FILES) -> str:
     h = hashlib.sha256()
-    for name in FILES:
+    for name in files:
         h.update(name.encode() + b"\0")
         file_digest(directory / name, h)
     return h.hexdigest()
@@ -71,51 +86,113 @@ class ImageStore:
         image = self.store.image(name)
         if image is None:
             hint = f"build it with 'vmkit image build {name}'" if name in BUILDERS else (
-                f"the images here are: {', '.join(i.name for i in self.store.images()) or 'none'}")
+                f"the images here are: {', '.join(i.name for i in self.store.images()) or 'none'}"
+                "; 'vmkit image import FILE --name NAME' adds one")
             raise NotFoundError(f"image {name!r} not found; {hint}")
         return image
 
     def path(self, image: ImageRecord) -> Path:
         return self.root / image.digest
 
-    def build(self, name: str, progress: Progress) -> ImageRecord:
-        if name not in BUILDERS:
-            raise NotFoundError(f"no builder for image {name!r}; vmkit can build: {', '.join(BUILDERS)}")
+    def clean(self) -> None:
+        """Drop what a daemon that died while building or importing left behind."""
+        for leftover in self.root.glob(".build-*"):
+            unmount_under(leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def build(self, name: str, progress: Progress, builder: str | None = None,
+              options: DebianOptions | None = None) -> ImageRecord:
+        """Build image ``name`` with ``builder`` (tiny or debian; by default the one named
+        like the image)."""
+        builder = builder or name
+        if builder not in BUILDERS:
+            raise NotFoundError(f"no builder for image {name!r}; vmkit can build: "
+                                f"{', '.join(BUILDERS)} (other images: 'vmkit image import')")
+
+        def run(out: Path) -> tuple[str, dict[str, Any]]:
+            if builder == "debian":
+                return "debian", build_debian(out, self.cache, progress, options or DebianOptions())
+            build_tiny(out, self.cache, progress)
+            return "tiny", {"rootfs_bytes": (out / "rootfs.raw").stat().st_size}
+        return self._store(name, run)
+
+    def import_file(self, name: str, source: Path, progress: Progress) -> ImageRecord:
+        """Add the disk or ISO at ``source``: qcow2 and raw as they are, vmdk and vdi
+        converted to qcow2. The format is what qemu-img finds, not the file's name."""
+        if self.store.image(name) is not None:
+            raise ConflictError(f"image {name!r} exists; choose another --name or remove it "
+                                f"with 'vmkit image rm {name}'")
+        progress(0.0, f"inspecting {source.name}")
+        info = importer.inspect(source)
+
+        def run(out: Path) -> tuple[str, dict[str, Any]]:
+            file = importer.bring_in(source, out, info, lambda f, m: progress(0.9 * f, m))
+            return info.kind, {"files": [file], "rootfs_bytes": info.virtual_size,
+                               "format": "qcow2" if file.endswith(".qcow2") else "raw",
+                               "bootable": info.bootable, "source": source.name,
+                               "agent": False}
+        return self._store(name, run)
+
+    def _store(self, name: str, make: Callable[[Path], tuple[str, dict[str, Any]]]
+               ) -> ImageRecord:
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".build-", dir=self.root) as tmp:
             out = Path(tmp, "image")
             out.mkdir()
-            BUILDERS[name](out, self.cache, progress)
-            digest = image_digest(out)
+            kind, meta = make(out)
+            files = meta.setdefault("files", list(FILES))
+            digest = image_digest(out, files)
             final = self.root / digest
-            for f in FILES:
+            for f in files:
                 (out / f).chmod(0o444)
             if not final.exists():
                 out.rename(final)  # atomic: the image appears whole or not at all
-        size = sum((final / f).stat().st_blocks * 512 for f in FILES)
-        meta = {"rootfs_bytes": (final / "rootfs.raw").stat().st_size}
-        image = ImageRecord(name, digest, name, size, meta, time.time())
+        size = sum((final / f).stat().st_blocks * 512 for f in files)
+        image = ImageRecord(name, digest, kind, size, meta, time.time())
         self.store.put_image(image)
         return image
 
-    def boot_files(self, image: ImageRecord) -> BootFiles:
-        """The image's files, checked against its digest (once per file version)."""
+    def verified(self, image: ImageRecord) -> Path:
+        """The image's directory, its files checked against its digest (once per version)."""
         d = self.path(image)
+        files = image.meta.get("files", FILES)
         try:
             stamp = tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in
-                          (os.stat(d / f) for f in FILES))
+                          (os.stat(d / f) for f in files))
         except OSError as e:
             raise ImageError(
                 f"image {image.name!r} is damaged ({e.filename} is missing); remove it with "
-                f"'vmkit image rm {image.name}' and build it again") from None
+                f"'vmkit image rm {image.name}' and build or import it again") from None
         if self._verified.get(image.digest) != stamp:
-            if image_digest(d) != image.digest:
+            if image_digest(d, files) != image.digest:
                 raise ImageError(
                     f"image {image.name!r} is corrupt (its files no longer match their checksum); "
-                    f"remove it with 'vmkit image rm {image.name}' and build it again")
+                    f"remove it with 'vmkit image rm {image.name}' and build or import it again")
             self._verified[image.digest] = stamp
-        return BootFiles(d / "vmlinux", d / "initrd.cpio", d / "rootfs.raw",
-                         int(image.meta["rootfs_bytes"]))
+        return d
+
+    def boot_files(self, image: ImageRecord) -> BootFiles:
+        """How a VM boots ``image`` (without the VM's own media: see Host.boot_files)."""
+        if image.kind == "iso":
+            raise InvalidInputError(
+                f"image {image.name!r} is a CD image: boot it with --cdrom {image.name} (and "
+                "--disk SIZE for a disk to install on)")
+        d = self.verified(image)
+        size, meta = int(image.meta["rootfs_bytes"]), image.meta
+        if image.kind == "tiny":
+            return BootFiles(d / "vmlinux", d / "initrd.cpio", d / "rootfs.raw", size)
+        if image.kind == "debian":
+            return BootFiles(d / "vmlinuz", d / "initrd.img", d / "rootfs.raw", size,
+                             profile="pc", cmdline=meta["cmdline"])
+        return BootFiles(None, None, d / meta["files"][0], size, meta["format"],
+                         profile="pc", agent=False)
+
+    def cdrom(self, name: str) -> Path:
+        image = self.get(name)
+        if image.kind != "iso":
+            raise InvalidInputError(f"image {name!r} is not a CD image (it is a {image.kind} "
+                                    "image); --cdrom takes an ISO file or an imported ISO")
+        return self.verified(image) / image.meta["files"][0]
 
     def remove(self, name: str, users: list[str]) -> None:
         image = self.get(name)

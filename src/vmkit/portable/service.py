@@ -117,12 +117,14 @@ class Portable:
         finally:
             host.snapshots.pending_layers.discard(frozen.stem)
         capacity = await asyncio.to_thread(disks.virtual_size, disk)
-        image = host.images.get(spec.image)
-        boot = host.images.boot_files(image)
+        boot = host.boot_files(spec)
         facts = host.host_facts(boot)
         if fmt == "ova":
             return await asyncio.to_thread(ova.members, spec, disk, capacity)
         if fmt == "libvirt":
+            if boot.profile != "tiny" or boot.kernel is None or boot.initrd is None:
+                raise InvalidInputError("--format libvirt is for VMs of the tiny image; export "
+                                        "this one as ova (any hypervisor) or vmkit")
             return libvirt.members(spec, Path(directory or "/"), disk, boot.kernel, boot.initrd,
                                    facts.accel)
         manifest = {
@@ -130,7 +132,8 @@ class Portable:
             "vm": {"spec": spec.to_json(), "mac": rec.mac,
                    "state": "paused" if rec.state == S.PAUSED else
                             "running" if rec.state in LIVE else "stopped"},
-            "image": {"name": image.name, "digest": image.digest},
+            "image": {"name": image.name, "digest": image.digest} if (
+                image := host.store.image(spec.image or "")) else None,
             "qemu": await asyncio.to_thread(qemu_version, facts.qemu),
             "disk_bytes": capacity,
         }
@@ -204,7 +207,7 @@ class Portable:
         spec = replace(spec, name=name or spec.name, auto_remove=False, disposable=False)
         resume = None
         if found.state is not None:
-            boot = host.images.boot_files(host.images.get(spec.image))
+            boot = host.boot_files(spec)
             ours = await asyncio.to_thread(qemu_version, host.host_facts(boot).qemu)
             theirs = str(manifest.get("qemu", "unknown"))
             if ours.split(".")[:2] != theirs.split(".")[:2]:
@@ -249,7 +252,7 @@ class Portable:
                 raise ConflictError(f"a VM named {spec.name} already exists here; import it "
                                     "under another name with --name")
             host.networks.check(spec.attachments())
-            boot = host.images.boot_files(host.images.get(spec.image))
+            boot = host.boot_files(spec)
             facts = host.host_facts(boot)
             vmp = host.paths.vm(spec.name)
             shutil.rmtree(vmp.dir, ignore_errors=True)
