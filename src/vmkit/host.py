@@ -363,7 +363,7 @@ class Host:
 
     def _image_users(self, name: str) -> list[str]:
         """VMs, and snapshots kept by templates, whose disks are built on image ``name``."""
-        vms = [v.name for v in self.store.vms() if v.spec.image == name]
+        vms = [v.name for v in self.store.vms() if name in (v.spec.image, v.spec.cdrom)]
         kept = [f"template {t.name}" for t in self.store.templates()
                 if (snap := self.store.snapshot(t.snapshot)) and snap.spec.image == name]
         return vms + kept

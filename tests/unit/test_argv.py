@@ -219,3 +219,59 @@ def test_the_ram_id_is_qemus_default_so_saved_states_move_between_both_kinds() -
     # A VM booted with anonymous RAM names its RAM block "microvm.ram"; a state saved from it
     # loads only into a QEMU whose RAM block has the same name.
     assert RAM_ID == "microvm.ram"
+
+
+# --- the pc profile: real operating systems ------------------------------------------------
+
+DEBIAN = BootFiles(Path("/img/vmlinuz"), Path("/img/initrd.img"), Path("/img/rootfs.raw"),
+                   4 << 30, profile="pc", cmdline="root=/dev/vda rw",
+                   seed=VM_DIR / "seed.iso")
+BLANK = BootFiles(None, None, None, 8 << 30, profile="pc", agent=False,
+                  cdrom=Path("/img/install.iso"))
+
+
+def test_a_debian_image_boots_its_own_kernel_on_q35_with_pci_devices() -> None:
+    argv = argv_for(make_spec("dev"), boot=DEBIAN)
+    assert one(argv, "-machine") == "q35"
+    assert one(argv, "-kernel") == "/img/vmlinuz" and one(argv, "-initrd") == "/img/initrd.img"
+    assert cmdline(argv)[:3] == ["root=/dev/vda", "rw", "console=tty0"]
+    assert "console=ttyS0,115200" in cmdline(argv)
+    devices = option(argv, "-device")
+    assert "virtio-blk-pci,drive=disk0" in devices  # no bootindex: QEMU boots the kernel
+    assert all("-device" not in d and "virtio-blk-device" not in d for d in devices)
+    # the seed on virtio: Debian's cloud kernel has no AHCI driver for a CD drive
+    assert f"file={VM_DIR}/seed.iso,if=none,id=seed,format=raw,readonly=on" in option(argv, "-drive")
+    assert "virtio-blk-pci,drive=seed" in devices
+    assert not any(d.startswith("ide-cd") for d in devices)
+
+
+def test_a_blank_disk_boots_the_cd_through_the_firmware_after_the_disk() -> None:
+    spec = make_spec("inst", image=None, cdrom="installer", disk="8G")
+    argv = argv_for(spec, boot=BLANK)
+    assert "-kernel" not in argv and "-append" not in argv
+    assert not any(d.startswith("if=pflash") for d in option(argv, "-drive"))  # SeaBIOS
+    devices = option(argv, "-device")
+    assert "virtio-blk-pci,drive=disk0,bootindex=0" in devices
+    assert "ide-cd,drive=cd0,bus=ide.0,bootindex=1" in devices
+    assert "file=/img/install.iso,if=none,id=cd0,media=cdrom,readonly=on" in option(argv, "-drive")
+
+
+def test_uefi_uses_ovmf_with_the_vms_own_variables() -> None:
+    boot = BootFiles(None, None, Path("/img/disk.qcow2"), 1 << 30, "qcow2", profile="pc",
+                     firmware="uefi", efi_vars=VM_DIR / "efi-vars.fd", agent=False)
+    drives = option(argv_for(make_spec("old", firmware="uefi"), boot=boot), "-drive")
+    assert drives[:2] == [
+        "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+        f"if=pflash,format=raw,unit=1,file={VM_DIR}/efi-vars.fd"]
+
+
+def test_a_pc_vm_with_vnc_gets_a_graphics_card() -> None:
+    argv = argv_for(make_spec("dev", display="vnc"), boot=DEBIAN)
+    assert "VGA" in option(argv, "-device")
+    assert "VGA" not in option(argv_for(make_spec("web", display="vnc")), "-device")
+
+
+def test_a_pc_vm_keeps_its_ram_under_the_pc_name() -> None:
+    argv = build_argv(make_spec("dev"), DEBIAN, PATHS, TCG, MAC, DISK,
+                      ram=RamFile(Path("/r"), False), incoming=True)
+    assert "memory-backend=pc.ram" in option(argv, "-machine")

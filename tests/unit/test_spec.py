@@ -311,3 +311,23 @@ def test_resized_keeps_everything_else_and_validates_the_new_sizes() -> None:
         resized(spec, 0, None, None)
     with pytest.raises(InvalidInputError, match="memory"):
         resized(spec, None, "1T", None, host_memory_mib=4096)
+
+
+def test_a_blank_disk_needs_a_cd_and_a_size() -> None:
+    for kwargs in ({}, {"cdrom": "installer"}, {"disk": "8G"}):
+        with pytest.raises(InvalidInputError, match="--cdrom FILE.iso and --disk SIZE"):
+            make_spec("inst", image=None, **kwargs)
+    spec = make_spec("inst", image=None, cdrom="installer", disk="8G")
+    assert spec.image is None and spec.cdrom == "installer" and spec.disk_bytes == 8 << 30
+
+
+def test_firmware_and_provisioning_are_checked() -> None:
+    with pytest.raises(InvalidInputError, match="bios or uefi"):
+        make_spec("vm", firmware="efi")
+    with pytest.raises(InvalidInputError, match="line 3"):
+        make_spec("vm", user_data="#cloud-config\nruncmd:\n\t- x\n")
+    with pytest.raises(InvalidInputError, match="not an OpenSSH public key"):
+        make_spec("vm", ssh_keys="hello")
+    spec = make_spec("vm", env=["A=1", "B=x=y"])
+    assert spec.env == {"A": "1", "B": "x=y"}
+    assert VmSpec.from_json(spec.to_json()) == spec  # stored and read back whole

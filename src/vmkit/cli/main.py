@@ -503,7 +503,7 @@ def ls(
     now = _now()
     render.table(
         ("NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "PORTS", "CREATED"),
-        ((vm["name"], render.state(vm), vm["image"], str(vm["cpus"]), vm["memory"],
+        ((vm["name"], render.state(vm), render.image(vm), str(vm["cpus"]), vm["memory"],
           render.ports(vm), render.ago(vm["created"], now))
          for vm in vms))
 
@@ -536,13 +536,15 @@ def inspect(
     pairs = [
         ("Name", vm["name"]),
         ("State", render.state(vm)),
-        ("Image", vm["image"]),
+        ("Image", render.image(vm)),
         ("CPUs", str(vm["cpus"])),
         ("Memory", vm["memory"]),
         ("Disk", vm["disk"] or "the image's size"),
         ("Network", vm["network"]),
         ("MAC", vm["mac"]),
         ("Ports", render.ports(vm) or "-"),
+        ("CD", vm.get("cdrom") or "-"),
+        ("Firmware", vm.get("firmware", "bios")),
         ("QEMU PID", str(vm["pid"]) if vm.get("pid") else "-"),
         ("Auto-remove", "yes" if vm["auto_remove"] else "no"),
         ("Disposable", "yes" if vm.get("disposable") else "no"),

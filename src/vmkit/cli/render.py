@@ -65,6 +65,11 @@ def port(p: dict[str, Any]) -> str:
     return f"{host}:{p['host_port']}->{p['guest_port']}/{p['proto']}"
 
 
+def image(vm: dict[str, Any]) -> str:
+    """A VM's image, or for a blank disk the CD it installs from."""
+    return vm["image"] or f"(blank, cd {vm.get('cdrom') or '-'})"
+
+
 def ports(vm: dict[str, Any]) -> str:
     return ", ".join(port(p) for p in vm.get("ports") or ())
 

@@ -64,9 +64,9 @@ class BootFiles:
     agent: bool = True  # the guest runs qemu-guest-agent: a boot is done when it answers
 
     def files(self) -> tuple[Path, ...]:
-        """The read-only files QEMU opens besides the disk layers."""
-        return tuple(p for p in (self.kernel, self.initrd, self.cdrom) if p is not None) + (
-            (OVMF_CODE,) if self.firmware == "uefi" else ())
+        """The read-only files QEMU opens besides the disk layers and its own directory (the
+        firmware is under /usr, which every jail has)."""
+        return tuple(p for p in (self.kernel, self.initrd, self.cdrom) if p is not None)
 
 
 def kernel_cmdline(spec: VmSpec, facts: HostFacts, grow_root: bool, probe: bool = False) -> str:
@@ -84,10 +84,12 @@ def kernel_cmdline(spec: VmSpec, facts: HostFacts, grow_root: bool, probe: bool 
     return " ".join(args)
 
 
-def pc_cmdline(boot: BootFiles, facts: HostFacts) -> str:
-    """A distribution kernel's command line: the image's own part, the serial console, and
-    the calibrations and mitigations that cost emulated time for nothing."""
+def pc_cmdline(spec: VmSpec, boot: BootFiles, facts: HostFacts) -> str:
+    """A distribution kernel's command line: the image's own part, the serial console, the
+    VM's name as hostname (systemd reads it), and the calibrations and mitigations that cost
+    emulated time for nothing."""
     return " ".join([boot.cmdline, "console=tty0", "console=ttyS0,115200", "quiet",
+                     f"systemd.hostname={spec.name}",
                      "tsc=reliable", "no_timer_check", f"tsc_early_khz={facts.tsc_khz}",
                      f"lpj={facts.tsc_khz * 1000 // HZ}", "mitigations=off",
                      "random.trust_cpu=on"]).strip()
@@ -150,7 +152,7 @@ def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, 
                  "-append", kernel_cmdline(spec, facts, grow)]
     elif boot.kernel is not None:
         argv += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd),
-                 "-append", pc_cmdline(boot, facts)]
+                 "-append", pc_cmdline(spec, boot, facts)]
     if boot.firmware == "uefi":
         argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
                  "-drive", f"if=pflash,format=raw,unit=1,file={boot.efi_vars}"]
