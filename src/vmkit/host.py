@@ -102,8 +102,10 @@ def describe_image(image: ImageRecord) -> dict[str, Any]:
             "size": image.size, "disk": format_size(int(meta["rootfs_bytes"])),
             "created": image.created, "format": meta.get("format", "raw"),
             "description": meta.get("description") or (
-                f"imported from {meta['source']}" if "source" in meta else "vmkit tiny guest"),
-            "bootable": meta.get("bootable"), "cloud_init": bool(meta.get("cloud_init"))}
+                f"imported from {Path(meta['source']['path']).name}" if "source" in meta
+                else "vmkit tiny guest"),
+            "bootable": meta.get("bootable"), "cloud_init": bool(meta.get("cloud_init")),
+            "source": meta.get("source")}
 
 
 def describe_operation(op: Operation) -> dict[str, Any]:
@@ -267,7 +269,10 @@ class Host:
             user_data = seed.read_user_data(spec.user_data, "user data") if spec.user_data \
                 else None
             config = seed.cloud_config(spec.name, spec.ssh_keys, user_data, dict(spec.env))
-            seed.build_seed(boot.seed, f"vmkit-{spec.name}-{new_id()}", spec.name, config)
+            # The instance id follows the VM, so a copy of the seed made elsewhere (after a
+            # migration) does not make cloud-init provision the guest again at its next boot;
+            # a fork has a new name, hence a new instance, as a clone should.
+            seed.build_seed(boot.seed, f"vmkit-{spec.name}", spec.name, config)
 
     def info(self) -> dict[str, Any]:
         facts = json.loads((self.paths.run / "host.json").read_text()) if (
@@ -365,7 +370,8 @@ class Host:
         """VMs, and snapshots kept by templates, whose disks are built on image ``name``."""
         vms = [v.name for v in self.store.vms() if name in (v.spec.image, v.spec.cdrom)]
         kept = [f"template {t.name}" for t in self.store.templates()
-                if (snap := self.store.snapshot(t.snapshot)) and snap.spec.image == name]
+                if (snap := self.store.snapshot(t.snapshot)) and
+                name in (snap.spec.image, snap.spec.cdrom)]
         return vms + kept
 
     def remove_image(self, name: str) -> None:

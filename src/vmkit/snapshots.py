@@ -340,9 +340,13 @@ class Snapshots:
         snap = await self._source(source, "a fork")
         base = snap.spec
         networks = [network] if network else [base.network, *base.more_networks]
-        spec = replace(make_spec(name, base.image, base.cpus, f"{base.memory_mib}M", None,
-                                 ports or [], networks, auto_remove),
-                       disk_bytes=base.disk_bytes, io_iops=base.io_iops, io_bps=base.io_bps)
+        # Everything the saved devices depend on (display, CD, firmware) comes from the source.
+        spec = replace(make_spec(name, base.image, base.cpus, f"{base.memory_mib}M",
+                                 f"{base.disk_bytes // 1024}K" if base.disk_bytes else None,
+                                 ports or [], networks, auto_remove, display=base.display,
+                                 cdrom=base.cdrom, firmware=base.firmware),
+                       disk_bytes=base.disk_bytes, io_iops=base.io_iops, io_bps=base.io_bps,
+                       ssh_keys=base.ssh_keys, user_data=base.user_data, env=dict(base.env))
         nics = len(base.attachments())
         if len(spec.attachments()) != nics:
             raise InvalidInputError(f"{self.label(snap.id)} was taken with {nics} network "

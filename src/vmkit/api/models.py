@@ -102,6 +102,8 @@ class Image(BaseModel):
                                  "it (mbr, gpt, bios, uefi, bios+uefi or unknown)")
     cloud_init: bool = Field(False, description="it provisions itself from --ssh-key, "
                              "--user-data and -e")
+    source: dict[str, Any] | None = Field(None, description="imported images: the file's "
+                                          "path, size and mtime_ns when it was imported")
 
 
 class ImageImport(BaseModel):
@@ -190,7 +192,7 @@ class FastTemplate(BaseModel):
 class Template(BaseModel):
     name: str
     created: float
-    image: str
+    image: str | None = Field(description="null: a blank disk installed from a CD")
     cpus: int
     memory_mib: int
     source: str | None = Field(description="VM@SNAPSHOT it was made from, if that VM exists")

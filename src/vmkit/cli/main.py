@@ -385,26 +385,31 @@ def _friendly_name(c: Client) -> str:
 
 
 def _cdrom_image(c: Client, cdrom: str) -> str:
-    """The image name of --cdrom: an ISO file is imported on first use, named after it."""
+    """The image name of --cdrom. A path (it has a '/' or ends in .iso) is imported on first
+    use under the file's name; a later run reuses that image while the file is unchanged."""
     import re
 
     from ..errors import InvalidInputError, NotFoundError
 
-    path = Path(cdrom).expanduser()
-    if not path.exists():
+    if "/" not in cdrom and not cdrom.lower().endswith(".iso"):
         return cdrom  # an image name; vmkitd says if there is none
+    path = Path(cdrom).expanduser().absolute()
     name = re.sub(r"[^A-Za-z0-9-]+", "-", path.stem).strip("-")[:63] or "cdrom"
     try:
         image = c.get_image(name)
-        if image["kind"] == "iso":
-            return name
     except NotFoundError:
-        pass
-    else:
-        raise InvalidInputError(f"an image named {name} exists and is not a CD image: import "
-                                f"the ISO with 'vmkit image import {cdrom} --name NAME'")
-    _follow(c, c.import_image(name, path), f"Importing [bold]{name}[/bold]")
-    return name
+        _follow(c, c.import_image(name, path), f"Importing [bold]{name}[/bold]")
+        return name
+    try:
+        stat = path.stat()
+    except OSError as e:
+        raise InvalidInputError(f"cannot read {cdrom}: {e.strerror}") from None
+    if image["kind"] == "iso" and image.get("source") == {
+            "path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
+        return name
+    raise InvalidInputError(
+        f"image {name} exists and is not this file as it is now: use --cdrom {name} for the "
+        f"stored one, or 'vmkit image import {cdrom} --name NAME' for this one")
 
 
 def _ensure_image(c: Client, image: str) -> None:
@@ -1162,7 +1167,7 @@ def template_ls(
         return
     now = _now()
     render.table(("NAME", "IMAGE", "CPUS", "MEMORY", "SIZE", "FROM", "FORKS", "CREATED"),
-                 ((t["name"], t["image"], str(t["cpus"]), f"{t['memory_mib']}M",
+                 ((t["name"], t["image"] or "(blank)", str(t["cpus"]), f"{t['memory_mib']}M",
                    render.size(t["size"]), t["source"] or "-", str(len(t["forks"])),
                    render.ago(t["created"], now)) for t in templates))
 
@@ -1324,7 +1329,7 @@ def import_(
                                 "another name with --name")
         except NotFoundError:
             pass
-        if (image_name := manifest.get("image", {}).get("name")) == "tiny":
+        if (image_name := (manifest.get("image") or {}).get("name")) == "tiny":
             _ensure_image(c, image_name)
     elif (image or "tiny") == "tiny":
         _ensure_image(c, "tiny")

@@ -127,10 +127,12 @@ class ImageStore:
 
         def run(out: Path) -> tuple[str, dict[str, Any]]:
             file = importer.bring_in(source, out, info, lambda f, m: progress(0.9 * f, m))
+            stat = source.stat()
             return info.kind, {"files": [file], "rootfs_bytes": info.virtual_size,
                                "format": "qcow2" if file.endswith(".qcow2") else "raw",
-                               "bootable": info.bootable, "source": source.name,
-                               "agent": False}
+                               "bootable": info.bootable, "agent": False,
+                               "source": {"path": str(source), "size": stat.st_size,
+                                          "mtime_ns": stat.st_mtime_ns}}
         return self._store(name, run)
 
     def _store(self, name: str, make: Callable[[Path], tuple[str, dict[str, Any]]]
