@@ -155,8 +155,8 @@ def test_cloud_init_provisions_the_user_key_and_commands(debian: Daemon, tmp_pat
         # ssh on the forwarded port, as the user cloud-init made, with the given key
         out = ok(debian, "ssh", "dev", "-i", str(key), "--", "id -un; sudo -n cat /root/greeting")
         assert out.split("\n")[:2] == ["debian", "hello from vmkit"]
-        # and without -i: vmkit ssh finds the private half of the VM's key itself
-        assert ok(debian, "ssh", "dev", "--", "hostname").strip() == "dev"
+        # without -i, vmkit looks for the private half in ~/.ssh and its own key: not there
+        assert "give one with -i" in failed(debian, "ssh", "dev", "--", "true")
         assert guest(debian, "dev", "systemctl is-system-running --wait; true") == "running"
         assert guest(debian, "dev", ". /etc/profile.d/vmkit-env.sh; echo $GREETING") == \
             "from vmkit"
@@ -184,7 +184,8 @@ def test_a_failing_cloud_config_is_reported(debian: Daemon, tmp_path: Path) -> N
         err = result.stderr.decode()
         assert result.returncode == 1 and "cloud-init failed in broken" in err, err
         assert "Traceback" not in err
-        # the VM stays up for the user to look into
+        # the VM stays up for the user to look into, with the default key (~/.ssh or vmkit's)
         assert json.loads(ok(debian, "inspect", "broken", "--json"))["state"] == "running"
+        assert ok(debian, "ssh", "broken", "--", "hostname").strip() == "broken"
     finally:
         debian.cli("rm", "-f", "broken")

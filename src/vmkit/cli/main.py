@@ -812,8 +812,7 @@ def logs(
         out.flush()
 
 
-@command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                  "allow_interspersed_args": False})
+@command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def ssh(
     name: Annotated[str, typer.Argument(metavar="NAME", help="A running VM.")],
     command: Annotated[list[str] | None, typer.Argument(

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,8 @@ EXCLUDE = ["systemd-timesyncd"]  # no NTP: the guest's clock comes from the host
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 CMDLINE = "root=/dev/vda rw"
 EPOCH = 1700000000  # every file's time in the image, so builds differ only where Debian does
+FAKE_TIME = {**os.environ, "E2FSPROGS_FAKE_TIME": str(EPOCH)}  # e2fsprogs' own timestamps
+STAGING = "/dev/shm" if os.path.isdir("/dev/shm") else None
 ROOT_UUID = "3f9d8a4e-6a2b-4c1d-9e57-0b8c2d4f6a13"
 HASH_SEED = "b5e2c7a1-4d3f-4e8a-a6b9-1c0d2e3f4a5b"
 
@@ -116,7 +119,10 @@ def build_debian(out: Path, cache: Path, progress: Progress, options: DebianOpti
                          "as root): run vmkitd as root")
     debs = cache / f"debs-{options.release}"
     debs.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="vmkit-debian-", dir=out.parent) as tmp:
+    # The root is built in memory: on tmpfs, directories list their entries in the order they
+    # were made, which mkfs.ext4 -d follows, so the same packages give the same disk. (On a
+    # disk filesystem the order comes from a per-filesystem hash seed.)
+    with tempfile.TemporaryDirectory(prefix=f"vmkit-debian-{os.getpid()}-", dir=STAGING) as tmp:
         root = Path(tmp, "root")
         try:
             _debootstrap(root, debs, options, progress)
@@ -132,8 +138,8 @@ def build_debian(out: Path, cache: Path, progress: Progress, options: DebianOpti
         _clamp_times(root)
         _run(["mkfs.ext4", "-q", "-F", "-L", "vmkit-root", "-U", ROOT_UUID,
               "-E", f"root_owner=0:0,hash_seed={HASH_SEED}", "-d", str(root),
-              str(out / "rootfs.raw"), str(options.size >> 10) + "K"],
-             env={**os.environ, "E2FSPROGS_FAKE_TIME": str(EPOCH)})
+              str(out / "rootfs.raw"), str(options.size >> 10) + "K"], env=FAKE_TIME)
+        _clamp_ctimes(out / "rootfs.raw")
     progress(0.95, "checking the image")
     return {"files": list(FILES), "rootfs_bytes": options.size, "format": "raw",
             "profile": "pc", "cmdline": CMDLINE, "agent": True, "cloud_init": not options.minimal,
@@ -181,6 +187,16 @@ def _debootstrap(root: Path, debs: Path, options: DebianOptions, progress: Progr
         raise ImageError(f"debootstrap failed: {' / '.join(detail)}")
 
 
+def clean_staging() -> None:
+    """Remove the build roots of daemons that died while building (their pid is in the
+    name), so that a crash does not hold on to memory."""
+    for leftover in Path(STAGING or tempfile.gettempdir()).glob("vmkit-debian-*-*"):
+        pid = leftover.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            unmount_under(leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def unmount_under(path: Path) -> None:
     """Unmount every filesystem mounted at or below ``path``, deepest first, so that removing
     ``path`` cannot reach into the host's /proc or /sys."""
@@ -217,6 +233,7 @@ def _configure(root: Path) -> None:
         key.unlink()  # cloud-init makes the VM's own host keys
     # Logs and caches of the build itself.
     for pattern in ("var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_*", "var/log/*.log",
+                    "var/cache/ldconfig/aux-cache",
                     "var/log/apt/*", "var/cache/debconf/*-old", "debootstrap"):
         for path in root.glob(pattern):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -225,6 +242,22 @@ def _configure(root: Path) -> None:
 def _clamp_times(root: Path) -> None:
     for path in (root, *root.rglob("*")):
         os.utime(path, (EPOCH, EPOCH), follow_symlinks=False)
+
+
+def _clamp_ctimes(disk: Path) -> None:
+    """mkfs.ext4 -d copies each file's ctime, which no one can set: the time it was unpacked.
+    Set them all to EPOCH, so that only the packages decide the disk's bytes. mkfs numbers
+    the inodes in order from 12 (11 is lost+found, 2 the root)."""
+    header = subprocess.run(["dumpe2fs", "-h", str(disk)], capture_output=True, text=True,
+                            check=True).stdout
+    count, free = (int(re.search(rf"{f}:\s+(\d+)", header).group(1))  # type: ignore[union-attr]
+                   for f in ("Inode count", "Free inodes"))
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(EPOCH))
+    with tempfile.NamedTemporaryFile("w", suffix=".debugfs") as script:
+        script.writelines(f"sif <{i}> ctime {stamp}\n"
+                          for i in [2, 11, *range(12, count - free + 1)])
+        script.flush()
+        _run(["debugfs", "-w", "-f", script.name, str(disk)], env=FAKE_TIME)
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> None:

@@ -27,7 +27,7 @@ from ..errors import ConflictError, ImageError, InvalidInputError, NotFoundError
 from ..machine.argv import BootFiles
 from ..store import ImageRecord, Store
 from . import importer
-from .debian import DebianOptions, build_debian, unmount_under
+from .debian import DebianOptions, build_debian, clean_staging, unmount_under
 from .tiny import Progress, build_tiny
 
 FILES = ("vmlinux", "initrd.cpio", "rootfs.raw")  # a tiny image's; others list theirs in meta
@@ -99,6 +99,7 @@ class ImageStore:
         for leftover in self.root.glob(".build-*"):
             unmount_under(leftover)
             shutil.rmtree(leftover, ignore_errors=True)
+        clean_staging()
 
     def build(self, name: str, progress: Progress, builder: str | None = None,
               options: DebianOptions | None = None) -> ImageRecord:
