@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import vmkit
+from vmkit.images.debian import STAGING
 
 from ..conftest import Daemon
 from ..isos import grub_mkrescue, has_bios, has_efi, make_marker_iso, make_plain_iso
@@ -71,6 +73,11 @@ def processes_under(prefix: Path) -> list[str]:
             if any(a.startswith(str(prefix).encode()) for a in argv):
                 found.append(b" ".join(argv).decode(errors="replace"))
     return found
+
+
+def staged(prefix: Path) -> list[Path]:
+    """The build roots whose names start with ``prefix``."""
+    return list(prefix.parent.glob(prefix.name + "*"))
 
 
 def debootstraps(home: Path) -> str:
@@ -279,7 +286,9 @@ def test_bad_input_is_refused_and_leaves_nothing(daemon: Daemon, client: vmkit.C
 @pytest.mark.skipif(shutil.which("debootstrap") is None or os.geteuid() != 0,
                     reason="the debian builder needs debootstrap and root")
 def test_cancelled_build_leaves_nothing(daemon: Daemon, client: vmkit.Client) -> None:
-    building = daemon.home / "images" / ".build-"
+    assert daemon.proc is not None
+    # debootstrap builds the root in memory (images/debian.py), in a directory named by vmkitd
+    building = Path(STAGING or tempfile.gettempdir()) / f"vmkit-debian-{daemon.proc.pid}-"
     op = client.build_image("deb-cancel", builder="debian", minimal=True)
     try:
         deadline = time.monotonic() + 120
@@ -290,7 +299,7 @@ def test_cancelled_build_leaves_nothing(daemon: Daemon, client: vmkit.Client) ->
         assert now["state"] == "running", now  # debootstrap is downloading or unpacking
         # The build is under way in the store's .build-* directory, and the checks below
         # see it: they would see what the cancel failed to stop.
-        assert build_dirs(daemon)
+        assert build_dirs(daemon) and staged(building)
         assert debootstraps(daemon.home) and processes_under(building)
     except BaseException:
         with contextlib.suppress(vmkit.VmkitError):  # do not leave it building
@@ -303,9 +312,10 @@ def test_cancelled_build_leaves_nothing(daemon: Daemon, client: vmkit.Client) ->
         time.sleep(0.2)
     assert now["state"] == "failed" and "cancelled" in now["error"], now
     assert "deb-cancel" not in {i["name"] for i in client.list_images()}
-    assert build_dirs(daemon) == []
+    assert build_dirs(daemon) == [] and staged(building) == []
     with open("/proc/self/mounts") as f:
-        mounts = [line.split()[1] for line in f if str(daemon.home) in line.split()[1]]
+        mounts = [line.split()[1] for line in f if line.split()[1].startswith(
+            (str(daemon.home), str(building)))]
     assert mounts == []
     # No debootstrap of this home's build, nor anything it started there (dpkg, wget...).
     assert debootstraps(daemon.home) == ""
