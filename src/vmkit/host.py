@@ -87,6 +87,20 @@ def describe_vm(rec: VmRecord) -> dict[str, Any]:
     }
 
 
+async def _agent_or_exit(machine: Machine, timeout: float) -> None:
+    """Wait for the guest agent, or for QEMU to exit: a guest that dies while booting is
+    reported at once (by the caller), not after the agent's whole timeout."""
+    connect = asyncio.ensure_future(machine.agent.connect(timeout=timeout))
+    exited = asyncio.ensure_future(machine.exited.wait())
+    try:
+        await asyncio.wait((connect, exited), return_when=asyncio.FIRST_COMPLETED)
+        if connect.done():
+            connect.result()  # raises the agent's error
+    finally:
+        for task in (connect, exited):
+            task.cancel()
+
+
 def with_ssh_port(spec: VmSpec, boot: BootFiles) -> VmSpec:
     """A cloud-init guest runs sshd: forward a free loopback port to it for 'vmkit ssh',
     unless the user forwarded one or the VM has no user-mode NIC to forward through."""
@@ -96,16 +110,21 @@ def with_ssh_port(spec: VmSpec, boot: BootFiles) -> VmSpec:
     return replace(spec, ports=(*spec.ports, PortForward(free_port(), 22)))
 
 
+def _source_name(source: Any) -> str:
+    """The imported file's name (images imported by vmkit 0.1 kept the name alone)."""
+    return Path(source["path"]).name if isinstance(source, dict) else str(source)
+
+
 def describe_image(image: ImageRecord) -> dict[str, Any]:
     meta = image.meta
     return {"name": image.name, "digest": image.digest, "kind": image.kind,
             "size": image.size, "disk": format_size(int(meta["rootfs_bytes"])),
             "created": image.created, "format": meta.get("format", "raw"),
             "description": meta.get("description") or (
-                f"imported from {Path(meta['source']['path']).name}" if "source" in meta
+                f"imported from {_source_name(meta['source'])}" if "source" in meta
                 else "vmkit tiny guest"),
             "bootable": meta.get("bootable"), "cloud_init": bool(meta.get("cloud_init")),
-            "source": meta.get("source")}
+            "source": meta["source"] if isinstance(meta.get("source"), dict) else None}
 
 
 def describe_operation(op: Operation) -> dict[str, Any]:
@@ -495,9 +514,9 @@ class Host:
                     return
                 await machine.execute("cont")
             if boot.agent:  # an installer CD or an imported disk may have no agent
-                await machine.agent.connect(
-                    timeout=AGENT_TIMEOUT if boot.profile == "tiny" else PC_AGENT_TIMEOUT)
-                if resume is not None:
+                await _agent_or_exit(
+                    machine, AGENT_TIMEOUT if boot.profile == "tiny" else PC_AGENT_TIMEOUT)
+                if resume is not None and not machine.exited.is_set():
                     await identity.apply(machine.agent, resume.identity)
         except VmkitError as e:
             self._stopping.add(name)
