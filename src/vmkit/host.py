@@ -461,13 +461,16 @@ class Host:
             except BaseException:
                 await self.discard(spec.name)  # nothing half-created is left behind
                 raise
-            provisioned = await self._cloud_init(spec.name) if boot.seed else None
+        # Outside the lock: the user may stop or remove the VM while cloud-init runs.
+        provisioned = await self._cloud_init(spec.name) if boot.seed else None
         return {**self.get_vm(spec.name), **({"cloud_init": provisioned} if provisioned else {})}
 
     async def _cloud_init(self, name: str) -> dict[str, Any]:
         """Wait for cloud-init in the new guest to finish: {"status": "done" | "error", ...}.
         A failure is reported, not undone: the VM runs on, for the user to look into."""
-        agent = self.machines[name].agent
+        if (machine := self.machines.get(name)) is None:
+            return {"status": "error", "detail": "the VM stopped before cloud-init finished"}
+        agent = machine.agent
         out = bytearray()
         code: Any = None
         try:
