@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import ImageError, InvalidInputError
 from ..spec import format_size, parse_size
-from .tiny import Progress
+from .tiny import Progress, run_tool
 
 FILES = ("vmlinuz", "initrd.img", "rootfs.raw")
 MIRROR = os.environ.get("VMKIT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -136,7 +136,7 @@ def build_debian(out: Path, cache: Path, progress: Progress, options: DebianOpti
         shutil.copyfile(root / "boot" / kernel.name.replace("vmlinuz", "initrd.img"),
                         out / "initrd.img")
         _clamp_times(root)
-        _run(["mkfs.ext4", "-q", "-F", "-L", "vmkit-root", "-U", ROOT_UUID,
+        run_tool(["mkfs.ext4", "-q", "-F", "-L", "vmkit-root", "-U", ROOT_UUID,
               "-E", f"root_owner=0:0,hash_seed={HASH_SEED}", "-d", str(root),
               str(out / "rootfs.raw"), str(options.size >> 10) + "K"], env=FAKE_TIME)
         _clamp_ctimes(out / "rootfs.raw")
@@ -257,11 +257,4 @@ def _clamp_ctimes(disk: Path) -> None:
         script.writelines(f"sif <{i}> ctime {stamp}\n"
                           for i in [2, 11, *range(12, count - free + 1)])
         script.flush()
-        _run(["debugfs", "-w", "-f", script.name, str(disk)], env=FAKE_TIME)
-
-
-def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        raise ImageError(f"{argv[0]} failed while building the image: {' / '.join(detail)}")
+        run_tool(["debugfs", "-w", "-f", script.name, str(disk)], env=FAKE_TIME)

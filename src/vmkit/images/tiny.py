@@ -47,8 +47,9 @@ BINARIES = {"usr/sbin/qemu-ga": "usr/sbin/qemu-ga", "sbin/resize2fs": "sbin/resi
             "bin/nc.openbsd": "usr/bin/netcat", "usr/bin/perl": "usr/bin/perl"}
 
 
-def _run(argv: list[str], cwd: Path | None = None) -> str:
-    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+def run_tool(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run a build tool; its last lines of output become the error if it fails."""
+    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
         raise ImageError(f"{argv[0]} failed while building the image: {' / '.join(detail)}")
@@ -56,7 +57,7 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
 
 
 def _direct_depends(packages: list[str]) -> set[str]:
-    out = _run(["apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
+    out = run_tool(["apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
                 "--no-breaks", "--no-replaces", "--no-enhances", *packages])
     deps = set()
     for line in out.splitlines():
@@ -84,18 +85,18 @@ def resolve_packages() -> list[str]:
 def download(packages: list[str], cache: Path) -> list[Path]:
     """Fetch the packages with ``apt-get download`` into ``cache`` (kept for rebuilds)."""
     cache.mkdir(parents=True, exist_ok=True)
-    uris = _run(["apt-get", "download", "--print-uris", *packages])
+    uris = run_tool(["apt-get", "download", "--print-uris", *packages])
     files = [line.split()[1] for line in uris.splitlines() if line.startswith("'")]
     missing = [f for f in files if not (cache / f).exists()]
     if missing:
-        _run(["apt-get", "download", "-q", *packages], cwd=cache)
+        run_tool(["apt-get", "download", "-q", *packages], cwd=cache)
     return [cache / f for f in files]
 
 
 def _install_busybox(bb_root: Path, dest: Path) -> None:
     (dest / "bin").mkdir(parents=True, exist_ok=True)
     shutil.copy2(bb_root / "bin/busybox", dest / "bin/busybox")
-    for applet in _run([str(bb_root / "bin/busybox"), "--list-full"]).split():
+    for applet in run_tool([str(bb_root / "bin/busybox"), "--list-full"]).split():
         link = dest / applet
         if link.exists() or link.is_symlink():
             continue
@@ -158,7 +159,7 @@ def _assemble_rootfs(unpacked: Path, rootfs: Path) -> None:
     _put(rootfs, "etc/os-release", b'NAME="vmkit tiny"\nID=vmkit-tiny\n')
     # Check with the guest's own loader that every library each binary needs is there.
     for binary in BINARIES.values():
-        listing = _run([str(unpacked / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+        listing = run_tool([str(unpacked / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
                         "--library-path", ":".join(str(rootfs / d) for d in LIB_DIRS[:2]),
                         "--list", str(rootfs / binary)])
         if "not found" in listing:
@@ -197,7 +198,7 @@ def build_tiny(out: Path, cache: Path, progress: Progress) -> None:
         unpacked, rootfs, initrd = Path(tmp, "pkgs"), Path(tmp, "rootfs"), Path(tmp, "initrd")
         for i, deb in enumerate(debs):
             progress(0.35 + 0.35 * i / len(debs), f"unpacking {deb.name.split('_')[0]}")
-            _run(["dpkg-deb", "-x", str(deb), str(unpacked)])
+            run_tool(["dpkg-deb", "-x", str(deb), str(unpacked)])
         progress(0.72, "extracting the kernel")
         bzimage = next((unpacked / "boot").glob("vmlinuz-*"))
         extract_vmlinux(bzimage, out / "vmlinux")
@@ -210,7 +211,7 @@ def build_tiny(out: Path, cache: Path, progress: Progress) -> None:
         # A fixed UUID and hash seed keep the build repeatable for the same packages.
         # Inode tables and journal are zeroed now, not by the guest kernel's lazyinit thread
         # at every VM's first boot; a fixed UUID and hash seed keep the build repeatable.
-        _run(["mkfs.ext4", "-q", "-F", "-L", "vmkit-root",
+        run_tool(["mkfs.ext4", "-q", "-F", "-L", "vmkit-root",
               "-U", "8c5a3c56-3f1b-4c36-9f7e-6b1f5f0e7a11",
               "-E", "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0,"
                     "hash_seed=2f1e0c59-2c47-4a2a-8f38-4b0f3c1a9d21",
