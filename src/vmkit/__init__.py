@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (AgentError, ConflictError, DaemonError, HostError, ImageError,
                      InvalidInputError, InvalidStateError, LaunchError, NoSpaceError,
-                     NotFoundError, QmpError, UnauthorizedError, VmkitError)
+                     NotFoundError, QmpError, TooLargeError, UnauthorizedError, VmkitError)
 
 if TYPE_CHECKING:
     from .client import Client, ExecResult
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Client", "ExecResult", "VmkitError", "InvalidInputError", "NotFoundError", "ConflictError",
     "InvalidStateError", "HostError", "ImageError", "LaunchError", "QmpError", "AgentError",
-    "DaemonError", "UnauthorizedError", "NoSpaceError", "__version__",
+    "DaemonError", "UnauthorizedError", "NoSpaceError", "TooLargeError", "__version__",
 ]
 
 

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,16 @@ import httpx
 
 from .errors import DaemonError, HostError, VmkitError, error_from_body
 from .paths import HomePaths, default_home
+from .spec import validate_name
 
 LONG = 600.0  # seconds: creating, starting and stopping VMs wait for the guest
 PROVISION = 3600.0  # creating a VM waits for cloud-init, which may install packages
+
+
+def _seg(name: str, what: str = "VM") -> str:
+    """``name`` as one segment of a URL path: checked as a name, then percent-encoded, so that
+    no '..', '/', '?' or '#' in it can reach another route (belt and braces)."""
+    return urllib.parse.quote(validate_name(name, what), safe="")
 
 
 @dataclass
@@ -151,28 +159,28 @@ class Client:
         return self._json("GET", "/images")
 
     def get_image(self, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/images/{name}")
+        return self._json("GET", f"/images/{_seg(name, 'image')}")
 
     def build_image(self, name: str = "tiny", force: bool = False, builder: str | None = None,
                     **debian: Any) -> dict[str, Any]:
         """Start a build; returns the operation. ``wait_operation`` follows it. ``debian``:
         release, size, packages (comma-separated) and minimal, for the debian builder."""
         params = {"force": force, **({"builder": builder} if builder else {}), **debian}
-        return self._json("POST", f"/images/{name}/build", params=params)
+        return self._json("POST", f"/images/{_seg(name, 'image')}/build", params=params)
 
     def import_image(self, name: str, path: str | Path) -> dict[str, Any]:
         """Start importing a disk image or ISO on the daemon's host; returns the operation."""
-        return self._json("POST", f"/images/{name}/import",
+        return self._json("POST", f"/images/{_seg(name, 'image')}/import",
                           json={"path": str(Path(path).absolute())})
 
     def cancel_operation(self, op_id: str) -> dict[str, Any]:
-        return self._json("DELETE", f"/operations/{op_id}")
+        return self._json("DELETE", f"/operations/{_seg(op_id, 'operation')}")
 
     def remove_image(self, name: str) -> None:
-        self._json("DELETE", f"/images/{name}")
+        self._json("DELETE", f"/images/{_seg(name, 'image')}")
 
     def operation(self, op_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/operations/{op_id}")
+        return self._json("GET", f"/operations/{_seg(op_id, 'operation')}")
 
     def wait_operation(self, op_id: str, on_progress: Callable[[dict[str, Any]], None] | None = None,
                        interval: float = 0.25) -> dict[str, Any]:
@@ -193,7 +201,7 @@ class Client:
         return self._json("GET", "/vms")
 
     def get_vm(self, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/vms/{name}")
+        return self._json("GET", f"/vms/{_seg(name)}")
 
     def create_vm(self, name: str, image: str | None = "tiny", cpus: int = 1,
                   memory: str = "256M", disk: str | None = None, ports: Iterable[str] = (),
@@ -217,7 +225,7 @@ class Client:
         return self._json("POST", "/vms", json=body, timeout=PROVISION)
 
     def _action(self, name: str, action: str, **params: Any) -> dict[str, Any]:
-        return self._json("POST", f"/vms/{name}/{action}", params=params, timeout=LONG)
+        return self._json("POST", f"/vms/{_seg(name)}/{action}", params=params, timeout=LONG)
 
     def start_vm(self, name: str) -> dict[str, Any]:
         return self._action(name, "start")
@@ -228,7 +236,7 @@ class Client:
     def resize_vm(self, name: str, cpus: int | None = None, memory: str | None = None,
                   disk: str | None = None) -> dict[str, Any]:
         """New CPUs, memory and/or a bigger disk for a stopped VM."""
-        return self._json("POST", f"/vms/{name}/resize",
+        return self._json("POST", f"/vms/{_seg(name)}/resize",
                           json={"cpus": cpus, "memory": memory, "disk": disk})
 
     def kill_vm(self, name: str) -> dict[str, Any]:
@@ -244,27 +252,28 @@ class Client:
         return self._action(name, "resume")
 
     def remove_vm(self, name: str, force: bool = False) -> None:
-        self._json("DELETE", f"/vms/{name}", params={"force": force}, timeout=LONG)
+        self._json("DELETE", f"/vms/{_seg(name)}", params={"force": force}, timeout=LONG)
 
     # --- snapshots, forks, templates ---------------------------------------------------
 
     def list_snapshots(self, vm: str) -> list[dict[str, Any]]:
-        return self._json("GET", f"/vms/{vm}/snapshots")
+        return self._json("GET", f"/vms/{_seg(vm)}/snapshots")
 
     def create_snapshot(self, vm: str, name: str | None = None, memory: bool = True
                         ) -> dict[str, Any]:
         """Snapshot the disk, and memory + devices if the VM runs (unless memory=False)."""
-        return self._json("POST", f"/vms/{vm}/snapshots", json={"name": name, "memory": memory},
-                          timeout=LONG)
+        return self._json("POST", f"/vms/{_seg(vm)}/snapshots",
+                          json={"name": name, "memory": memory}, timeout=LONG)
 
     def get_snapshot(self, vm: str, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/vms/{vm}/snapshots/{name}")
+        return self._json("GET", f"/vms/{_seg(vm)}/snapshots/{_seg(name, 'snapshot')}")
 
     def restore_snapshot(self, vm: str, name: str) -> dict[str, Any]:
-        return self._json("POST", f"/vms/{vm}/snapshots/{name}/restore", timeout=LONG)
+        return self._json("POST", f"/vms/{_seg(vm)}/snapshots/{_seg(name, 'snapshot')}/restore",
+                          timeout=LONG)
 
     def remove_snapshot(self, vm: str, name: str) -> None:
-        self._json("DELETE", f"/vms/{vm}/snapshots/{name}", timeout=LONG)
+        self._json("DELETE", f"/vms/{_seg(vm)}/snapshots/{_seg(name, 'snapshot')}", timeout=LONG)
 
     def fork(self, source: str, name: str, ports: Iterable[str] = (), network: str | None = None,
              auto_remove: bool = False) -> dict[str, Any]:
@@ -287,7 +296,7 @@ class Client:
         return self._json("POST", "/templates/fast", json=body, timeout=LONG)
 
     def remove_template(self, name: str) -> None:
-        self._json("DELETE", f"/templates/{name}", timeout=LONG)
+        self._json("DELETE", f"/templates/{_seg(name, 'template')}", timeout=LONG)
 
     # --- migration --------------------------------------------------------------------
 
@@ -296,10 +305,10 @@ class Client:
         """Start moving a running VM to the vmkit host at ``url``; returns the operation
         (follow it with ``wait_operation``)."""
         body = {"url": url, "token": token, "ca": ca, "postcopy": postcopy}
-        return self._json("POST", f"/vms/{name}/migrate", json=body)
+        return self._json("POST", f"/vms/{_seg(name)}/migrate", json=body)
 
     def cancel_migration(self, name: str) -> None:
-        self._json("POST", f"/vms/{name}/migrate/cancel")
+        self._json("POST", f"/vms/{_seg(name)}/migrate/cancel")
 
     # --- export and import ------------------------------------------------------------
 
@@ -314,8 +323,8 @@ class Client:
         unpacked = format == "libvirt"
         files.check_destination(dest, unpacked)
         body = {"format": format, "memory": memory, "directory": str(dest) if unpacked else None}
-        return {**self._download(f"/vms/{name}/export", dest, unpacked, on_progress, json=body),
-                "format": format}
+        return {**self._download(f"/vms/{_seg(name)}/export", dest, unpacked, on_progress,
+                                 json=body), "format": format}
 
     def dump_vm(self, name: str, dest: Path,
                 on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -325,7 +334,7 @@ class Client:
 
         dest = Path(dest).absolute()
         files.check_destination(dest, False)
-        return self._download(f"/vms/{name}/dump", dest, False, on_progress)
+        return self._download(f"/vms/{_seg(name)}/dump", dest, False, on_progress)
 
     # --- private networks -------------------------------------------------------------
 
@@ -339,26 +348,26 @@ class Client:
                           json={"name": name, "subnet": subnet, "isolated": isolated})
 
     def remove_network(self, name: str) -> None:
-        self._json("DELETE", f"/networks/{name}")
+        self._json("DELETE", f"/networks/{_seg(name, 'network')}")
 
     def vnc_display(self, name: str) -> dict[str, Any]:
         """The VNC server of a VM run with display vnc: its Unix socket and password."""
-        return self._json("GET", f"/vms/{name}/display")
+        return self._json("GET", f"/vms/{_seg(name)}/display")
 
     def stats(self, name: str) -> dict[str, Any]:
         """CPU, memory, disk and network counters of VM ``name``."""
-        return self._json("GET", f"/vms/{name}/stats")
+        return self._json("GET", f"/vms/{_seg(name)}/stats")
 
     def diff(self, name: str, before: str | None = None, after: str | None = None
              ) -> list[dict[str, str]]:
         """Files added, removed and changed on the VM's disk from snapshot ``before`` (default:
         its image) to snapshot ``after`` (default: now)."""
         params = {k: v for k, v in (("from", before), ("to", after)) if v is not None}
-        return self._json("GET", f"/vms/{name}/diff", params=params, timeout=LONG)
+        return self._json("GET", f"/vms/{_seg(name)}/diff", params=params, timeout=LONG)
 
     def start_capture(self, name: str) -> dict[str, Any]:
         """Start recording the VM's network traffic; ``stop_capture`` ends it."""
-        return self._json("POST", f"/vms/{name}/capture")
+        return self._json("POST", f"/vms/{_seg(name)}/capture")
 
     def stop_capture(self, name: str, dest: Path,
                      on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -367,7 +376,7 @@ class Client:
 
         dest = Path(dest).absolute()
         files.check_destination(dest, False)
-        return self._download(f"/vms/{name}/capture/stop", dest, False, on_progress)
+        return self._download(f"/vms/{_seg(name)}/capture/stop", dest, False, on_progress)
 
     def _download(self, path: str, dest: Path, unpack: bool,
                   on_progress: Callable[[int, int], None] | None, **kw: Any) -> dict[str, Any]:
@@ -430,7 +439,7 @@ class Client:
         body: dict[str, Any] = {"argv": argv}
         if stdin:
             body["stdin"] = base64.b64encode(stdin).decode()
-        r = self._send("POST", f"/vms/{name}/exec", stream=True, json=body, timeout=None)
+        r = self._send("POST", f"/vms/{_seg(name)}/exec", stream=True, json=body, timeout=None)
         try:
             for line in r.iter_lines():
                 event = json.loads(line)
@@ -454,19 +463,19 @@ class Client:
         return ExecResult(code, bytes(out), bytes(err))
 
     def read_file(self, name: str, path: str) -> Iterator[bytes]:
-        response = self._send("GET", f"/vms/{name}/files", stream=True, params={"path": path},
-                              timeout=LONG)
+        response = self._send("GET", f"/vms/{_seg(name)}/files", stream=True,
+                              params={"path": path}, timeout=LONG)
         try:
             yield from response.iter_bytes()
         finally:
             response.close()
 
     def write_file(self, name: str, path: str, data: bytes | Iterable[bytes]) -> int:
-        return int(self._json("PUT", f"/vms/{name}/files", params={"path": path},
+        return int(self._json("PUT", f"/vms/{_seg(name)}/files", params={"path": path},
                               content=data, timeout=LONG)["bytes"])
 
     def logs(self, name: str, follow: bool = False) -> Iterator[bytes]:
-        response = self._send("GET", f"/vms/{name}/logs", stream=True,
+        response = self._send("GET", f"/vms/{_seg(name)}/logs", stream=True,
                               params={"follow": follow}, timeout=None)
         try:
             yield from response.iter_bytes()
@@ -478,4 +487,4 @@ class Client:
         from httpx_ws import connect_ws
 
         self.get_vm(name)  # starts the daemon if needed, and names a missing VM clearly
-        return connect_ws(f"/v1/vms/{name}/console", self._http)
+        return connect_ws(f"/v1/vms/{_seg(name)}/console", self._http)

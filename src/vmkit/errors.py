@@ -2,6 +2,7 @@
 
     VmkitError                    message is a sentence the user can act on
     ├── InvalidInputError         a bad name, size, port, ... (HTTP 422)
+    │   └── TooLargeError         a request body, argv or stdin over its cap (HTTP 413)
     ├── UnauthorizedError         no valid token on a TCP connection (HTTP 401)
     ├── NotFoundError             no such VM, image, operation (HTTP 404)
     ├── ConflictError             name taken, port in use, image in use (HTTP 409)
@@ -32,6 +33,10 @@ class VmkitError(Exception):
 
 class InvalidInputError(VmkitError):
     status, kind = 422, "invalid_input"
+
+
+class TooLargeError(InvalidInputError):
+    status, kind = 413, "too_large"
 
 
 class UnauthorizedError(VmkitError):
@@ -81,7 +86,8 @@ class DaemonError(VmkitError):
 _BY_KIND = {
     cls.kind: cls
     for cls in (
-        InvalidInputError, UnauthorizedError, NotFoundError, ConflictError, InvalidStateError, HostError,
+        InvalidInputError, TooLargeError, UnauthorizedError, NotFoundError, ConflictError,
+        InvalidStateError, HostError,
         NoSpaceError, ImageError, LaunchError, QmpError, AgentError, DaemonError,
     )
 }

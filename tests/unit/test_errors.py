@@ -8,11 +8,12 @@ from vmkit import errors
 from vmkit.errors import (AgentError, ConflictError, DaemonError, HostError, ImageError,
                           NoSpaceError,
                           InvalidInputError, InvalidStateError, LaunchError, NotFoundError,
-                          QmpError, UnauthorizedError, VmkitError, error_from_body,
+                          QmpError, TooLargeError, UnauthorizedError, VmkitError, error_from_body,
                           to_body)
 
 STATUS = {
     InvalidInputError: (422, "invalid_input"),
+    TooLargeError: (413, "too_large"),
     UnauthorizedError: (401, "unauthorized"),
     NotFoundError: (404, "not_found"),
     ConflictError: (409, "conflict"),

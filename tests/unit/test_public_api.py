@@ -9,7 +9,7 @@ import vmkit
 EXPECTED = {
     "Client", "ExecResult", "VmkitError", "InvalidInputError", "NotFoundError", "ConflictError",
     "InvalidStateError", "HostError", "ImageError", "LaunchError", "QmpError", "AgentError",
-    "DaemonError", "UnauthorizedError", "NoSpaceError", "__version__",
+    "DaemonError", "UnauthorizedError", "NoSpaceError", "TooLargeError", "__version__",
 }
 
 
