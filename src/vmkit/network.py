@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterable
 
-from .errors import ConflictError
+from .errors import ConflictError, LaunchError, VmkitError
 from .spec import PortForward
+
+# QEMU's words when another process bound a forwarded port between our check and its start.
+_HOSTFWD_FAILED = re.compile(r"Could not set up host forwarding rule '(tcp|udp):\[?(.*?)\]?:"
+                             r"(\d+)-.*?:(\d+)'")
 
 
 def check_ports_free(forwards: Iterable[PortForward]) -> None:
@@ -23,6 +28,18 @@ def check_ports_free(forwards: Iterable[PortForward]) -> None:
                     f"host port {f.host_addr}:{f.host_port}/{f.proto} is not available "
                     f"({e.strerror}); choose another host port, e.g. -p {f.host_port + 1}:{f.guest_port}"
                 ) from None
+
+
+def explain_launch_error(error: LaunchError) -> VmkitError:
+    """A QEMU that could not bind a forwarded port (two VMs asking for it at once) as
+    vmkit's own conflict; any other launch error as it is."""
+    m = _HOSTFWD_FAILED.search(error.message)
+    if m is None:
+        return error
+    proto, addr, host_port, guest_port = m.groups()
+    return ConflictError(f"host port {addr or '0.0.0.0'}:{host_port}/{proto} was taken by "
+                         f"another VM or program as this VM started; choose another host "
+                         f"port, e.g. -p {int(host_port) + 1}:{guest_port}")
 
 
 def free_port(addr: str = "127.0.0.1") -> int:

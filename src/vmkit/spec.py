@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from .errors import InvalidInputError
 
-NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+NAME_RE = re.compile(NAME_PATTERN)
 MIN_MEMORY_MIB, MAX_MEMORY_MIB = 64, 1024 * 1024
 MIN_CPUS, MAX_CPUS = 1, 64
 MAX_DISK = 16 << 40
@@ -29,8 +30,9 @@ DISPLAYS = ("none", "vnc")  # vnc: a VNC server that vmkitd proxies (vmkit vnc, 
 def validate_name(name: str, what: str = "VM") -> str:
     if not NAME_RE.fullmatch(name):
         why = " (it becomes the guest's hostname)" if what == "VM" else ""
+        shown = f"{name[:24]!r}... ({len(name)} characters)" if len(name) > 80 else repr(name)
         raise InvalidInputError(
-            f"invalid {what} name {name!r}: use 1-63 letters, digits and '-', starting and "
+            f"invalid {what} name {shown}: use 1-63 letters, digits and '-', starting and "
             f"ending with a letter or digit{why}"
         )
     return name
@@ -180,12 +182,7 @@ def make_spec(
         raise InvalidInputError(f"invalid firmware {firmware!r}: use bios or uefi")
     if not MIN_CPUS <= cpus <= MAX_CPUS:
         raise InvalidInputError(f"cpus {cpus} is out of range: use {MIN_CPUS}-{MAX_CPUS}")
-    memory_mib = parse_size(memory, "memory") >> 20
-    top = min(MAX_MEMORY_MIB, host_memory_mib or MAX_MEMORY_MIB)
-    if not MIN_MEMORY_MIB <= memory_mib <= top:
-        raise InvalidInputError(
-            f"memory {memory} is out of range: use {MIN_MEMORY_MIB}M to {format_size(top << 20)}"
-        )
+    memory_mib = check_memory(memory, host_memory_mib)
     disk_bytes = None
     if disk is not None:
         disk_bytes = parse_size(disk, "disk size")
@@ -226,6 +223,22 @@ def make_spec(
     return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,  # type: ignore[arg-type]
                   auto_remove or disposable, disposable, iops, bps, tuple(more), display,
                   cdrom, firmware, keys, user_data, env)
+
+
+def check_memory(memory: str | int, host_memory_mib: int | None = None) -> int:
+    """The memory a VM asks for, in MiB. Each bound has its own message, so that the client's
+    check (which does not know the host) and the host's say the same."""
+    memory_mib = parse_size(memory, "memory") >> 20
+    if memory_mib < MIN_MEMORY_MIB:
+        raise InvalidInputError(f"memory {memory} is too little: a VM needs at least "
+                                f"{MIN_MEMORY_MIB}M")
+    if memory_mib > MAX_MEMORY_MIB:
+        raise InvalidInputError(f"memory {memory} is more than vmkit gives a VM "
+                                f"({format_size(MAX_MEMORY_MIB << 20)})")
+    if host_memory_mib is not None and memory_mib > host_memory_mib:
+        raise InvalidInputError(f"memory {memory} is more than this host has "
+                                f"({format_size(host_memory_mib << 20)})")
+    return memory_mib
 
 
 def parse_io_limit(text: str) -> tuple[int | None, int | None]:

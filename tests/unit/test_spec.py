@@ -125,6 +125,13 @@ def test_validate_name_says_what() -> None:
         validate_name("a.b", "image")
 
 
+def test_validate_name_shortens_a_very_long_name() -> None:
+    with pytest.raises(InvalidInputError) as exc:
+        validate_name("s" * 300, "snapshot")
+    assert exc.value.message.startswith(f"invalid snapshot name {'s' * 24!r}... (300 characters)")
+    assert len(exc.value.message) < 200
+
+
 def test_validate_name_rejects_trailing_newline() -> None:
     with pytest.raises(InvalidInputError):
         validate_name("web\n")
@@ -167,18 +174,25 @@ def test_make_spec_memory_in_range(memory: str | int, mib: int) -> None:
     assert make_spec("web", memory=memory).memory_mib == mib
 
 
-@pytest.mark.parametrize("memory", ["63M", "1M", "0", "1025G", "2T"])
-def test_make_spec_memory_out_of_range(memory: str) -> None:
-    expected = rf"memory {memory} is out of range: use 64M to 1T"
+@pytest.mark.parametrize("memory, expected", [
+    ("63M", "memory 63M is too little: a VM needs at least 64M"),
+    ("0", "memory 0 is too little: a VM needs at least 64M"),
+    ("1025G", r"memory 1025G is more than vmkit gives a VM \(1T\)"),
+    ("2T", r"memory 2T is more than vmkit gives a VM \(1T\)"),
+])
+def test_make_spec_memory_out_of_range(memory: str, expected: str) -> None:
     with pytest.raises(InvalidInputError, match=expected):
         make_spec("web", memory=memory)
+    # The same message whether or not the host's size is known (CLI and daemon agree).
+    with pytest.raises(InvalidInputError, match=expected):
+        make_spec("web", memory=memory, host_memory_mib=4096)
 
 
 def test_make_spec_memory_capped_by_host() -> None:
     assert make_spec("web", memory="2G", host_memory_mib=2048).memory_mib == 2048
-    with pytest.raises(InvalidInputError, match="use 64M to 2G"):
+    with pytest.raises(InvalidInputError, match=r"2049M is more than this host has \(2G\)"):
         make_spec("web", memory="2049M", host_memory_mib=2048)
-    with pytest.raises(InvalidInputError, match="use 64M to 1536M"):
+    with pytest.raises(InvalidInputError, match=r"more than this host has \(1536M\)"):
         make_spec("web", memory="2G", host_memory_mib=1536)
 
 

@@ -27,12 +27,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import InvalidInputError, NotFoundError, UnauthorizedError, VmkitError, to_body
+from ..errors import (InvalidInputError, NotFoundError, TooLargeError, UnauthorizedError,
+                      VmkitError, to_body)
 from ..host import Host, host_memory_mib
 from ..images.debian import debian_options
 from ..paths import open_nofollow
 from ..spec import check_spec, make_spec, validate_name
-from .models import (Error, ExecRequest, ImageImport, ExportRequest, FileChange, Network, NetworkCreate,
+from .guards import Guards
+from .models import (MAX_STDIN_BYTES, NAME_SCHEMA, Error, ExecRequest, ImageImport, ExportRequest, FileChange, Network, NetworkCreate,
                      VmStats, FastTemplate, ForkCreate, HostInfo, Image,
                      IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
                      RemoteHost, SnapshotCreate, Template, TemplateCreate, Vm, VmCreate,
@@ -40,31 +42,46 @@ from .models import (Error, ExecRequest, ImageImport, ExportRequest, FileChange,
 
 log = logging.getLogger("vmkit.api")
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Error} for code in (401, 404, 409, 422, 500, 502, 507)}
+    code: {"model": Error} for code in (401, 404, 409, 413, 422, 500, 502, 507)}
 UI_DIR = FilePath(__file__).parent.parent / "ui" / "static"
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream, so proxies keep it open
 
 
-def vm_name(name: Annotated[str, Path(max_length=63)]) -> str:
+# A name in a path: its pattern is in the schema, and validate_name's message answers a wrong
+# one (FastAPI's own check would answer with pydantic's wording).
+NamePath = Path(json_schema_extra=NAME_SCHEMA)
+
+
+def vm_name(name: Annotated[str, NamePath]) -> str:
     return validate_name(name)
 
 
-def image_name(name: Annotated[str, Path(max_length=63)]) -> str:
+def image_name(name: Annotated[str, NamePath]) -> str:
     return validate_name(name, "image")
 
 
-def snapshot_name(snap: Annotated[str, Path(max_length=63)]) -> str:
+def snapshot_name(snap: Annotated[str, NamePath]) -> str:
     return validate_name(snap, "snapshot")
 
 
-def template_name(name: Annotated[str, Path(max_length=63)]) -> str:
+def template_name(name: Annotated[str, NamePath]) -> str:
     return validate_name(name, "template")
+
+
+def network_name(name: Annotated[str, NamePath]) -> str:
+    return validate_name(name, "network")
+
+
+def operation_id(op_id: Annotated[str, NamePath]) -> str:
+    return validate_name(op_id, "operation")
 
 
 VmName = Annotated[str, Depends(vm_name)]
 ImageName = Annotated[str, Depends(image_name)]
 SnapshotName = Annotated[str, Depends(snapshot_name)]
 TemplateName = Annotated[str, Depends(template_name)]
+NetworkName = Annotated[str, Depends(network_name)]
+OperationId = Annotated[str, Depends(operation_id)]
 
 
 def create_app(host: Host, token: str | None = None, ui_url: str | None = None) -> FastAPI:
@@ -87,15 +104,15 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "invalid_input"}.get(exc.status_code, "error")
         message = f"{request.method} {request.url.path}: {exc.detail}; see /docs for the API"
-        return JSONResponse({"error": kind, "message": message}, status_code=exc.status_code)
+        return JSONResponse({"error": kind, "message": message}, status_code=exc.status_code,
+                            headers=exc.headers)  # a 405's Allow
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if p != "body")
-        return JSONResponse({"error": "invalid_input", "message": f"{where}: {first['msg']}"},
-                            status_code=422)
+        return JSONResponse({"error": "invalid_input",
+                             "message": validation_message(exc.errors()[0])}, status_code=422)
 
+    app.add_middleware(Guards)  # added first, so it runs after the token check
     if token is not None:
         @app.middleware("http")
         async def require_token(request: Request, call_next: Any) -> Any:
@@ -167,11 +184,11 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         host.remove_image(name)
 
     @app.get("/v1/operations/{op_id}", response_model=Operation)
-    async def get_operation(op_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+    async def get_operation(op_id: OperationId) -> dict[str, Any]:
         return host.operation(op_id)
 
     @app.delete("/v1/operations/{op_id}", response_model=Operation, status_code=202)
-    async def cancel_operation(op_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+    async def cancel_operation(op_id: OperationId) -> dict[str, Any]:
         """Cancel a running image build or import; nothing of it is stored."""
         return host.cancel_operation(op_id)
 
@@ -184,9 +201,10 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
     @app.post("/v1/vms", response_model=Vm, status_code=201)
     async def create_vm(body: VmCreate) -> dict[str, Any]:
         """Create a VM and boot it; answers when the guest agent is ready."""
-        network = body.network or ("none" if body.disposable else "nat")
-        if isinstance(network, list) and len(network) > 8:
-            raise InvalidInputError("network: a VM has at most 8 NICs")
+        if body.network is None:
+            network: str | list[str] = "none" if body.disposable else "nat"
+        else:  # an empty list asks for no NIC and gets none: never a default that widens
+            network = body.network or "none"
         spec = make_spec(body.name, body.image, body.cpus, body.memory, body.disk, body.ports,
                          network, body.auto_remove, host_memory_mib(), body.disposable,
                          body.io_limit, body.display, body.cdrom, body.firmware, body.ssh_keys,
@@ -238,11 +256,7 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
     async def exec_vm(name: VmName, body: ExecRequest) -> StreamingResponse:
         """Run a command in the guest. Streams NDJSON lines: {"stdout": base64},
         {"stderr": base64}, and last {"exit_code": N}."""
-        try:
-            stdin = base64.b64decode(body.stdin, validate=True) if body.stdin else None
-        except binascii.Error:
-            raise InvalidInputError("stdin must be base64") from None
-        events = await host.exec_vm(name, body.argv, stdin)
+        events = await host.exec_vm(name, body.argv, decode_stdin(body.stdin))
 
         async def lines() -> AsyncIterator[bytes]:
             try:
@@ -281,8 +295,8 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
                     data = f.read(65536)
                     if data:
                         yield data
-                    elif not follow or not host.has_vm(name):
-                        return
+                    elif not follow or not host.is_live(name):
+                        return  # a stopped VM writes nothing more: a follower is done
                     else:
                         await asyncio.sleep(0.2)
 
@@ -380,9 +394,9 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         return host.networks.create(body.name, body.subnet, body.isolated)
 
     @app.delete("/v1/networks/{name}", status_code=204)
-    async def remove_network(name: Annotated[str, Path(max_length=63)]) -> None:
+    async def remove_network(name: NetworkName) -> None:
         """Remove a network no VM uses."""
-        host.networks.remove(validate_name(name, "network"))
+        host.networks.remove(name)
 
     # --- forensics ---------------------------------------------------------------------------
 
@@ -573,6 +587,35 @@ async def _accept(ws: WebSocket, token: str | None) -> bool:
         return True
     await ws.close(code=4401, reason="a valid token is required")
     return False
+
+
+def decode_stdin(text: str | None) -> bytes | None:
+    """exec's stdin: base64 (as its output is), so that any bytes can be sent."""
+    if not text:
+        return None
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise InvalidInputError("stdin must be base64-encoded (text as UTF-8 first), e.g. "
+                                '{"stdin": "aGVsbG8K"} for "hello\\n"') from None
+    if len(data) > MAX_STDIN_BYTES:
+        raise TooLargeError(f"stdin is larger than {MAX_STDIN_BYTES >> 20} MiB: copy the data "
+                            "in with cp (PUT /v1/vms/NAME/files) and read it from there")
+    return data
+
+
+def validation_message(error: dict[str, Any]) -> str:
+    """One sentence for the first thing pydantic found wrong in a request."""
+    where = ".".join(str(p) for p in error["loc"] if p not in ("body", "path", "query"))
+    if error["type"] == "vmkit":  # one of vmkit's own checks: its message says it all
+        return str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown field {where!r}: see /docs for the fields this request takes"
+    if error["type"] == "missing":
+        return f"{where} is required"
+    if error["type"] == "json_invalid":
+        return f"the body is not valid JSON ({error.get('ctx', {}).get('error', 'syntax')})"
+    return f"{where}: {error['msg']}"
 
 
 def _public(path: str) -> bool:

@@ -1,10 +1,70 @@
-"""Request and response bodies of the REST API; they are also its OpenAPI schema."""
+"""Request and response bodies of the REST API; they are also its OpenAPI schema.
+
+Request bodies refuse fields they do not know. Names carry their pattern in the schema, and a
+wrong one gets the same message from the API as from the CLI (spec.validate_name).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from ..errors import InvalidInputError
+from ..spec import NAME_PATTERN, validate_name
+
+NAME_SCHEMA = {"type": "string", "pattern": f"^{NAME_PATTERN}$", "minLength": 1,
+               "maxLength": 63}
+SOURCE_SCHEMA = {"type": "string", "pattern": f"^{NAME_PATTERN}(@{NAME_PATTERN})?$",
+                 "minLength": 1, "maxLength": 127}
+MAX_ARGV_BYTES = 256 << 10  # all of exec's arguments together, as UTF-8
+MAX_ARG_BYTES = 128 << 10  # one argument: Linux refuses longer ones (MAX_ARG_STRLEN)
+MAX_STDIN_BYTES = 1 << 20  # exec's standard input, decoded: qemu-ga holds it all in memory
+
+
+def checked(check: Callable[[Any], object]) -> AfterValidator:
+    """A pydantic validator running one of vmkit's own checks: its InvalidInputError becomes
+    a validation error with the same message (type "vmkit"), which app.py passes on as is."""
+    def run(value: Any) -> Any:
+        try:
+            check(value)
+        except InvalidInputError as e:
+            raise PydanticCustomError("vmkit", "{message}", {"message": e.message}) from None
+        return value
+    return AfterValidator(run)
+
+
+def name_field(what: str) -> Any:
+    return Annotated[str, checked(lambda v: validate_name(v, what)), WithJsonSchema(NAME_SCHEMA)]
+
+
+def _check_source(text: str) -> None:
+    vm, at, snap = text.partition("@")
+    validate_name(vm, "VM" if at else "VM or template")
+    if at:
+        validate_name(snap, "snapshot")
+
+
+def _check_networks(networks: str | list[str] | None) -> None:
+    if isinstance(networks, list) and len(networks) > 8:
+        raise InvalidInputError("network: a VM has at most 8 NICs")
+    for name in [networks] if isinstance(networks, str) else networks or []:
+        validate_name(name, "network")
+
+
+VmName = name_field("VM")
+Networks = Annotated[str | list[str] | None, checked(_check_networks), WithJsonSchema({
+    "anyOf": [NAME_SCHEMA, {"type": "array", "items": NAME_SCHEMA, "maxItems": 8},
+              {"type": "null"}]})]
+ImageName = name_field("image")
+Source = Annotated[str, checked(_check_source), WithJsonSchema(SOURCE_SCHEMA)]
+
+
+class Body(BaseModel):
+    """A request body: a field it does not know is refused, never silently ignored."""
+    model_config = ConfigDict(extra="forbid")
 
 
 class Error(BaseModel):
@@ -19,21 +79,22 @@ class PortForward(BaseModel):
     proto: Literal["tcp", "udp"]
 
 
-class VmCreate(BaseModel):
-    name: str = Field(description="1-63 letters, digits and '-'; also the guest's hostname",
-                      max_length=63, examples=["web"])
-    image: str | None = Field("tiny", max_length=63, description="null: a blank disk")
+class VmCreate(Body):
+    name: VmName = Field(description="1-63 letters, digits and '-'; also the guest's hostname",
+                         examples=["web"])
+    image: ImageName | None = Field("tiny", description="null: a blank disk")
     cpus: int = Field(1, description="virtual CPUs, 1-64")
     memory: str = Field("256M", max_length=32, description="e.g. 256M, 1G (MiB if no unit)")
     disk: str | None = Field(None, max_length=32, description="disk size; default: the image's")
     ports: list[str] = Field([], max_length=64,
                              description="docker-style [ADDR:]HOSTPORT:GUESTPORT[/udp]",
                              examples=[["8080:80"]])
-    network: str | list[str] | None = Field(
+    network: Networks = Field(
         None, description="what its NICs attach to, one per item: nat (the default): "
                           "outbound NAT; restricted: no way out, port forwards only; the name "
                           "of a private network ('vmkit net create'); or none: no NIC (the "
-                          "default of a disposable VM)", examples=[["lab", "nat"]])
+                          "default of a disposable VM); an empty list: no NIC either",
+        examples=[["lab", "nat"]])
     auto_remove: bool = Field(False, description="remove the VM when it stops")
     disposable: bool = Field(False, description="remove the VM and everything it wrote when "
                                                 "it stops; no NIC unless a network is given")
@@ -41,7 +102,7 @@ class VmCreate(BaseModel):
                                  "operations and/or bytes per second, e.g. 300iops,20M")
     display: Literal["none", "vnc"] = Field("none", description="vnc: a VNC server, reached "
                                             "through vmkitd ('vmkit vnc', the dashboard)")
-    cdrom: str | None = Field(None, max_length=63, description="an ISO image ('vmkit image "
+    cdrom: ImageName | None = Field(None, description="an ISO image ('vmkit image "
                               "import') in the CD drive; with image null, installs an OS on a "
                               "blank disk of size 'disk'")
     firmware: Literal["bios", "uefi"] = Field("bios", description="for images booted by "
@@ -50,7 +111,8 @@ class VmCreate(BaseModel):
                                  "OpenSSH public keys of the user vmkit makes ('debian')")
     user_data: str | None = Field(None, max_length=1 << 20, description="cloud-init images: "
                                   "a #cloud-config document, checked before boot")
-    env: dict[str, str] = Field({}, max_length=256, description="cloud-init images: "
+    env: dict[Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=4096)]] = Field(
+        {}, max_length=256, description="cloud-init images: "
                                 "environment variables for the guest and its runcmd")
 
 
@@ -106,7 +168,7 @@ class Image(BaseModel):
                                           "path, size and mtime_ns when it was imported")
 
 
-class ImageImport(BaseModel):
+class ImageImport(Body):
     path: str = Field(max_length=4096, description="absolute path of a disk image, ISO or "
                       "block device on the daemon's host", examples=["/srv/isos/alpine.iso"])
 
@@ -123,9 +185,28 @@ class Operation(BaseModel):
     updated: float
 
 
-class ExecRequest(BaseModel):
-    argv: list[str] = Field(min_length=1, max_length=4096, examples=[["uname", "-a"]])
-    stdin: str | None = Field(None, description="base64 data for the command's standard input")
+def _check_argv(argv: list[str]) -> None:
+    for i, arg in enumerate(argv):
+        if "\0" in arg:
+            raise InvalidInputError(f"argv[{i}] contains a NUL byte, which no command can be "
+                                    "given: pass binary data on stdin")
+        if len(arg.encode(errors="surrogatepass")) > MAX_ARG_BYTES:
+            raise InvalidInputError(f"argv[{i}] is longer than {MAX_ARG_BYTES >> 10} KiB, the "
+                                    "most Linux takes in one argument: pass data on stdin")
+    if sum(len(a.encode(errors="surrogatepass")) for a in argv) > MAX_ARGV_BYTES:
+        raise InvalidInputError(f"the arguments are longer than {MAX_ARGV_BYTES >> 10} KiB "
+                                "together: pass data on stdin or copy a file in with cp")
+
+
+class ExecRequest(Body):
+    argv: Annotated[list[str], checked(_check_argv)] = Field(
+        min_length=1, max_length=4096, examples=[["uname", "-a"]],
+        description=f"the command and its arguments; no NUL bytes, at most "
+                    f"{MAX_ARGV_BYTES >> 10} KiB together")
+    stdin: str | None = Field(
+        None, description=f"the command's "
+        f"standard input, base64-encoded (any bytes; text as UTF-8), at most "
+        f"{MAX_STDIN_BYTES >> 20} MiB decoded")
 
 
 class HostInfo(BaseModel):
@@ -140,15 +221,15 @@ class HostInfo(BaseModel):
                                              "('vmkitd --listen')")
 
 
-class VmResize(BaseModel):
+class VmResize(Body):
     cpus: int | None = Field(None, description="virtual CPUs, 1-64")
     memory: str | None = Field(None, max_length=32, description="e.g. 512M, 2G")
     disk: str | None = Field(None, max_length=32,
                              description="the disk's new size; it only grows, e.g. 8G")
 
 
-class SnapshotCreate(BaseModel):
-    name: str | None = Field(None, max_length=63, description="default: snap1, snap2, ...")
+class SnapshotCreate(Body):
+    name: name_field("snapshot") | None = Field(None, description="default: snap1, snap2, ...")
     memory: bool = Field(True, description="save memory and devices too (if the VM runs); "
                                            "false: the disk only")
 
@@ -167,23 +248,23 @@ class Snapshot(BaseModel):
     templates: list[str]
 
 
-class ForkCreate(BaseModel):
-    source: str = Field(max_length=127, examples=["web@snap1"],
-                        description="VM@SNAPSHOT, a template, or a running VM (snapshotted now)")
-    name: str = Field(max_length=63, description="the new VM's name and hostname")
+class ForkCreate(Body):
+    source: Source = Field(examples=["web@snap1"], description="VM@SNAPSHOT, a template, or "
+                           "a running VM (snapshotted now)")
+    name: VmName = Field(description="the new VM's name and hostname")
     ports: list[str] = Field([], max_length=64, description="docker-style port forwards")
     network: Literal["nat", "restricted", "none"] | None = Field(
         None, description="default: the source's")
     auto_remove: bool = False
 
 
-class TemplateCreate(BaseModel):
-    name: str = Field(max_length=63)
-    source: str = Field(max_length=127, description="VM@SNAPSHOT, or a running VM")
+class TemplateCreate(Body):
+    name: name_field("template")
+    source: Source = Field(description="VM@SNAPSHOT, or a running VM")
 
 
-class FastTemplate(BaseModel):
-    image: str = Field("tiny", max_length=63)
+class FastTemplate(Body):
+    image: ImageName = "tiny"
     cpus: int = 1
     memory: str = Field("256M", max_length=32)
     network: Literal["nat", "restricted", "none"] = "nat"
@@ -200,11 +281,11 @@ class Template(BaseModel):
     size: int
 
 
-class MigrateRequest(BaseModel):
+class MigrateRequest(Body):
     url: str | None = Field(None, max_length=512,
                             description="the destination's API: http(s)://ADDR:PORT")
     token: str | None = Field(None, max_length=512, description="the destination's token")
-    host: str | None = Field(None, max_length=63, description="instead of url and token: a "
+    host: name_field("host") | None = Field(None, description="instead of url and token: a "
                              "host registered here ('vmkit host add')")
     ca: str | None = Field(None, max_length=4096, description="CA file to trust for its TLS")
     postcopy: bool = Field(False, description="switch to post-copy for guests that dirty "
@@ -216,8 +297,8 @@ class RemoteHost(BaseModel):
     url: str
 
 
-class NetworkCreate(BaseModel):
-    name: str = Field(max_length=63, examples=["lab"])
+class NetworkCreate(Body):
+    name: name_field("network") = Field(examples=["lab"])
     subnet: str | None = Field(None, max_length=43, description="e.g. 10.77.0.0/24; default: "
                                "a free /24 in 10.77.0.0/16")
     isolated: bool = Field(False, description="no route out of the host, and the host "
@@ -269,7 +350,7 @@ class FileChange(BaseModel):
     type: Literal["file", "dir", "link", "other"]
 
 
-class ExportRequest(BaseModel):
+class ExportRequest(Body):
     format: Literal["vmkit", "ova", "libvirt"] = Field(
         "vmkit", description="vmkit: disk + spec (+ memory), imported by 'vmkit import'; ova: "
                              "OVF 1.0 + streamOptimized VMDK; libvirt: domain XML + qcow2")
@@ -279,7 +360,7 @@ class ExportRequest(BaseModel):
                                   "path the archive will be unpacked into")
 
 
-class IncomingMigration(BaseModel):
+class IncomingMigration(Body):
     spec: dict[str, Any] = Field(description="the VM's spec, as the source has it")
     mac: str = Field(max_length=17, pattern="^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
     disk_bytes: int = Field(gt=0, le=1 << 44)
