@@ -17,10 +17,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .errors import AgentError
+from .errors import AgentError, InvalidInputError
 
 CHUNK = 1 << 20  # bytes per guest-file-read/-write; the agent allows up to 48 MiB
 LINE_LIMIT = 4 * CHUNK  # one reply line holds a base64 chunk
+# A file that reports no size (a /proc file, a character device) is read whole before its first
+# byte is sent, and refused past this: /dev/zero would never end. /proc/kallsyms is ~4 MiB.
+UNSIZED_LIMIT = 8 * CHUNK
 # Runs the user's argv with stdout/stderr in files we opened first, then unlinks them: we
 # read them while the command runs (qemu-ga itself returns output only after exit) and
 # nothing is left in the guest. Arguments travel as argv, never through a shell string.
@@ -128,24 +131,61 @@ class GuestAgent:
     async def _open(self, path: str, mode: str) -> int:
         return int(await self.execute("guest-file-open", {"path": path, "mode": mode}))
 
-    async def _read(self, handle: int) -> tuple[bytes, bool]:
-        r = await self.execute("guest-file-read", {"handle": handle, "count": CHUNK})
+    async def _read(self, handle: int, count: int = CHUNK) -> tuple[bytes, bool]:
+        r = await self.execute("guest-file-read", {"handle": handle, "count": count})
         return base64.b64decode(r["buf-b64"]), bool(r["eof"])
 
     async def _close(self, handle: int) -> None:
         await self.execute("guest-file-close", {"handle": handle})
 
+    async def _size(self, handle: int) -> int:
+        """The size the file reports, or 0: /proc files and character devices report 0, and
+        a tty or pipe cannot seek at all."""
+        try:
+            r = await self.execute("guest-file-seek", {"handle": handle, "offset": 0,
+                                                       "whence": "end"})
+        except AgentError:
+            return 0
+        await self.execute("guest-file-seek", {"handle": handle, "offset": 0, "whence": "set"})
+        return int(r["position"])
+
     async def read_file(self, path: str) -> AsyncIterator[bytes]:
+        """Yield the bytes of ``path``. A file that reports a size is read for that many at
+        most, so a block device or a growing log ends. One that reports none must end within
+        UNSIZED_LIMIT bytes; it is read whole before the first yield, so an endless one
+        (/dev/zero) is refused before a caller has sent anything."""
         handle = await self._open(path, "r")
         try:
-            while True:
-                data, eof = await self._read(handle)
-                if data:
+            if size := await self._size(handle):
+                async for data in self._read_upto(path, handle, size):
                     yield data
-                if eof or not data:
-                    return
+                return
+            head = [data async for data in self._read_upto(path, handle, UNSIZED_LIMIT + 1)]
+            if sum(map(len, head)) > UNSIZED_LIMIT:
+                raise InvalidInputError(
+                    f"{path} is not a regular file: it reports no size but keeps producing "
+                    f"data (more than {UNSIZED_LIMIT >> 20} MiB); copy a bounded part "
+                    f"instead, e.g. vmkit exec NAME -- head -c 1M {path} > file")
+            for data in head:
+                yield data
         finally:
             await self._close(handle)
+
+    async def _read_upto(self, path: str, handle: int, limit: int) -> AsyncIterator[bytes]:
+        while limit > 0:
+            try:
+                data, eof = await self._read(handle, min(CHUNK, limit))
+            except AgentError as e:
+                if "Is a directory" not in e.message:  # the guest's strerror(EISDIR)
+                    raise
+                raise InvalidInputError(
+                    f"{path} is a directory: vmkit cp copies one file; archive directories "
+                    f"with tar, e.g. vmkit exec NAME -- tar cz -C {path} . > dir.tgz") from None
+            if data:
+                yield data
+            if eof or not data:
+                return
+            limit -= len(data)
 
     async def write_file(self, path: str, chunks: AsyncIterator[bytes]) -> int:
         handle = await self._open(path, "w")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import vmkit
+
+from ..conftest import Daemon
 
 
 def test_copy_in_and_out_round_trip(client: vmkit.Client, make_vm) -> None:
@@ -27,6 +32,46 @@ def test_copy_errors_are_clear(client: vmkit.Client, make_vm) -> None:
         b"".join(client.read_file("cp2", "/does/not/exist"))
     with pytest.raises(vmkit.InvalidInputError, match="absolute"):
         client.write_file("cp2", "relative/path", b"x")
+    with pytest.raises(vmkit.InvalidInputError, match="/root is a directory"):
+        b"".join(client.read_file("cp2", "/root"))
+
+
+def test_cp_out_refuses_an_endless_device(daemon: Daemon, client: vmkit.Client, make_vm,
+                                          tmp_path: Path) -> None:
+    make_vm("cp3")
+    r = daemon.cli("cp", "cp3:/dev/zero", f"{tmp_path}/")
+    assert r.returncode == 1
+    assert b"/dev/zero is not a regular file" in r.stderr and b"head -c" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+    # Files that report no size (/proc) or a wrong one (sysfs says 4096) still copy whole.
+    assert daemon.cli("cp", "cp3:/proc/cpuinfo", str(tmp_path)).returncode == 0
+    assert b"processor\t: 0" in (tmp_path / "cpuinfo").read_bytes()
+    mac = client.exec("cp3", ["cat", "/sys/class/net/eth0/address"]).stdout
+    assert len(mac) == 18
+    assert b"".join(client.read_file("cp3", "/sys/class/net/eth0/address")) == mac
+
+
+def test_cp_out_stopped_by_a_signal_leaves_no_partial_file(daemon: Daemon, client: vmkit.Client,
+                                                           make_vm, tmp_path: Path) -> None:
+    make_vm("cp4")
+    made = client.exec("cp4", ["dd", "if=/dev/urandom", "of=/root/big", "bs=1M", "count=20"])
+    assert made.exit_code == 0, made.stderr
+    cp = subprocess.Popen([sys.executable, "-m", "vmkit.cli.main", "cp", "cp4:/root/big",
+                           str(tmp_path)], env=daemon.env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    try:
+        guard = time.monotonic() + 120
+        while not list(tmp_path.glob(".big.*.part")):
+            assert cp.poll() is None, cp.communicate()
+            assert time.monotonic() < guard, "the copy never started"
+            time.sleep(0.02)
+        cp.terminate()
+        _, err = cp.communicate(timeout=60)
+    finally:
+        if cp.poll() is None:
+            cp.kill()
+    assert cp.returncode == 143, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_console_round_trip(client: vmkit.Client, make_vm) -> None:

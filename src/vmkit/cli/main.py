@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -296,7 +297,7 @@ def run(
     from ..spec import make_spec
 
     c = client()
-    name = name or _friendly_name(c)
+    name = _friendly_name(c) if name is None else name  # --name '' is a mistake, not a wish
     ports = publish or []
     net = network or ["none" if disposable else "nat"]
     image = image or (None if cdrom else "tiny")
@@ -797,19 +798,22 @@ def _has_browser() -> bool:
 def logs(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
     follow: Annotated[bool, typer.Option("--follow", "-f",
-                                         help="Keep printing new output until Ctrl-C.")] = False,
+                                         help="Keep printing new output until the VM stops "
+                                              "(or Ctrl-C).")] = False,
 ) -> None:
     """Print a VM's serial console output (kept across restarts).
 
     [bold]Examples:[/bold]
 
       vmkit logs web
-      vmkit logs -f web                # follow, like tail -f
+      vmkit logs -f web                # follow, like tail -f, until the VM stops
     """
     out = sys.stdout.buffer
     for chunk in client().logs(name, follow=follow):
         out.write(chunk)
         out.flush()
+    if follow:
+        sys.stderr.write(f"vmkit: {name} is not running; its log ends here\n")
 
 
 @command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -1820,6 +1824,17 @@ def main() -> None:
     _trim_imports()
     from ..errors import VmkitError
 
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so every command cleans up the same way (cp
+    # removes its partial file); the exit status is 128 + the signal's number.
+    signalled = 0
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal signalled
+        signalled = signum
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
     code = 0
     try:
         if not _fast_ls(sys.argv[1:]):
@@ -1829,6 +1844,9 @@ def main() -> None:
         code = _state.error_exit
     except KeyboardInterrupt:
         code = 130
+    except SystemExit:
+        if not signalled:  # typer exits 130 on any KeyboardInterrupt, ours included
+            raise
     except BrokenPipeError:
         _silence_stdout()
         code = 141
@@ -1840,7 +1858,7 @@ def main() -> None:
     finally:
         if _state.client is not None:
             _state.client.close()
-    sys.exit(code)
+    sys.exit(128 + signalled if signalled else code)
 
 
 def _trim_imports() -> None:
