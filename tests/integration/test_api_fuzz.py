@@ -1,7 +1,11 @@
 """The REST API under schemathesis, generated from its own OpenAPI schema: no 5xx, ever.
 
 Bounded (6 examples per operation, about 300 requests in all) against a real vmkitd on
-TCP with its token. Creating VMs, building images, making the 'run --fast' template and
+TCP with its token. The bigger run, outside CI (unseeded, every check, its summary printed):
+
+    VMKIT_FUZZ_EXAMPLES=100 VMKIT_FUZZ_CHECKS=all VMKIT_FUZZ_SEED= \
+        python -m pytest tests/integration/test_api_fuzz.py -s
+ Creating VMs, building images, making the 'run --fast' template and
 creating private networks are left out: generated requests would boot guests with outbound
 NAT, rebuild images, or add bridges and firewall rules to this host; their validation has its
 own tests (tests/e2e/test_cli.py, tests/unit/test_api_validation.py, test_networks.py).
@@ -9,6 +13,7 @@ own tests (tests/e2e/test_cli.py, tests/unit/test_api_validation.py, test_networ
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -17,14 +22,20 @@ import pytest
 from ..conftest import free_port
 
 SCHEMATHESIS = [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()"]
+EXAMPLES = os.environ.get("VMKIT_FUZZ_EXAMPLES", "6")
+CHECKS = os.environ.get("VMKIT_FUZZ_CHECKS", "not_a_server_error")
+SEED = os.environ.get("VMKIT_FUZZ_SEED", "1")  # empty: a new seed each run
 
 
 def fuzz(port: int, token: str, *selection: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    seed = ["--seed", SEED] if SEED else []
+    run = subprocess.run(
         [*SCHEMATHESIS, "run", f"http://127.0.0.1:{port}/openapi.json",
          "-H", f"Authorization: Bearer {token}", *selection,
-         "--max-examples", "6", "--checks", "not_a_server_error", "--seed", "1"],
-        capture_output=True, text=True, timeout=600)
+         "--max-examples", EXAMPLES, "--checks", CHECKS, *seed],
+        capture_output=True, text=True, timeout=600 * max(1, int(EXAMPLES) // 6))
+    print(run.stdout)  # the findings and the summary, for pytest -s
+    return run
 
 
 def test_no_server_errors(own_daemon) -> None:

@@ -229,6 +229,10 @@ def test_long_snapshot_name_gets_vmkits_message(client: Any, host: FakeHost) -> 
 def test_405_says_what_is_allowed(client: Any) -> None:
     r = client.put("/v1/vms/web/start")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = client.options("/v1/vms/web/snapshots")  # two routes share this path
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+    r = client.patch("/v1/vms/web")
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET"
 
 
 # --- exec: stdin and argv ------------------------------------------------------------------
@@ -283,6 +287,10 @@ def test_schema_names_have_their_pattern() -> None:
                 if p["in"] == "path":
                     assert "pattern" in p["schema"], (path, p)
     schemas = doc["components"]["schemas"]
+    for path, param in [("/v1/vms/{name}/diff", "from"), ("/v1/imports", "name")]:
+        op = next(iter(doc["paths"][path].values()))
+        [schema] = [p["schema"] for p in op["parameters"] if p["name"] == param]
+        assert "pattern" in str(schema), (path, param)
     for model, field in [("VmCreate", "name"), ("ForkCreate", "name"), ("ForkCreate", "source"),
                          ("TemplateCreate", "name"), ("NetworkCreate", "name")]:
         assert "pattern" in schemas[model]["properties"][field], (model, field)

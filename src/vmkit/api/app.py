@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .. import __version__
 from ..errors import (InvalidInputError, NotFoundError, TooLargeError, UnauthorizedError,
@@ -104,8 +105,11 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "invalid_input"}.get(exc.status_code, "error")
         message = f"{request.method} {request.url.path}: {exc.detail}; see /docs for the API"
+        headers = exc.headers
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers = {"allow": ", ".join(sorted(allowed_methods(app, request.scope)))}
         return JSONResponse({"error": kind, "message": message}, status_code=exc.status_code,
-                            headers=exc.headers)  # a 405's Allow
+                            headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -372,13 +376,17 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         "requestBody": {"required": True, "content": {"application/octet-stream": {
             "schema": {"type": "string", "format": "binary"}}}}})
     async def import_vm(request: Request,
-                        name: Annotated[str | None, Query(max_length=63)] = None,
-                        image: Annotated[str | None, Query(max_length=63)] = None,
+                        name: Annotated[str | None, Query(json_schema_extra=NAME_SCHEMA)] = None,
+                        image: Annotated[str | None, Query(json_schema_extra=NAME_SCHEMA)
+                                         ] = None,
                         port: Annotated[list[str] | None, Query(max_length=64)] = None,
                         filename: Annotated[str, Query(max_length=255)] = "") -> dict[str, Any]:
         """Make a VM of the request body: a vmkit export (it comes back as it was exported),
         an OVA, or a plain disk image whose whole device is an ext4 root filesystem (booted
         with IMAGE's kernel, tiny by default). ``port``: forwards instead of the exported ones."""
+        for value, what in ((name, "VM"), (image, "image")):  # before a byte is received
+            if value is not None:
+                validate_name(value, what)
         upload = await host.portable.receive(request.stream())
         return await host.portable.import_file(upload, name, image, port, filename)
 
@@ -421,11 +429,12 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
 
     @app.get("/v1/vms/{name}/diff", response_model=list[FileChange])
     async def diff_vm(name: VmName, before: Annotated[str | None, Query(
-                          alias="from", max_length=63, description="snapshot; default: "
-                          "the image the VM was made from")] = None,
+                          alias="from", json_schema_extra=NAME_SCHEMA, description="snapshot; "
+                          "default: the image the VM was made from")] = None,
                       after: Annotated[str | None, Query(
-                          alias="to", max_length=63, description="snapshot; default: now")
-                      ] = None) -> list[dict[str, str]]:
+                          alias="to", json_schema_extra=NAME_SCHEMA,
+                          description="snapshot; default: now")] = None
+                      ) -> list[dict[str, str]]:
         """Files added, removed and changed on the guest's disk, read from the host side."""
         for snap in (before, after):
             if snap is not None:
@@ -587,6 +596,16 @@ async def _accept(ws: WebSocket, token: str | None) -> bool:
         return True
     await ws.close(code=4401, reason="a valid token is required")
     return False
+
+
+def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> set[str]:
+    """The methods that some route takes on this request's path."""
+    methods: set[str] = set()
+    for route in app.routes:
+        match, _ = route.matches({**scope, "type": "http"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return methods
 
 
 def decode_stdin(text: str | None) -> bytes | None:
