@@ -128,6 +128,14 @@ class GuestAgent:
     async def shutdown(self) -> None:
         await self.execute("guest-shutdown", {"mode": "powerdown"}, reply=False)
 
+    async def set_time(self, timeout: float = 5.0) -> None:
+        """Set the guest's clock to the host's (after the guest was paused or moved)."""
+        try:
+            await self.execute("guest-set-time", {"time": time.time_ns()}, timeout=timeout)
+        except AgentError as e:
+            if "hwclock" not in e.message:  # only the copy into the guest's RTC failed
+                raise
+
     async def _open(self, path: str, mode: str) -> int:
         return int(await self.execute("guest-file-open", {"path": path, "mode": mode}))
 

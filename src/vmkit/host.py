@@ -35,14 +35,16 @@ from .images import seed
 from .images import importer
 from .images.debian import DebianOptions
 from .images.store import Cancelled, ImageStore
-from .machine import jail, vmstate
+from .machine import jail, qemu, vmstate
 from .machine.accel import probe_host
 from .machine.argv import OVMF_VARS, BootFiles, HostFacts, build_argv
+from .machine.qemu import Qemu
 from .machine.limits import Limits
-from .machine.process import Machine, find_qemu, log_tail, pid_matches
+from .machine.process import (Machine, exit_status_text, find_qemu, log_tail, pid_matches,
+                              read_exit_status)
 from .forensics import Forensics
 from .migration import Migrations
-from .network import check_ports_free, free_port
+from .network import check_ports_free, explain_launch_error, free_port
 from .networks import Networks
 from .paths import HomePaths, VmPaths, atomic_write, new_id
 from .portable.service import Portable
@@ -56,6 +58,9 @@ log = logging.getLogger("vmkit.host")
 AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
 PC_AGENT_TIMEOUT = 300.0  # the same for a full OS (systemd under TCG takes a minute or more)
 CLOUD_INIT_TIMEOUT = 1800.0  # a user's cloud-config may install packages
+# How an unjailed QEMU ended is lost with the vmkitd that started it (its parent); a jail
+# writes it down (VmPaths.exit_status).
+UNKNOWN_EXIT = "its exit code or signal is unknown: it outlived the vmkitd that started it"
 S = VmState
 
 
@@ -138,6 +143,7 @@ class Host:
         self._consoles: dict[str, ConsoleHub] = {}
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._stopping: set[str] = set()  # VMs we were asked to stop: their exit is no crash
+        self._removing: set[str] = set()  # VMs 'rm -f' takes away: a boot of theirs gives up
         self._replacing: set[str] = set()  # VMs whose QEMU a restore replaces: no stop, no crash
         self._builds: dict[str, Operation] = {}
         self._cancels: dict[str, threading.Event] = {}  # by operation id
@@ -184,10 +190,16 @@ class Host:
         self.store.fail_interrupted_operations()
         self.images.clean()
         for rec in self.store.vms():
+            if rec.creating:
+                log.warning("removing VM %s: vmkitd stopped before its create finished",
+                            rec.name)
+                await self.discard(rec.name)
+                continue
             if await self.migrations.discard_arrival(rec.name):
                 continue
             self._move_legacy_disk(rec)
             await self._reattach(rec)
+        self._remove_stray_vm_dirs()
         await self.snapshots.collect_garbage()
         self.portable.clean()
         self.networks.restore()
@@ -199,6 +211,14 @@ class Host:
             layer = new_id()
             os.rename(legacy, self.paths.disk(layer))  # a running QEMU keeps its open file
             self.store.set_vm_disk(rec.name, layer, rec.head)
+
+    def _remove_stray_vm_dirs(self) -> None:
+        """Remove directories under vms/ of no VM: left by creates that a killed vmkitd never
+        got to record (every VM being made, migrated or imported here is recorded first)."""
+        for path in self.paths.vms.iterdir():
+            if path.is_dir() and not path.is_symlink() and not self.has_vm(path.name):
+                log.warning("removing %s: no VM has this directory", path)
+                shutil.rmtree(path, ignore_errors=True)
 
     async def close(self) -> None:
         """Stop serving; every VM keeps running and the next daemon re-attaches to it."""
@@ -234,9 +254,15 @@ class Host:
             state = S.PAUSED if await machine.status() == "paused" else S.RUNNING
             self.store.set_vm_state(rec.name, state, pid=pid, started=rec.started)
             self.spawn(self._connect_agent(machine))
+        elif rec.state == S.STARTING and rec.pid is None:  # vmkitd died before QEMU ran
+            self.store.set_vm_state(rec.name, S.STOPPED,
+                                    reason="its start was interrupted when vmkitd stopped")
         else:
-            self.store.set_vm_state(rec.name, S.CRASHED, reason=self._crash_reason(
-                rec.name, f"QEMU (pid {rec.pid}) exited while vmkitd was not running"))
+            code = read_exit_status(vmp.exit_status)
+            what = (f"QEMU (pid {rec.pid}) {exit_status_text(code)} while vmkitd was not running"
+                    if code is not None else
+                    f"QEMU (pid {rec.pid}) exited while vmkitd was not running; {UNKNOWN_EXIT}")
+            self.store.set_vm_state(rec.name, S.CRASHED, reason=self._crash_reason(rec.name, what))
 
     @staticmethod
     async def _connect_agent(machine: Machine) -> None:
@@ -296,7 +322,14 @@ class Host:
     def info(self) -> dict[str, Any]:
         facts = json.loads((self.paths.run / "host.json").read_text()) if (
             self.paths.run / "host.json").exists() else {}
+        try:
+            found: Qemu | None = qemu.current()
+        except HostError:
+            found = None
         return {"home": str(self.paths.root), "pid": os.getpid(),
+                "qemu": found.binary if found else None,
+                "qemu_version": found.version if found else None,
+                "qemu_features": list(found.features) if found else [],
                 "accel": facts.get("facts", {}).get("accel"),
                 "accel_reason": facts.get("reason"), "limits": self.limits.describe(),
                 "vms": len(self.store.vms()),
@@ -417,6 +450,11 @@ class Host:
     def has_vm(self, name: str) -> bool:
         return self.store.vm(name) is not None
 
+    def is_live(self, name: str) -> bool:
+        """The VM exists and its QEMU runs (or is starting or stopping)."""
+        rec = self.store.vm(name)
+        return rec is not None and rec.state in LIVE
+
     def live_machine(self, name: str, action: str) -> Machine:
         rec = self.record(name)
         require(action, rec.state, name)
@@ -456,8 +494,9 @@ class Host:
                     await disks.create_overlay(self.paths.disk(layer), boot.rootfs,
                                                boot.rootfs_format,
                                                spec.disk_bytes or boot.rootfs_bytes)
-                rec = self.store.add_vm(spec, random_mac(), layer)
+                rec = self.store.add_vm(spec, random_mac(), layer, creating=True)
                 await self.launch(rec, boot, facts)
+                self.store.vm_created(spec.name)
             except BaseException:
                 await self.discard(spec.name)  # nothing half-created is left behind
                 raise
@@ -510,6 +549,9 @@ class Host:
         self.limit(name, machine.pid)
         self.store.set_vm_state(name, S.STARTING, pid=machine.pid)
         try:
+            if name in self._removing:  # 'rm -f' came while QEMU started: boot nothing
+                self._stopping.add(name)
+                await machine.kill()
             if resume is not None:
                 await self._load(machine, resume)
                 if resume.paused:
@@ -524,11 +566,18 @@ class Host:
         except VmkitError as e:
             self._stopping.add(name)
             await machine.kill()
+            self._raise_if_removed(name)
             raise LaunchError(f"VM {name} did not become ready: {e.message} Last console "
                               f"output: {log_tail(vmp.serial_log, 3) or 'none'}") from e
         if machine.exited.is_set():
+            self._raise_if_removed(name)
             raise LaunchError(f"VM {name} stopped while booting: {self.record(name).reason}")
         self.store.set_vm_state(name, S.RUNNING, pid=machine.pid, started=time.time())
+
+    def _raise_if_removed(self, name: str) -> None:
+        """A boot that failed because 'rm -f' killed its QEMU fails as a conflict."""
+        if name in self._removing:
+            raise ConflictError(f"VM {name} was removed while it was booting")
 
     async def _load(self, machine: Machine, resume: Resume) -> None:
         try:
@@ -546,15 +595,19 @@ class Host:
         machine/jail.py) so that it sees only the VM's own files: ``disk`` and the layers
         below it, ``boot``'s kernel, initrd and CD, and ``ram``."""
         await asyncio.to_thread(self.write_media, spec, boot)
-        if self.jail is None:
-            return await Machine.launch(argv, vmp, on_event=on_event)
-        files = jail.vm_files(vmp.dir, boot.files(), disk, disk_writable, ram)
-        files += [(d, False) for d in jail.switch_dirs(argv) if d != vmp.dir]
-        layers = [p for p, _ in files if p.parent == self.paths.disks]
-        media = [p for p in (boot.seed, boot.efi_vars) if p is not None]
-        self.jail.give(vmp.dir, *layers, *([ram] if ram else []), *media)
-        argv = self.jail.command(argv, files, *jail.devices(argv))
-        return await Machine.launch(argv, vmp, on_event=on_event, jailed=True)
+        if self.jail is not None:
+            files = jail.vm_files(vmp.dir, boot.files(), disk, disk_writable, ram)
+            files += [(d, False) for d in jail.switch_dirs(argv) if d != vmp.dir]
+            files += jail.program_files(argv)
+            layers = [p for p, _ in files if p.parent == self.paths.disks]
+            media = [p for p in (boot.seed, boot.efi_vars) if p is not None]
+            self.jail.give(vmp.dir, *layers, *([ram] if ram else []), *media)
+            argv = self.jail.command(argv, files, *jail.devices(argv), status=vmp.exit_status)
+        try:
+            return await Machine.launch(argv, vmp, on_event=on_event,
+                                        jailed=self.jail is not None)
+        except LaunchError as e:
+            raise explain_launch_error(e) from e
 
     def limit(self, name: str, pid: int) -> None:
         """Hold the VM's QEMU to its CPUs and memory (cgroups), where this host allows it."""
@@ -605,10 +658,9 @@ class Host:
             return "QEMU exited"
         if machine.shutdown_reason == "guest-reset":
             return "the guest reset itself (a reboot or a kernel panic)"
-        code = machine.exit_code
-        if code is not None and code < 0:
-            return f"QEMU was killed by signal {-code}"
-        return f"QEMU exited unexpectedly (code {code})" if code is not None else "QEMU exited"
+        if (code := machine.exit_code) is not None:
+            return f"QEMU {exit_status_text(code)}"
+        return f"QEMU exited; {UNKNOWN_EXIT}" if machine.reattached else "QEMU exited"
 
     def _crash_reason(self, name: str, what: str) -> str:
         vmp = self.paths.vm(name)
@@ -706,7 +758,11 @@ class Host:
         return await self._run_state(name, "pause", "stop", S.PAUSED)
 
     async def resume_vm(self, name: str) -> dict[str, Any]:
-        return await self._run_state(name, "resume", "cont", S.RUNNING)
+        vm = await self._run_state(name, "resume", "cont", S.RUNNING)
+        if (machine := self.machines.get(name)) is not None and machine.agent.connected:
+            with contextlib.suppress(AgentError):  # its clock stood still while it was paused
+                await machine.agent.set_time()
+        return vm
 
     async def _run_state(self, name: str, action: str, qmp_command: str, state: VmState
                          ) -> dict[str, Any]:
@@ -719,16 +775,25 @@ class Host:
         return self.get_vm(name)
 
     async def remove_vm(self, name: str, force: bool = False) -> None:
-        rec = self.record(name)
+        """Remove a stopped VM. ``force``: kill it first if it runs; a create or start booting
+        it then fails (_raise_if_removed), and a failed create removes its VM itself."""
+        self.record(name)
         self.snapshots.check_vm_removable(name)
-        if force and rec.state in LIVE:
-            if (machine := self.machines.get(name)) is not None:
+        if not force:
+            async with self.locks[name]:
+                require("remove", self.record(name).state, name)
+                await self.discard(name)
+            return
+        self._removing.add(name)
+        try:
+            if (machine := self.machines.get(name)) is not None:  # a boot may hold the lock
                 self._stopping.add(name)
                 await machine.kill()
-            rec = self.record(name)
-        async with self.locks[name]:
-            require("remove", rec.state, name)
-            await self.discard(name)
+            async with self.locks[name]:
+                if self.has_vm(name):
+                    await self.discard(name)
+        finally:
+            self._removing.discard(name)
 
     async def discard(self, name: str) -> None:
         if (machine := self.machines.pop(name, None)) is not None:

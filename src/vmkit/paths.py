@@ -8,7 +8,7 @@
       hosts.json                    other vmkit hosts: URL, token, CA
       images/<sha256>/              a content-addressed image, read-only once stored
       cache/debs/                   Debian packages fetched for image builds
-      vms/<name>/                   one VM: sockets, logs, pid, launched spec
+      vms/<name>/                   one VM: sockets, logs, pid, launched spec, exit status
       disks/<id>.qcow2              disk layers: each VM's writable top, and the frozen layers
                                     of snapshots below it (a chain ends in an image's rootfs)
       transfers/<id>/               an export or import being made (emptied when vmkitd starts)
@@ -148,6 +148,12 @@ class VmPaths:
     @property
     def pid(self) -> Path:
         return self.dir / "qemu.pid"
+
+    @property
+    def exit_status(self) -> Path:
+        """How the VM's jailed QEMU ended: its exit code (negative: the signal that killed it),
+        which its jail writes (jailer.py) for a vmkitd that is not its parent (restarted since)."""
+        return self.dir / "exit-status"
 
     @property
     def launched(self) -> Path:

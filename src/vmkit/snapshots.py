@@ -369,7 +369,7 @@ class Snapshots:
                 await disks.create_overlay(self.paths.disk(layer), self.paths.disk(snap.layer),
                                            "qcow2")
                 mac = random_mac()
-                rec = self.store.add_vm(spec, mac, layer, base=snap.id)
+                rec = self.store.add_vm(spec, mac, layer, base=snap.id, creating=True)
                 attached = spec.attachments()
                 # Its own MAC on each NIC, and on private networks a DHCP lease of its own.
                 identity = Identity.new(
@@ -377,6 +377,7 @@ class Snapshots:
                     tuple(i for i, n in enumerate(attached) if n not in ("nat", "restricted")))
                 await host.launch(rec, boot, facts, Resume(
                     sp.devices, RamFile(sp.ram, shared=False), False, identity))
+                self.store.vm_created(name)
             except BaseException:
                 await host.discard(name)
                 raise

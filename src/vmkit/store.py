@@ -44,11 +44,14 @@ CREATE TABLE IF NOT EXISTS operations (
     updated REAL NOT NULL
 );
 """
-# Columns added to ``vms`` with snapshots; added to databases made before them.
+# Columns added to ``vms`` since its first version; added to databases made before them.
 VM_COLUMNS_ADDED = {
     "disk": "TEXT NOT NULL DEFAULT ''",  # the VM's writable disk layer (disks/<disk>.qcow2)
     "head": "TEXT",  # the snapshot the VM's current state descends from (the next one's parent)
     "base": "TEXT",  # for a fork: the snapshot it was forked from, which it needs
+    # 1 until the VM's create (or fork, or import) has finished: a vmkitd killed meanwhile
+    # leaves a half-made VM, which the next one removes
+    "creating": "INTEGER NOT NULL DEFAULT 0",
 }
 
 
@@ -64,6 +67,7 @@ class VmRecord:
     disk: str = ""
     head: str | None = None
     base: str | None = None
+    creating: bool = False
 
     @property
     def name(self) -> str:
@@ -160,20 +164,28 @@ class Store:
 
     @staticmethod
     def _vm(row: tuple[Any, ...]) -> VmRecord:
-        spec, state, *rest = row
-        return VmRecord(VmSpec.from_json(json.loads(spec)), VmState(state), *rest)
+        spec, state, *rest, creating = row
+        return VmRecord(VmSpec.from_json(json.loads(spec)), VmState(state), *rest,
+                        creating=bool(creating))
 
-    _VM_COLS = "spec, state, mac, pid, reason, created, started, disk, head, base"
+    _VM_COLS = "spec, state, mac, pid, reason, created, started, disk, head, base, creating"
 
-    def add_vm(self, spec: VmSpec, mac: str, disk: str, base: str | None = None) -> VmRecord:
-        """Insert a new VM; sqlite3.IntegrityError if the name is taken."""
+    def add_vm(self, spec: VmSpec, mac: str, disk: str, base: str | None = None, *,
+               creating: bool = False) -> VmRecord:
+        """Insert a new VM; sqlite3.IntegrityError if the name is taken. ``creating``: it is
+        not made yet, until ``vm_created``."""
         now = time.time()
-        self._write("INSERT INTO vms (name, spec, state, mac, created, disk, head, base) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._write("INSERT INTO vms (name, spec, state, mac, created, disk, head, base, "
+                    "creating) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (spec.name, json.dumps(spec.to_json()), VmState.STOPPED.value, mac, now,
-                     disk, base, base))
+                     disk, base, base, int(creating)))
         self._on_change("vm", spec.name)
-        return VmRecord(spec, VmState.STOPPED, mac, None, "", now, None, disk, base, base)
+        return VmRecord(spec, VmState.STOPPED, mac, None, "", now, None, disk, base, base,
+                        creating)
+
+    def vm_created(self, name: str) -> None:
+        """The VM's create has finished (see add_vm)."""
+        self._write("UPDATE vms SET creating = 0 WHERE name = ?", (name,))
 
     def vms(self) -> list[VmRecord]:
         return [self._vm(r) for r in self._rows(f"SELECT {self._VM_COLS} FROM vms ORDER BY created")]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
 
 import vmkit
+
+from ..conftest import qemu_pids
 
 
 def test_exec_returns_output_and_exit_code(client: vmkit.Client, make_vm) -> None:
@@ -84,14 +87,58 @@ def test_guest_poweroff_is_a_clean_stop(client: vmkit.Client, make_vm) -> None:
 
 def test_dead_qemu_is_reported_crashed(client: vmkit.Client, make_vm) -> None:
     vm = make_vm("crash1")
+    # The console's last words hold terminal escapes, as a shell's prompt does (\x1b[6n).
+    client.exec("crash1", ["sh", "-c", r"printf 'last words \033[1;31mred\033[0m\033[6n\n' "
+                                       ">/dev/console"])
+    logs, seen = client.logs("crash1", follow=True), b""
+    while b"\x1b[6n" not in seen:  # in the serial log QEMU writes
+        seen += next(logs)
+    logs.close()
     os.kill(vm["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 10
     while client.get_vm("crash1")["state"] != "crashed" and time.monotonic() < deadline:
         time.sleep(0.1)
     vm = client.get_vm("crash1")
     assert vm["state"] == "crashed"
-    assert "signal 9" in vm["reason"]
+    assert vm["reason"].startswith("QEMU was killed by signal 9 (SIGKILL); console: ")
+    assert "last words red" in vm["reason"]  # the shell's prompt may follow
+    assert not any(c < " " or "\x7f" <= c <= "\x9f" for c in vm["reason"]), vm["reason"]
     assert client.start_vm("crash1")["state"] == "running"
+
+
+def test_rm_f_during_boot_fails_the_create_with_a_conflict(daemon, client: vmkit.Client
+                                                          ) -> None:
+    failed: list[vmkit.VmkitError] = []
+
+    def create() -> None:
+        with daemon.client() as c, pytest.raises(vmkit.VmkitError) as e:
+            c.create_vm("race1", network="restricted")
+        failed.append(e.value)
+
+    creating = threading.Thread(target=create)
+    creating.start()
+    pid = None
+    while creating.is_alive() and not (pid := _pid(client, "race1")):
+        time.sleep(0.05)
+    assert pid, failed
+    os.kill(pid, signal.SIGSTOP)  # held mid-boot: it cannot finish before the rm
+    assert client.get_vm("race1")["state"] == "starting"
+    rm = daemon.cli("rm", "-f", "race1")
+    creating.join()
+    assert rm.returncode == 0, rm.stderr
+    assert type(failed[0]) is vmkit.ConflictError and failed[0].status == 409
+    assert failed[0].message == "VM race1 was removed while it was booting"
+    with pytest.raises(vmkit.NotFoundError):
+        client.get_vm("race1")
+    assert not (daemon.home / "vms" / "race1").exists()
+    assert pid not in qemu_pids(daemon.home)
+
+
+def _pid(client: vmkit.Client, name: str) -> int | None:
+    try:
+        return client.get_vm(name)["pid"]
+    except vmkit.NotFoundError:
+        return None
 
 
 def _freeze(client: vmkit.Client, name: str, also: str = "") -> None:

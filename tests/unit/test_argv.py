@@ -58,6 +58,14 @@ def test_machine_and_resources() -> None:
     assert one(argv, "-display") == "none"
 
 
+def test_a_qemu_outside_usr_gets_its_own_firmware() -> None:
+    assert "-L" not in argv_for(make_spec("web"))
+    q10 = HostFacts(qemu="/opt/q10/usr/bin/qemu-system-x86_64", accel="tcg", tsc_khz=2_500_000,
+                    datadir="/opt/q10/usr/share/qemu")
+    argv = argv_for(make_spec("web"), q10)
+    assert argv[:3] == [q10.qemu, "-L", "/opt/q10/usr/share/qemu"]
+
+
 def test_kvm_uses_host_cpu() -> None:
     argv = argv_for(make_spec("web"), KVM)
     assert one(argv, "-accel") == "kvm"

@@ -47,3 +47,13 @@ def test_the_jail_gets_the_devices_the_command_line_needs() -> None:
     base = ["qemu", "-accel", "tcg", "-netdev", "user,id=net0"]
     assert devices(base) == ([], [])
     assert devices([*base, "-netdev", "tap,id=net1,ifname=vkt1"]) == (["net/tun"], [])
+
+
+def test_a_qemu_outside_usr_is_brought_into_the_jail(tmp_path: Path) -> None:
+    from vmkit.machine.jail import program_files
+
+    assert program_files(["/usr/bin/qemu-system-x86_64", "-m", "256M"]) == []
+    binary = tmp_path / "qemu-10.0" / "usr" / "bin" / "qemu-system-x86_64"
+    binary.parent.mkdir(parents=True)
+    binary.touch()
+    assert program_files([str(binary), "-L", "x"]) == [(tmp_path / "qemu-10.0" / "usr", False)]

@@ -83,6 +83,15 @@ def test_remove_vm(store: Store) -> None:
     store.add_vm(make_spec("web"), MAC, "layer")  # and the name is free again
 
 
+def test_a_vm_is_creating_until_its_create_has_finished(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    assert store.add_vm(make_spec("web"), MAC, "layer", creating=True).creating
+    assert store.add_vm(make_spec("db"), MAC, "layer2").creating is False
+    assert Store(tmp_path / "state.db").vm("web").creating  # durable: a new vmkitd sees it
+    store.vm_created("web")
+    assert [v.creating for v in store.vms()] == [False, False]
+
+
 def test_persists_across_connections(tmp_path: Path) -> None:
     Store(tmp_path / "state.db").add_vm(make_spec("web", memory="512M"), MAC, "layer")
     rec = Store(tmp_path / "state.db").vm("web")
@@ -232,3 +241,4 @@ def test_a_database_from_before_snapshots_gets_the_new_columns(tmp_path: Path) -
     db.close()
     rec = Store(tmp_path / "state.db").vm("old")
     assert rec is not None and (rec.disk, rec.head, rec.base) == ("", None, None)
+    assert rec.creating is False  # made by an older vmkit: complete

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import asdict
@@ -18,19 +17,11 @@ from pathlib import Path
 
 from ..errors import HostError
 from ..paths import atomic_write
+from . import qemu as qemu_probe
 from .argv import BootFiles, HostFacts, kernel_cmdline
 
 PROBE_DEADLINE = 1.5  # seconds for KVM to boot the kernel to the initramfs marker
 PROBE_MARKER = b"VMKIT-PROBE-OK"
-
-
-def find_qemu() -> str:
-    qemu = shutil.which("qemu-system-x86_64")
-    if not qemu:
-        raise HostError(
-            "QEMU is not installed: install it with 'apt-get install qemu-system-x86 qemu-utils'"
-        )
-    return qemu
 
 
 def tsc_khz() -> int:
@@ -41,14 +32,14 @@ def tsc_khz() -> int:
     raise HostError("cannot read the CPU frequency from /proc/cpuinfo")
 
 
-def kvm_boots_fast(qemu: str, boot: BootFiles, khz: int) -> tuple[bool, str]:
+def kvm_boots_fast(qemu: qemu_probe.Qemu, boot: BootFiles, khz: int) -> tuple[bool, str]:
     """Boot the kernel under KVM to the initramfs marker; True if it gets there in time."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "/dev/kvm is not available"
     from ..spec import VmSpec
 
-    facts = HostFacts(qemu, "kvm", khz)
-    argv = [qemu, "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on", "-accel", "kvm",
+    facts = HostFacts(qemu.binary, "kvm", khz, qemu.datadir)
+    argv = [qemu.binary, *(["-L", qemu.datadir] if qemu.datadir else []), "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on", "-accel", "kvm",
             "-cpu", "host", "-m", "128M", "-nodefaults", "-no-user-config", "-display", "none",
             "-no-reboot", "-kernel", str(boot.kernel), "-initrd", str(boot.initrd),
             "-append", kernel_cmdline(VmSpec("probe"), facts, False, probe=True),
@@ -66,12 +57,12 @@ def kvm_boots_fast(qemu: str, boot: BootFiles, khz: int) -> tuple[bool, str]:
 
 def probe_host(boot: BootFiles, cache: Path) -> tuple[HostFacts, str]:
     """Host facts, probed once per host boot and QEMU binary, then cached in ``cache``."""
-    qemu = find_qemu()
+    qemu = qemu_probe.current()
     try:
         boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         boot_id = ""
-    key = f"{boot_id}:{qemu}:{os.stat(qemu).st_mtime_ns}"
+    key = f"{boot_id}:{qemu.binary}:{os.stat(qemu.binary).st_mtime_ns}"
     try:
         cached = json.loads(cache.read_text())
         if cached["key"] == key:
@@ -80,6 +71,6 @@ def probe_host(boot: BootFiles, cache: Path) -> tuple[HostFacts, str]:
         pass
     khz = tsc_khz()
     use_kvm, reason = kvm_boots_fast(qemu, boot, khz)
-    facts = HostFacts(qemu, "kvm" if use_kvm else "tcg", khz)
+    facts = HostFacts(qemu.binary, "kvm" if use_kvm else "tcg", khz, qemu.datadir)
     atomic_write(cache, json.dumps({"key": key, "facts": asdict(facts), "reason": reason}).encode())
     return facts, reason

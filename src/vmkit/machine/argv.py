@@ -36,6 +36,7 @@ class HostFacts:
     qemu: str  # path to qemu-system-x86_64
     accel: str  # "kvm" or "tcg", from the probe
     tsc_khz: int  # host TSC frequency; the guest's TSC runs at the same rate
+    datadir: str | None = None  # -L: the firmware of a QEMU unpacked outside /usr (qemu.py)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def build_argv(spec: VmSpec, boot: BootFiles, paths: VmPaths, facts: HostFacts, 
     bus = "device" if tiny else "pci"  # virtio over MMIO on microvm, over PCI on q35
     cpu = "host" if facts.accel == "kvm" else "max"
     argv = [
-        facts.qemu,
+        facts.qemu, *(["-L", facts.datadir] if facts.datadir else []),
         "-name", f"{spec.name},debug-threads=on",
         "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on" if tiny else "q35",
         "-accel", facts.accel, "-cpu", cpu,

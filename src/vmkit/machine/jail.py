@@ -38,11 +38,14 @@ class Jail:
     gid: int
 
     def command(self, qemu_argv: list[str], files: Iterable[tuple[Path, bool]],
-                devices: Iterable[str] = (), groups: Iterable[int] = ()) -> list[str]:
+                devices: Iterable[str] = (), groups: Iterable[int] = (),
+                status: Path | None = None) -> list[str]:
         """``qemu_argv`` wrapped to run jailed, seeing ``files`` (path, writable) and
-        /dev/``devices`` besides the system's programs, with extra ``groups`` (/dev/kvm's)."""
+        /dev/``devices`` besides the system's programs, with extra ``groups`` (/dev/kvm's);
+        QEMU's exit code is written to ``status`` when it ends."""
         options = ["--root", str(self.root), "--uid", str(self.uid), "--gid", str(self.gid),
                    "--groups", ",".join(map(str, groups))]
+        options += ["--status", str(status)] if status else []
         options += [a for d in devices for a in ("--dev", d)]
         options += [a for p, w in files for a in ("--rw" if w else "--ro", str(p))]
         return [sys.executable, "-I", "-S", str(JAILER), *options, "--", *qemu_argv]
@@ -104,6 +107,13 @@ def devices(argv: list[str]) -> tuple[list[str], list[int]]:
         names.append("kvm")
         groups.append(os.stat("/dev/kvm").st_gid)
     return names, groups
+
+
+def program_files(argv: list[str]) -> list[tuple[Path, bool]]:
+    """The QEMU of ``argv`` itself when it lives outside /usr (VMKIT_QEMU): its whole prefix,
+    binary and firmware, read-only. The system's QEMU is in the jail already."""
+    prefix = Path(argv[0]).resolve().parent.parent
+    return [] if prefix == Path("/usr") else [(prefix, False)]
 
 
 def userfaultfd_allowed() -> bool:

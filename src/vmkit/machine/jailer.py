@@ -1,14 +1,16 @@
 """The part of QEMU's jail (jail.py) that runs inside its namespaces; a script of its own.
 
 vmkitd starts it as ``python -I -S jailer.py --root DIR --uid U --gid G [--groups G,..]
-[--dev NAME]... [--ro PATH]... [--rw PATH]... -- QEMU ARGV...``: isolated mode, no site
-packages, nothing imported but a few standard modules, so that it costs QEMU's start little.
+[--dev NAME]... [--ro PATH]... [--rw PATH]... [--status FILE] -- QEMU ARGV...``: isolated
+mode, no site packages, nothing imported but a few standard modules, so that it costs QEMU's
+start little.
 
 It makes a PID and a mount namespace and forks. The child, the first process of the new PID
 namespace, mounts a tmpfs root holding /usr (read-only), a few devices, /proc, a small /tmp and
 the given paths at their own places, pivots into it, drops to the user and execs QEMU. The
 parent waits and exits as QEMU did (util-linux's ``unshare --fork`` fails to pass on a death
-by signal, which vmkit reports).
+by signal, which vmkit reports), having written QEMU's exit code to the status FILE for a
+vmkitd that is not its parent (one restarted since QEMU started).
 """
 
 import ctypes
@@ -106,9 +108,22 @@ def _enter_root(root):
     _mount("none", "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def _status_file(path):
+    """The status file, made anew and opened now, while no QEMU runs in its directory to put
+    a symlink there; written through this descriptor even once the directory is removed."""
+    if path is None:
+        return None
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+
+
 def main(args):
     spec, qemu_argv = parse(args)
     try:
+        status_fd = _status_file(spec.get("status"))
         _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare")
         pid = os.fork()
     except OSError as e:
@@ -118,6 +133,8 @@ def main(args):
     for passed in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # on to QEMU
         signal.signal(passed, lambda sig, _frame: os.kill(pid, sig))
     _, status = os.waitpid(pid, 0)
+    if status_fd is not None:
+        os.write(status_fd, b"%d\n" % os.waitstatus_to_exitcode(status))
     if os.WIFSIGNALED(status):  # die the same way, so that vmkitd reports the signal
         sig = os.WTERMSIG(status)
         if sig != signal.SIGKILL:
@@ -132,7 +149,7 @@ def _run_qemu(spec, qemu_argv):
         os.umask(0o022)  # the directories made for the jail's root are the user's to walk
         _build_root(spec)
         _enter_root(spec["root"])
-        os.umask(0o077)  # what QEMU makes (its sockets) is private
+        os.umask(0o177)  # what QEMU makes (its sockets) is 0600: private, not executable
         os.setgroups(spec["groups"])
         os.setgid(spec["gid"])
         os.setuid(spec["uid"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -25,15 +26,49 @@ from ..errors import LaunchError, QmpError
 from ..paths import VmPaths, open_nofollow
 
 WATCHED_EVENTS = ("SHUTDOWN", "STOP", "RESUME")
+_UNPRINTABLE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, a shell's \x1b[6n query
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: a window title
+    r"|\x1b[ -/]*[0-~]"  # the other escape sequences
+    r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # control characters but tab and line ends
+
+
+def printable(text: str) -> str:
+    """``text`` (a guest's console output) without terminal escape sequences and control
+    characters."""
+    return _UNPRINTABLE.sub("", text)
 
 
 def log_tail(path: Path, lines: int = 5) -> str:
+    """The last ``lines`` non-empty lines of a log, printable, joined by " / "."""
     try:
         with open_nofollow(path) as f:
-            text = f.read().decode(errors="replace").strip().splitlines()
+            text = printable(f.read().decode(errors="replace"))
     except OSError:
         return ""
-    return " / ".join(line.strip() for line in text[-lines:] if line.strip())
+    return " / ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])
+
+
+def exit_status_text(code: int) -> str:
+    """How a process ended, from its exit code as subprocess gives it (negative: the signal
+    that killed it): "exited with code 1", "was killed by signal 9 (SIGKILL)"."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:
+        name = ""
+    return f"was killed by signal {-code}{name}"
+
+
+def read_exit_status(path: Path) -> int | None:
+    """The exit code a jail wrote to ``path`` when its QEMU ended (paths.VmPaths.exit_status),
+    or None if it has not (QEMU runs, was not jailed, or its jail was killed)."""
+    try:
+        with open_nofollow(path) as f:
+            return int(f.read(16))
+    except (OSError, ValueError):
+        return None
 
 
 def pid_matches(pid: int, paths: VmPaths) -> bool:
@@ -85,13 +120,13 @@ class Machine:
                      ) -> Machine:
         """Start ``argv``. ``jailed``: it is QEMU wrapped in a jail (jail.py), whose only
         child is QEMU."""
-        for sock in (paths.qmp, paths.agent, paths.console, paths.pid):
-            sock.unlink(missing_ok=True)
+        for stale in (paths.qmp, paths.agent, paths.console, paths.pid, paths.exit_status):
+            stale.unlink(missing_ok=True)
         with open_nofollow(paths.qemu_log, append=True) as log:
             try:
                 child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          start_new_session=True, close_fds=True,
-                                         umask=0o077)  # its sockets are private
+                                         umask=0o177)  # its sockets: 0600
             except OSError as e:
                 raise LaunchError(f"cannot run {argv[0]}: {e.strerror}; is QEMU installed?") from e
         machine = cls(paths, child.pid, child, on_event)
@@ -159,9 +194,16 @@ class Machine:
             if self._child:
                 if self._child.poll() is not None:
                     return
-            elif not pid_matches(self.pid, self.paths):
+            elif not pid_matches(self.pid, self.paths) and not self._jail_writing():
                 return
             await asyncio.sleep(0.01)
+
+    def _jail_writing(self) -> bool:
+        """Whether QEMU's jail made its exit status file but has not written to it yet."""
+        try:
+            return os.lstat(self.paths.exit_status).st_size == 0
+        except OSError:
+            return False
 
     async def detach(self) -> None:
         """Let go of QEMU (the daemon is stopping); the VM keeps running."""
@@ -190,7 +232,7 @@ class Machine:
         "agent" (guest-shutdown), "acpi" (power button), "quit" or "killed"."""
         deadline = time.monotonic() + timeout
         steps: list[tuple[str, float]] = []
-        if self.agent.connected and await self._agent_alive():
+        if self.agent.connected and await self.agent_answers():
             steps.append(("agent", deadline - timeout / 2))
         steps += [("acpi", deadline), ("quit", deadline + 3.0)]
         for how, until in steps:
@@ -209,9 +251,9 @@ class Machine:
         await self.kill()
         return "killed"
 
-    async def _agent_alive(self) -> bool:
+    async def agent_answers(self, timeout: float = 1.0) -> bool:
         try:
-            await self.agent.execute("guest-ping", timeout=1.0)
+            await self.agent.execute("guest-ping", timeout=timeout)
             return True
         except Exception:  # a frozen or absent agent: go straight to the power button
             return False
@@ -224,5 +266,14 @@ class Machine:
             await asyncio.wait_for(self.exited.wait(), 5.0)
 
     @property
+    def reattached(self) -> bool:
+        """Whether this QEMU was started by an earlier vmkitd (this one is not its parent)."""
+        return self._child is None
+
+    @property
     def exit_code(self) -> int | None:
-        return self._child.returncode if self._child else None
+        """How QEMU ended (negative: killed by that signal): known to its parent, vmkitd or
+        its jail (which passes it on as its own and writes it down), else None."""
+        if self._child:
+            return self._child.returncode
+        return read_exit_status(self.paths.exit_status)

@@ -260,9 +260,10 @@ class Portable:
             layer = new_id()
             try:
                 os.rename(disk, host.paths.disk(layer))
-                rec = host.store.add_vm(spec, mac, layer)
+                rec = host.store.add_vm(spec, mac, layer, creating=True)
                 if start:
                     await host.start(rec, boot, facts, resume)
+                host.store.vm_created(spec.name)
             except BaseException:
                 await host.discard(spec.name)  # nothing half-made is left behind
                 raise
