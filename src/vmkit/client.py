@@ -301,10 +301,14 @@ class Client:
     # --- migration --------------------------------------------------------------------
 
     def migrate(self, name: str, url: str, token: str, ca: str | None = None,
-                postcopy: bool = False) -> dict[str, Any]:
+                postcopy: bool = False, verify: bool | None = None,
+                watch: float | None = None) -> dict[str, Any]:
         """Start moving a running VM to the vmkit host at ``url``; returns the operation
-        (follow it with ``wait_operation``)."""
-        body = {"url": url, "token": token, "ca": ca, "postcopy": postcopy}
+        (follow it with ``wait_operation``). ``verify``: compare the guest's memory on both
+        sides before it runs there (default: where the QEMU is not trusted to); ``watch``:
+        seconds the guest must run well there before this host lets go of it (default 30)."""
+        body = {"url": url, "token": token, "ca": ca, "postcopy": postcopy, "verify": verify,
+                "watch": watch}
         return self._json("POST", f"/vms/{_seg(name)}/migrate", json=body)
 
     def cancel_migration(self, name: str) -> None:

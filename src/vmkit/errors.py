@@ -12,6 +12,7 @@
     ├── ImageError                an image cannot be built or is corrupt (HTTP 409)
     ├── LaunchError               QEMU would not start; carries the log tail (HTTP 500)
     ├── QmpError                  QEMU's monitor failed or refused a command (HTTP 500)
+    ├── MigrationError            a move failed or the guest failed at the destination (HTTP 502)
     ├── AgentError                the guest agent failed or timed out (HTTP 502)
     └── DaemonError               the CLI/SDK cannot reach vmkitd (client side only)
 
@@ -75,6 +76,10 @@ class QmpError(VmkitError):
     status, kind = 500, "qmp"
 
 
+class MigrationError(VmkitError):
+    status, kind = 502, "migration"
+
+
 class AgentError(VmkitError):
     status, kind = 502, "agent"
 
@@ -88,7 +93,7 @@ _BY_KIND = {
     for cls in (
         InvalidInputError, TooLargeError, UnauthorizedError, NotFoundError, ConflictError,
         InvalidStateError, HostError,
-        NoSpaceError, ImageError, LaunchError, QmpError, AgentError, DaemonError,
+        NoSpaceError, ImageError, LaunchError, QmpError, MigrationError, AgentError, DaemonError,
     )
 }
 

@@ -9,11 +9,20 @@ The source daemon drives it; the destination daemon answers through its API (tok
    (``blockdev-mirror``, sync=full) until the copy is in step and stays so as the guest writes;
 3. the source migrates RAM and devices (QEMU pre-copy, or ``--postcopy``), then stops the guest;
    the mirror ends (``block-job-cancel`` once in step: the target keeps every write);
-4. the destination stops its NBD server, resumes the guest and waits for its agent
-   (``POST /v1/migrations/NAME/finish``); only then does the source forget its copy.
+4. where the QEMU is not trusted to move a busy guest whole (before 10.0, under TCG: 7.2
+   damages about one guest in a hundred moves), both sides hash the paused guest's memory and
+   CPU state (machine/memory.py, ``POST /v1/migrations/NAME/digest``); any difference and the
+   guest never runs at the destination;
+5. the destination stops its NBD server, resumes the guest, sets its clock, and watches it for
+   a while (``POST /v1/migrations/NAME/finish``): its QEMU alive, its kernel log free of panics
+   and oopses (kernel_log.py), its agent answering. Only then does the source forget its copy,
+   which it kept paused all along.
 
-Any failure before step 4 ends leaves the VM running on the source, as it was, and the
-destination removes everything it made (``DELETE /v1/migrations/NAME``). If the source goes
+Any failure before step 5 ends leaves the VM running on the source, as it was, and the
+destination removes everything it made (``DELETE /v1/migrations/NAME``). A guest that fails
+during the watch is killed at the destination and the source's paused copy resumes: the
+seconds the guest ran at the destination are lost, the VM is not; the error quotes the guest
+kernel's own message. If the source goes
 silent instead (its daemon died), the destination removes the arrival once nothing has moved
 for VMKIT_ARRIVAL_IDLE_TIMEOUT seconds, or when it restarts; the source's next daemon undoes
 the half-done migration and the guest runs on there.
@@ -40,14 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from . import disks
-from .errors import (ConflictError, HostError, InvalidInputError, NoSpaceError, NotFoundError,
-                     VmkitError, error_from_body)
-from .machine import jail
+from . import disks, kernel_log
+from .errors import (ConflictError, HostError, InvalidInputError, MigrationError, NoSpaceError,
+                     NotFoundError, VmkitError, error_from_body)
+from .machine import jail, memory, qemu
 from .machine.argv import build_argv
 from .machine.process import Machine, log_tail
 from .network import check_ports_free
-from .paths import new_id
+from .paths import new_id, open_nofollow
 from .spec import VmSpec
 from .state import VmState, require
 from .store import Operation
@@ -61,6 +70,14 @@ EXPORT = "disk0"
 MIRROR_JOB, MIRROR_NODE = "vmkit-migrate", "vmkit-migrate-target"
 PEER_TIMEOUT = 120.0  # seconds for the destination to answer a step
 AGENT_WAIT = 10.0  # seconds for the guest to answer at the destination after the switch
+# How long the destination watches the moved guest before the source lets go of its paused
+# copy. bench/migrate_watch.py: every guest that QEMU 7.2 damaged showed it within a second
+# of the switch (a churning tiny guest, 3 of 3); a compiling Debian guest has been seen to
+# fail about 10 s after. VMKIT_MIGRATION_WATCH (seconds) or the request's ``watch``.
+WATCH_ENV, WATCH_DEFAULT = "VMKIT_MIGRATION_WATCH", 30.0
+# Check the guest's memory before it runs at the destination: on, off or auto (on where the
+# QEMU is not trusted: qemu.TRUSTED_TCG_MIGRATION).
+VERIFY_ENV = "VMKIT_MIGRATION_VERIFY"
 # An arrival with no progress (disk written, migration state changed) for this long was
 # abandoned by its source: the destination removes it.
 IDLE_ENV, IDLE_DEFAULT = "VMKIT_ARRIVAL_IDLE_TIMEOUT", 600.0
@@ -143,28 +160,43 @@ class Migrations:
         return {"name": rec.name, "address": address, "nbd_port": nbd_port,
                 "migration_port": stream_port}
 
-    async def finish(self, name: str) -> dict[str, Any]:
-        """The state has arrived: stop exporting the disk, resume the guest, wait for its agent."""
+    async def digest(self, name: str) -> str:
+        """The arrived guest's memory digest, before it ever runs here."""
+        machine = self._arrival(name)
+        await self._arrived(machine)
+        return await memory.digest(machine)
+
+    async def _arrived(self, machine: Machine) -> None:
+        while (status := await machine.status()) == "inmigrate":
+            await asyncio.sleep(0.005)
+        if status != "paused":
+            raise HostError(f"the migration did not complete here (QEMU is {status})")
+
+    async def finish(self, name: str, watch: float = WATCH_DEFAULT) -> dict[str, Any]:
+        """The state has arrived: stop exporting the disk, resume the guest, set its clock,
+        and watch it for ``watch`` seconds; the guest is removed here if it fails."""
         host = self.host
         machine = self._arrival(name)
+        self._arriving.discard(name)  # no longer idle: the idle watch (_watch) lets go of it
         try:
-            while (status := await machine.status()) == "inmigrate":
-                await asyncio.sleep(0.005)
-            if status != "paused":
-                raise HostError(f"the migration did not complete here (QEMU is {status})")
+            await self._arrived(machine)
             await machine.execute("block-export-del", {"id": EXPORT, "mode": "hard"})
             await machine.execute("nbd-server-stop")
+            console = host.paths.vm(name).serial_log
+            seen = console.stat().st_size if console.exists() else 0
             await machine.execute("cont")
-            # Not long: until this answers (or fails) the guest is stopped at the source too.
-            await machine.agent.connect(timeout=AGENT_WAIT)
+            switched = time.monotonic()
+            if host.boot_files(host.record(name).spec).agent:
+                # Not long: until this answers (or fails) the guest is stopped at the source.
+                await machine.agent.connect(timeout=AGENT_WAIT)
+                await machine.agent.set_time()
+            await _watch_guest(machine, console, seen, switched, watch)
         except BaseException as e:
             with contextlib.suppress(Exception):
                 log.warning("VM %s did not resume here (%s); QEMU is %s; console: %s", name, e,
                             await machine.status(), log_tail(host.paths.vm(name).serial_log))
             await host.discard(name)
             raise
-        finally:
-            self._arriving.discard(name)
         host.paths.vm(name).arriving.unlink(missing_ok=True)
         host.store.set_vm_state(name, S.RUNNING, pid=machine.pid, started=time.time())
         return host.get_vm(name)
@@ -219,8 +251,12 @@ class Migrations:
 
     # --- source side ----------------------------------------------------------------------
 
-    def start(self, name: str, peer: Peer, postcopy: bool = False) -> dict[str, Any]:
-        """Begin moving ``name`` to ``peer`` in the background; returns the operation."""
+    def start(self, name: str, peer: Peer, postcopy: bool = False, verify: bool | None = None,
+              watch: float | None = None) -> dict[str, Any]:
+        """Begin moving ``name`` to ``peer`` in the background; returns the operation.
+        ``verify``: compare the guest's memory on both sides before it runs there (None: where
+        the QEMU is not trusted, see should_verify); ``watch``: seconds the destination
+        watches the guest before the source lets go of its copy."""
         host = self.host
         rec = host.record(name)
         require("migrate", rec.state, name)
@@ -230,9 +266,11 @@ class Migrations:
         if host.store.snapshots(name):
             raise InvalidInputError(f"VM {name} has snapshots, which cannot move with it yet; "
                                     "remove them ('vmkit snapshot rm') before migrating")
+        checks = Checks(should_verify(verify, host.host_facts(host.boot_files(rec.spec)).accel),
+                        watch_seconds(watch))
         op = host.store.add_operation("migrate", name)
         self._cancel[name] = asyncio.Event()
-        host.spawn(self._run(name, peer, postcopy, op))
+        host.spawn(self._run(name, peer, postcopy, checks, op))
         return host.operation(op.id)
 
     def cancel(self, name: str) -> None:
@@ -241,7 +279,8 @@ class Migrations:
             raise NotFoundError(f"VM {name} is not migrating")
         self._cancel[name].set()
 
-    async def _run(self, name: str, peer: Peer, postcopy: bool, op: Operation) -> None:
+    async def _run(self, name: str, peer: Peer, postcopy: bool, checks: Checks,
+                   op: Operation) -> None:
         store = self.host.store
         started = time.monotonic()
 
@@ -250,11 +289,13 @@ class Migrations:
 
         try:
             async with self.host.locks[name]:
-                info, disk_s = await self._move(name, peer, postcopy, progress)
+                info, disk_s, check_s = await self._move(name, peer, postcopy, checks, progress)
             total = time.monotonic() - started
+            checked = f", memory checked in {check_s * 1000:.0f} ms" if check_s else ""
             store.update_operation(op.id, state="succeeded", progress=1.0, message=(
                 f"moved to {peer.url} in {total:.2f} s (disk {disk_s:.2f} s, memory "
-                f"{info.get('total-time', 0) / 1000:.2f} s); downtime {info.get('downtime', 0)} ms"))
+                f"{info.get('total-time', 0) / 1000:.2f} s); downtime {info.get('downtime', 0)} ms"
+                f"{checked}; healthy there for {checks.watch:.0f} s"))
         except Exception as e:  # recorded on the operation for the client to show
             msg = e.message if isinstance(e, VmkitError) else f"{type(e).__name__}: {e}"
             store.update_operation(op.id, state="failed", progress=1.0,
@@ -263,10 +304,10 @@ class Migrations:
         finally:
             self._cancel.pop(name, None)
 
-    async def _move(self, name: str, peer: Peer, postcopy: bool, progress: Any
-                    ) -> tuple[dict[str, Any], float]:
-        """Returns QEMU's migration info (total-time, downtime: ms) and how long the disk
-        copy took (s)."""
+    async def _move(self, name: str, peer: Peer, postcopy: bool, checks: Checks, progress: Any
+                    ) -> tuple[dict[str, Any], float, float]:
+        """Returns QEMU's migration info (total-time, downtime: ms), how long the disk copy
+        took and how long the memory check (s)."""
         host = self.host
         rec = host.record(name)
         require("migrate", rec.state, name)
@@ -282,18 +323,24 @@ class Migrations:
                 "disk_used": disks.chain_allocated(host.disk_path(rec)),
                 "qemu": await asyncio.to_thread(qemu_version, facts.qemu),
                 "postcopy": postcopy})
+            check_s = 0.0
             try:
                 disk_s = await self._copy(name, machine, there, size, postcopy, progress)
-                progress(0.98, "starting the VM on the destination")
-                await _call(remote, "POST", f"/migrations/{name}/finish", peer)
+                if checks.verify and not postcopy:  # post-copy: the guest ran there already
+                    progress(0.96, "comparing the guest's memory on both sides")
+                    check_s = await _compare_memory(name, machine, remote, peer)
+                progress(0.97, f"running the VM on the destination; watching it for "
+                               f"{checks.watch:.0f} s before this copy goes")
+                await _call(remote, "POST", f"/migrations/{name}/finish", peer,
+                            json={"watch": checks.watch}, timeout=PEER_TIMEOUT + checks.watch)
             except BaseException:
                 await self._undo(machine)
                 with contextlib.suppress(Exception):
                     await _call(remote, "DELETE", f"/migrations/{name}", peer)
                 raise
         info = await machine.execute("query-migrate")
-        await host.discard(name)  # it runs there now: this copy goes
-        return info, disk_s
+        await host.discard(name)  # it runs there now, and has proven healthy: this copy goes
+        return info, disk_s, check_s
 
     async def _copy(self, name: str, machine: Machine, there: dict[str, Any], size: int,
                     postcopy: bool, progress: Any) -> float:
@@ -368,6 +415,71 @@ class Migrations:
         with contextlib.suppress(VmkitError):
             if await machine.status() != "running":
                 await machine.execute("cont")
+                if machine.agent.connected:  # it stood still while the move was tried
+                    await machine.agent.set_time()
+
+
+async def _watch_guest(machine: Machine, console: Path, seen: int, switched: float,
+                       seconds: float) -> None:
+    """Raise MigrationError if the guest fails within ``seconds`` of the switch: its QEMU
+    exits, its kernel reports a failure on the console (after byte ``seen``), or its agent
+    stops answering."""
+    def failed(why: str) -> MigrationError:
+        return MigrationError(f"the guest failed at the destination "
+                              f"{time.monotonic() - switched:.1f} s after the switch: {why}")
+
+    while True:
+        with contextlib.suppress(OSError), open_nofollow(console) as f:
+            f.seek(seen)
+            if why := kernel_log.failure(f.read().decode(errors="replace")):
+                raise failed(repr(why))
+        if machine.exited.is_set() or machine.shutdown_reason == "guest-reset":
+            raise failed(f"its QEMU stopped; console: {log_tail(console, 3) or 'nothing'}")
+        if machine.agent.connected and not await machine.agent_answers(timeout=5.0):
+            raise failed("its agent stopped answering")
+        if time.monotonic() - switched >= seconds:
+            return
+        await asyncio.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What proves a move safe before the source lets go of its copy."""
+    verify: bool  # compare the guest's memory on both sides before it runs there
+    watch: float  # seconds the destination watches the running guest
+
+
+def should_verify(asked: bool | None, accel: str) -> bool:
+    """Whether to compare memory: as asked, else as VMKIT_MIGRATION_VERIFY says (on, off),
+    else (auto) where this QEMU is not trusted to move a busy guest whole under TCG."""
+    if asked is not None:
+        return asked
+    setting = os.environ.get(VERIFY_ENV, "auto")
+    if setting in ("on", "off"):
+        return setting == "on"
+    return accel == "tcg" and qemu.current().release < qemu.TRUSTED_TCG_MIGRATION
+
+
+def watch_seconds(asked: float | None) -> float:
+    seconds = asked if asked is not None else float(os.environ.get(WATCH_ENV, WATCH_DEFAULT))
+    if not 0 <= seconds <= 600:
+        raise InvalidInputError(f"watch {seconds:g} s is out of range: use 0 to 600 seconds")
+    return seconds
+
+
+async def _compare_memory(name: str, machine: Machine, remote: httpx.AsyncClient,
+                          peer: Peer) -> float:
+    """Hash the guest's memory here (paused after the move) and there (paused before it
+    runs); raise MigrationError if they differ. Returns the seconds it took."""
+    started = time.monotonic()
+    mine, theirs = await asyncio.gather(
+        memory.digest(machine), _call(remote, "POST", f"/migrations/{name}/digest", peer))
+    if mine != theirs["digest"]:
+        raise MigrationError(
+            f"the guest's memory arrived damaged at {peer.url} (QEMU {qemu.current().version} "
+            "lost or changed pages while copying); it never ran there. Try again, or install "
+            "QEMU 10 (see README)")
+    return time.monotonic() - started
 
 
 def _check(cancel: asyncio.Event) -> None:

@@ -24,9 +24,10 @@ WRITER = ("setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i >> /root/log; sync
 
 @pytest.fixture
 def hosts(own_daemon) -> tuple[Daemon, Daemon, str, str]:
-    """A source and a destination vmkitd (listening on TCP), its URL and token."""
+    """A source and a destination vmkitd (listening on TCP), its URL and token. The moved
+    guest is watched for 2 s, not 30: test_migration_safety.py tests the watch itself."""
     port = free_port()
-    source = own_daemon()
+    source = own_daemon(VMKIT_MIGRATION_WATCH="2")
     destination = own_daemon(args=("--listen", f"127.0.0.1:{port}"))
     token = (destination.home / "run" / "token").read_text().strip()
     return source, destination, f"http://127.0.0.1:{port}", token
@@ -196,7 +197,7 @@ def test_migration_across_a_network_between_namespaces(daemon: Daemon, two_names
             home.rmdir()
             clone_home(daemon.home, home)
             homes.append(home)
-            d = Daemon(home, netns=ns)
+            d = Daemon(home, netns=ns, VMKIT_MIGRATION_WATCH="2")
             started.append(d)
         source, destination = started
         source.start()
@@ -272,7 +273,7 @@ def test_postcopy_moves_a_running_guest(hosts, userfaultfd) -> None:
 
 def test_an_abandoned_arrival_is_removed_and_the_source_recovers(own_daemon) -> None:
     port = free_port()
-    source = own_daemon()
+    source = own_daemon(VMKIT_MIGRATION_WATCH="2")
     destination = own_daemon(args=("--listen", f"127.0.0.1:{port}"),
                              VMKIT_ARRIVAL_IDLE_TIMEOUT="3")
     token = (destination.home / "run" / "token").read_text().strip()

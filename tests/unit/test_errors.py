@@ -8,7 +8,7 @@ from vmkit import errors
 from vmkit.errors import (AgentError, ConflictError, DaemonError, HostError, ImageError,
                           NoSpaceError,
                           InvalidInputError, InvalidStateError, LaunchError, NotFoundError,
-                          QmpError, TooLargeError, UnauthorizedError, VmkitError, error_from_body,
+                          MigrationError, QmpError, TooLargeError, UnauthorizedError, VmkitError, error_from_body,
                           to_body)
 
 STATUS = {
@@ -24,6 +24,7 @@ STATUS = {
     LaunchError: (500, "launch"),
     QmpError: (500, "qmp"),
     AgentError: (502, "agent"),
+    MigrationError: (502, "migration"),
     DaemonError: (503, "daemon"),
 }
 CLASSES = list(STATUS)

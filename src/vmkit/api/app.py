@@ -35,7 +35,7 @@ from ..images.debian import debian_options
 from ..paths import open_nofollow
 from ..spec import check_spec, make_spec, validate_name
 from .guards import Guards
-from .models import (MAX_STDIN_BYTES, NAME_SCHEMA, Error, ExecRequest, ImageImport, ExportRequest, FileChange, Network, NetworkCreate,
+from .models import (MAX_STDIN_BYTES, NAME_SCHEMA, FinishMigration, MemoryDigest, Error, ExecRequest, ImageImport, ExportRequest, FileChange, Network, NetworkCreate,
                      VmStats, FastTemplate, ForkCreate, HostInfo, Image,
                      IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
                      RemoteHost, SnapshotCreate, Template, TemplateCreate, Vm, VmCreate,
@@ -469,7 +469,7 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         else:
             raise InvalidInputError("give the destination's url and token, or the name of a "
                                     "registered host ('vmkit host ls')")
-        return host.migrations.start(name, peer, body.postcopy)
+        return host.migrations.start(name, peer, body.postcopy, body.verify, body.watch)
 
     @app.get("/v1/hosts", response_model=list[RemoteHost])
     async def list_hosts() -> list[dict[str, Any]]:
@@ -493,9 +493,17 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
                                             body.qemu, request.scope["server"][0],
                                             body.postcopy)
 
+    @app.post("/v1/migrations/{name}/digest", response_model=MemoryDigest)
+    async def migration_digest(name: VmName) -> dict[str, str]:
+        """(Between vmkit hosts) the arrived guest's memory digest, before it runs here."""
+        return {"digest": await host.migrations.digest(name)}
+
     @app.post("/v1/migrations/{name}/finish", response_model=Vm)
-    async def finish_migration(name: VmName) -> dict[str, Any]:
-        return await host.migrations.finish(name)
+    async def finish_migration(name: VmName, body: FinishMigration | None = None
+                               ) -> dict[str, Any]:
+        """(Between vmkit hosts) run the arrived guest here, and watch it for ``watch``
+        seconds; it is removed here if it fails meanwhile."""
+        return await host.migrations.finish(name, (body or FinishMigration()).watch)
 
     @app.delete("/v1/migrations/{name}", status_code=204)
     async def abort_migration(name: VmName) -> None:

@@ -212,6 +212,10 @@ class ExecRequest(Body):
 class HostInfo(BaseModel):
     home: str
     pid: int
+    qemu: str | None = Field(None, description="the QEMU binary VMs run with (VMKIT_QEMU)")
+    qemu_version: str | None = None
+    qemu_features: list[str] = Field([], description="what that QEMU offers and vmkit uses: "
+                                     "machine types, memory backends, migration capabilities")
     accel: str | None
     accel_reason: str | None
     limits: str = Field("", description="how CPU and memory limits are enforced, or why not")
@@ -290,6 +294,20 @@ class MigrateRequest(Body):
     ca: str | None = Field(None, max_length=4096, description="CA file to trust for its TLS")
     postcopy: bool = Field(False, description="switch to post-copy for guests that dirty "
                                               "memory faster than the link")
+    verify: bool | None = Field(None, description="compare the guest's memory on both sides "
+                                "before it runs at the destination; default: where the QEMU is "
+                                "not trusted to move busy guests whole (before 10.0, under TCG)")
+    watch: float | None = Field(None, ge=0, le=600, description="seconds the destination "
+                                "watches the moved guest before the source lets go of its "
+                                "paused copy; default 30 (VMKIT_MIGRATION_WATCH)")
+
+
+class FinishMigration(Body):
+    watch: float = Field(30.0, ge=0, le=600, description="seconds to watch the guest run")
+
+
+class MemoryDigest(BaseModel):
+    digest: str = Field(description="BLAKE2b of the paused guest's memory and CPU state")
 
 
 class RemoteHost(BaseModel):
