@@ -8,7 +8,7 @@ the CLI's fast paths) do not pay for importing the HTTP stack.
 from typing import TYPE_CHECKING, Any
 
 from .errors import (AgentError, ConflictError, DaemonError, HostError, ImageError,
-                     InvalidInputError, InvalidStateError, LaunchError, NoSpaceError,
+                     InvalidInputError, InvalidStateError, LaunchError, MigrationError, NoSpaceError,
                      NotFoundError, QmpError, TooLargeError, UnauthorizedError, VmkitError)
 
 if TYPE_CHECKING:
@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Client", "ExecResult", "VmkitError", "InvalidInputError", "NotFoundError", "ConflictError",
     "InvalidStateError", "HostError", "ImageError", "LaunchError", "QmpError", "AgentError",
-    "DaemonError", "UnauthorizedError", "NoSpaceError", "TooLargeError", "__version__",
+    "DaemonError", "UnauthorizedError", "NoSpaceError", "TooLargeError", "MigrationError",
+    "__version__",
 ]
 
 

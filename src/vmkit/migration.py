@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from . import disks, kernel_log
-from .errors import (ConflictError, HostError, InvalidInputError, MigrationError, NoSpaceError,
-                     NotFoundError, VmkitError, error_from_body)
+from .errors import (AgentError, ConflictError, HostError, InvalidInputError, MigrationError,
+                     NoSpaceError, NotFoundError, VmkitError, error_from_body)
 from .machine import jail, memory, qemu
 from .machine.argv import build_argv
 from .machine.process import Machine, log_tail
@@ -185,12 +185,8 @@ class Migrations:
             console = host.paths.vm(name).serial_log
             seen = console.stat().st_size if console.exists() else 0
             await machine.execute("cont")
-            switched = time.monotonic()
-            if host.boot_files(host.record(name).spec).agent:
-                # Not long: until this answers (or fails) the guest is stopped at the source.
-                await machine.agent.connect(timeout=AGENT_WAIT)
-                await machine.agent.set_time()
-            await _watch_guest(machine, console, seen, switched, watch)
+            agent = host.boot_files(host.record(name).spec).agent
+            await _watch_guest(machine, console, seen, agent, watch)
         except BaseException as e:
             with contextlib.suppress(Exception):
                 log.warning("VM %s did not resume here (%s); QEMU is %s; console: %s", name, e,
@@ -419,20 +415,32 @@ class Migrations:
                     await machine.agent.set_time()
 
 
-async def _watch_guest(machine: Machine, console: Path, seen: int, switched: float,
+async def _watch_guest(machine: Machine, console: Path, seen: int, agent: bool,
                        seconds: float) -> None:
-    """Raise MigrationError if the guest fails within ``seconds`` of the switch: its QEMU
-    exits, its kernel reports a failure on the console (after byte ``seen``), or its agent
-    stops answering."""
+    """The guest has just been resumed here. Raise MigrationError if it fails within
+    ``seconds``: its QEMU exits, its kernel reports a failure on the console (after byte
+    ``seen``), or its ``agent`` does not answer. Its clock is set once the agent answers."""
+    switched = time.monotonic()
+
     def failed(why: str) -> MigrationError:
         return MigrationError(f"the guest failed at the destination "
                               f"{time.monotonic() - switched:.1f} s after the switch: {why}")
 
-    while True:
+    def kernel_failure() -> str | None:
         with contextlib.suppress(OSError), open_nofollow(console) as f:
             f.seek(seen)
-            if why := kernel_log.failure(f.read().decode(errors="replace")):
-                raise failed(repr(why))
+            return kernel_log.failure(f.read().decode(errors="replace"))
+        return None
+
+    if agent:
+        try:  # not long: until it answers (or fails) the guest is stopped at the source too
+            await machine.agent.connect(timeout=AGENT_WAIT)
+            await machine.agent.set_time()
+        except AgentError as e:
+            raise failed(repr(why) if (why := kernel_failure()) else e.message) from None
+    while True:
+        if why := kernel_failure():
+            raise failed(repr(why))
         if machine.exited.is_set() or machine.shutdown_reason == "guest-reset":
             raise failed(f"its QEMU stopped; console: {log_tail(console, 3) or 'nothing'}")
         if machine.agent.connected and not await machine.agent_answers(timeout=5.0):

@@ -204,6 +204,12 @@ def test_oversized_body_without_length_is_refused(client: Any, host: FakeHost) -
     assert host.calls == []
 
 
+def test_a_body_that_is_not_text_is_a_422(client: Any, host: FakeHost) -> None:
+    r = client.post("/v1/templates", content=b"\xff\x1c\xfe",
+                    headers={"content-type": "application/json"})
+    assert "JSON" in assert_error(r, 422, "invalid_input")
+
+
 def test_unknown_fields_are_refused(client: Any, host: FakeHost) -> None:
     msg = assert_error(client.post("/v1/vms", json={"name": "web", "qemu_args": ["-s"]}),
                        422, "invalid_input")

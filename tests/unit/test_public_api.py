@@ -9,7 +9,8 @@ import vmkit
 EXPECTED = {
     "Client", "ExecResult", "VmkitError", "InvalidInputError", "NotFoundError", "ConflictError",
     "InvalidStateError", "HostError", "ImageError", "LaunchError", "QmpError", "AgentError",
-    "DaemonError", "UnauthorizedError", "NoSpaceError", "TooLargeError", "__version__",
+    "DaemonError", "UnauthorizedError", "NoSpaceError", "TooLargeError", "MigrationError",
+    "__version__",
 }
 
 

@@ -103,6 +103,10 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bytes that are not text
+            return JSONResponse(to_body(InvalidInputError(
+                "the body could not be read: send JSON in UTF-8 (content-type: "
+                "application/json)")), status_code=422)
         kind = {404: "not_found", 405: "invalid_input"}.get(exc.status_code, "error")
         message = f"{request.method} {request.url.path}: {exc.detail}; see /docs for the API"
         headers = exc.headers
