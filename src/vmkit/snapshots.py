@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ from .machine.argv import RamFile, build_argv, nic_mac
 from .machine.process import Machine
 from .network import check_ports_free
 from .paths import HomePaths, VmPaths, new_id
-from .spec import make_spec, validate_name
+from .spec import make_spec, parse_port, validate_name
 from .state import LIVE, VmState, require
 from .store import SnapshotRecord, Store, Template, VmRecord
 
@@ -303,47 +304,61 @@ class Snapshots:
 
     # --- forks and templates ---------------------------------------------------------------
 
-    async def _source(self, ref: str, purpose: str) -> SnapshotRecord:
+    @contextlib.asynccontextmanager
+    async def _source(self, ref: str, purpose: str) -> AsyncIterator[SnapshotRecord]:
         """The memory snapshot ``ref`` names for ``purpose`` ("a fork"): VM@SNAP, a template,
-        or a running VM (snapshotted now)."""
-        snap = await self._find_source(ref)
-        if not snap.memory:
-            raise InvalidInputError(f"snapshot {self.label(snap.id)} holds no memory (taken of "
-                                    f"a stopped VM or with --no-memory); {purpose} needs one "
-                                    "taken while the VM ran")
-        return snap
+        or a running VM (snapshotted now, and removed again if ``purpose`` fails)."""
+        snap, taken = await self._find_source(ref)
+        try:
+            if not snap.memory:
+                raise InvalidInputError(f"snapshot {self.label(snap.id)} holds no memory "
+                                        "(taken of a stopped VM or with --no-memory); "
+                                        f"{purpose} needs one taken while the VM ran")
+            yield snap
+        except BaseException:
+            if taken:
+                await self._drop(ref, snap.id)
+            raise
 
-    async def _find_source(self, ref: str) -> SnapshotRecord:
+    async def _find_source(self, ref: str) -> tuple[SnapshotRecord, bool]:
+        """The snapshot ``ref`` names, and whether it was taken now."""
         vm, at, snap_name = ref.partition("@")
         if at:
             validate_name(vm)
             validate_name(snap_name, "snapshot")
-            return self.find(vm, snap_name)
+            return self.find(vm, snap_name), False
         validate_name(ref, "source")
         if self.store.template(ref) is not None:
-            return self._template(ref)[1]
+            return self._template(ref)[1], False
         rec = self.store.vm(ref)
         if rec is None:
             raise NotFoundError(f"no VM or template named {ref!r}; 'vmkit ls' and "
                                 "'vmkit template ls' list them")
         require("fork", rec.state, ref)
-        return await self._take(ref, self._free_name(ref, "fork"), memory=True)
+        return await self._take(ref, self._free_name(ref, "fork"), memory=True), True
 
     async def fork(self, source: str, name: str, ports: list[str] | None = None,
                    network: str | None = None, auto_remove: bool = False) -> dict[str, Any]:
         """A new running VM from a memory snapshot: ready once it has its own identity."""
-        host = self.host
         validate_name(name)
         if self.store.vm(name):
             raise ConflictError(f"a VM named {name} already exists; choose another name or "
                                 f"remove it with 'vmkit rm {name}'")
-        snap = await self._source(source, "a fork")
+        # Before a running source is snapshotted for a fork that could not start.
+        check_ports_free(parse_port(p) for p in ports or [])
+        async with self._source(source, "a fork") as snap:
+            await self._fork(snap, name, ports or [], network, auto_remove)
+        return self.host.get_vm(name)
+
+    async def _fork(self, snap: SnapshotRecord, name: str, ports: list[str],
+                    network: str | None, auto_remove: bool) -> None:
+        host = self.host
         base = snap.spec
         networks = [network] if network else [base.network, *base.more_networks]
         # Everything the saved devices depend on (display, CD, firmware) comes from the source.
         spec = replace(make_spec(name, base.image, base.cpus, f"{base.memory_mib}M",
                                  f"{base.disk_bytes // 1024}K" if base.disk_bytes else None,
-                                 ports or [], networks, auto_remove, display=base.display,
+                                 ports, networks, auto_remove, display=base.display,
                                  cdrom=base.cdrom, firmware=base.firmware),
                        disk_bytes=base.disk_bytes, io_iops=base.io_iops, io_bps=base.io_bps,
                        ssh_keys=base.ssh_keys, user_data=base.user_data, env=dict(base.env))
@@ -381,7 +396,6 @@ class Snapshots:
             except BaseException:
                 await host.discard(name)
                 raise
-        return host.get_vm(name)
 
     async def _prepare(self, snap: SnapshotRecord) -> None:
         """Make the snapshot forkable (once): its RAM as a file, and its devices alone."""
@@ -393,18 +407,21 @@ class Snapshots:
                 raise NoSpaceError(f"forking needs {snap.spec.memory_mib} MiB free in "
                                    f"VMKIT_HOME for the snapshot's RAM file; free some space")
             host = self.host
+            # No port forwards: the source may be running and hold them. They are not part
+            # of the saved state (slirp saves its DHCP leases, not its hostfwd rules).
+            spec = replace(snap.spec, ports=())
             work = VmPaths(sp.dir / "prepare")
             shutil.rmtree(work.dir, ignore_errors=True)
             work.dir.mkdir(mode=0o700)
-            boot = host.boot_files(snap.spec, work.dir)
+            boot = host.boot_files(spec, work.dir)
             # NICs on private networks need backends of their kind; these lead nowhere: this
             # QEMU never runs its guest.
-            nics = host.networks.plug_loose(f"prepare-{snap.id}", snap.spec, work.dir)
-            argv = build_argv(snap.spec, boot, work, host.host_facts(boot), random_mac(),
+            nics = host.networks.plug_loose(f"prepare-{snap.id}", spec, work.dir)
+            argv = build_argv(spec, boot, work, host.host_facts(boot), random_mac(),
                               self.paths.disk(snap.layer), ram=RamFile(work.dir / "ram", True),
                               incoming=True, readonly_disk=True, nics=nics)
             try:
-                machine = await host.start_qemu(snap.spec, argv, work, boot, self.paths.disk(snap.layer),
+                machine = await host.start_qemu(spec, argv, work, boot, self.paths.disk(snap.layer),
                                                 disk_writable=False)
                 try:
                     await vmstate.load(machine, sp.state)
@@ -415,7 +432,7 @@ class Snapshots:
                 finally:
                     await machine.kill()
             finally:
-                host.networks.unplug_loose(f"prepare-{snap.id}", snap.spec)
+                host.networks.unplug_loose(f"prepare-{snap.id}", spec)
             fd = os.open(work.dir / "ram", os.O_RDONLY)
             try:
                 await asyncio.to_thread(os.fsync, fd)
@@ -448,12 +465,12 @@ class Snapshots:
         if self.store.template(name):
             raise ConflictError(f"a template named {name} exists; remove it with "
                                 f"'vmkit template rm {name}' or choose another name")
-        snap = await self._source(source, "a template")
-        await self._prepare(snap)
-        try:
-            self.store.add_template(name, snap.id)
-        except sqlite3.IntegrityError:
-            raise ConflictError(f"a template named {name} exists") from None
+        async with self._source(source, "a template") as snap:
+            await self._prepare(snap)
+            try:
+                self.store.add_template(name, snap.id)
+            except sqlite3.IntegrityError:
+                raise ConflictError(f"a template named {name} exists") from None
         return self.get_template(name)
 
     def remove_template(self, name: str) -> None:
@@ -506,9 +523,20 @@ class Snapshots:
             if users := self._dependents({snap.id}):
                 raise ConflictError(f"snapshot {vm}@{name} is used by {', '.join(users)}; "
                                     "remove those first")
-            self.store.remove_snapshot(snap.id)
-            shutil.rmtree(self.paths.snapshot(snap.id).dir, ignore_errors=True)
+            self._delete(snap.id)
         await self.collect_garbage()
+
+    async def _drop(self, vm: str, snap_id: str) -> None:
+        """Remove VM ``vm``'s snapshot taken for a fork or template that failed, unless
+        something came to use it meanwhile."""
+        async with self.host.locks[vm]:
+            if self.store.snapshot(snap_id) is not None and not self._dependents({snap_id}):
+                self._delete(snap_id)
+        await self.collect_garbage()
+
+    def _delete(self, snap_id: str) -> None:
+        self.store.remove_snapshot(snap_id)
+        shutil.rmtree(self.paths.snapshot(snap_id).dir, ignore_errors=True)
 
     async def recover(self, rec: VmRecord, machine: Machine) -> None:
         """Re-attaching after a daemon crash: finish what a save in progress left undone."""

@@ -196,6 +196,76 @@ def test_templates_and_run_fast(client: vmkit.Client, daemon, make_vm, vms: list
     client.remove_template("fast-tiny-1c256m")
 
 
+def _answer(port: int) -> str:
+    """What the guest server behind host port ``port`` answers (it may be starting still)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/i", timeout=2).text.strip()
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _serve_hostname(client: vmkit.Client, vm: str) -> None:
+    """A web server on guest port 22 that answers with the guest's hostname (started once,
+    in the source: its forks inherit it running)."""
+    r = client.exec(vm, ["sh", "-c", "mkdir -p /www && hostname > /www/i && sync && "
+                                     "{ pidof httpd >/dev/null || httpd -p 22 -h /www; }"])
+    assert r.exit_code == 0, r.stderr
+
+
+def test_forks_of_a_vm_with_port_forwards(client: vmkit.Client, daemon, make_vm,
+                                          vms: list[str]) -> None:
+    src_port, fork_port, tpl_port = free_port(), free_port(), free_port()
+    make_vm("fwd-src", ports=[f"{src_port}:22"])
+    _serve_hostname(client, "fwd-src")
+    assert _answer(src_port) == "fwd-src"
+
+    def leftovers() -> tuple[list[str], list[str], bool]:
+        return ([s["name"] for s in client.list_snapshots("fwd-src")],
+                [v["name"] for v in client.list_vms() if v["name"].startswith("fwd-bad")],
+                (daemon.home / "vms" / "fwd-bad").exists())
+
+    # The source's own host port is taken: refused before the source is snapshotted.
+    with pytest.raises(vmkit.ConflictError,
+                       match=f"host port 127.0.0.1:{src_port}/tcp is not available"):
+        client.fork("fwd-src", "fwd-bad", ports=[f"{src_port}:22"])
+    # A fork that fails after snapshotting its source removes that snapshot.
+    with pytest.raises(vmkit.InvalidInputError, match="network card"):
+        client.fork("fwd-src", "fwd-bad", network="none")
+    assert leftovers() == ([], [], False)
+
+    # The fork's prepare QEMU ran beside the source, which holds its forward; the fork has
+    # only the forward it asked for.
+    vms.append("fwd-fork")
+    fork = client.fork("fwd-src", "fwd-fork", ports=[f"{fork_port}:22"])
+    assert [p["host_port"] for p in fork["ports"]] == [fork_port]
+    # The snapshot is kept once a fork uses it, and a failed fork of it leaves it be.
+    with pytest.raises(vmkit.ConflictError,
+                       match=f"host port 127.0.0.1:{fork_port}/tcp is not available"):
+        client.fork("fwd-src@fork1", "fwd-bad", ports=[f"{fork_port}:22"])
+    with pytest.raises(vmkit.InvalidInputError, match="network card"):
+        client.fork("fwd-src@fork1", "fwd-bad", network="none")
+    assert leftovers() == (["fork1"], [], False)
+
+    # A template of the running source, and 'run --from' it with a forward of its own.
+    vms.append("template:fwd-tpl")
+    assert client.create_template("fwd-tpl", "fwd-src")["source"] == "fwd-src@fork2"
+    vms.append("fwd-run")
+    r = daemon.cli("run", "-d", "--from", "fwd-tpl", "-n", "fwd-run", "-p", f"{tpl_port}:22",
+                   "--network", "restricted")
+    assert r.returncode == 0, r.stderr
+    assert [p["host_port"] for p in client.get_vm("fwd-run")["ports"]] == [tpl_port]
+
+    # Each host port reaches its own guest: the forks' servers are the source's, forked.
+    for vm in ("fwd-fork", "fwd-run"):
+        _serve_hostname(client, vm)
+    assert [_answer(p) for p in (src_port, fork_port, tpl_port)] == \
+        ["fwd-src", "fwd-fork", "fwd-run"]
+
+
 def test_a_vm_still_booting_cannot_be_snapshotted(client: vmkit.Client, make_vm) -> None:
     booting = threading.Thread(target=make_vm, args=("early1",), daemon=True)
     booting.start()
