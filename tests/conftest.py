@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import vmkit
+from vmkit.machine.limits import Limits
 
 DEB_CACHE = Path(os.environ.get("VMKIT_TEST_CACHE", Path.home() / ".cache/vmkit-tests/debs"))
 
@@ -87,10 +88,16 @@ def qemu_pids(home: Path) -> list[int]:
 
 
 def kill_qemus(home: Path) -> None:
-    """Kill every QEMU started for ``home`` (a failed test must not leave guests running)."""
-    for pid in qemu_pids(home):
+    """Kill every QEMU started for ``home`` (a failed test must not leave guests running),
+    and remove their cgroups, which no vmkitd is left to release (each QEMU has its own)."""
+    pids = qemu_pids(home)
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10  # until reaped: a zombie still holds its cgroups
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    Limits(home).clean()
 
 
 def clone_home(src: Path, dst: Path, copy_images: bool = False) -> None:

@@ -14,8 +14,10 @@ _HOSTFWD_FAILED = re.compile(r"Could not set up host forwarding rule '(tcp|udp):
                              r"(\d+)-.*?:(\d+)'")
 
 
-def check_ports_free(forwards: Iterable[PortForward]) -> None:
-    """Raise ConflictError naming the first host port that QEMU could not bind."""
+def check_ports_free(forwards: Iterable[PortForward],
+                     remedy: str = "choose another host port") -> None:
+    """Raise ConflictError naming the first host port that QEMU could not bind, and
+    ``remedy``, with an example."""
     for f in forwards:
         family = socket.AF_INET6 if ":" in f.host_addr else socket.AF_INET
         kind = socket.SOCK_STREAM if f.proto == "tcp" else socket.SOCK_DGRAM
@@ -26,7 +28,7 @@ def check_ports_free(forwards: Iterable[PortForward]) -> None:
             except OSError as e:
                 raise ConflictError(
                     f"host port {f.host_addr}:{f.host_port}/{f.proto} is not available "
-                    f"({e.strerror}); choose another host port, e.g. -p {f.host_port + 1}:{f.guest_port}"
+                    f"({e.strerror}); {remedy}, e.g. -p {f.host_port + 1}:{f.guest_port}"
                 ) from None
 
 

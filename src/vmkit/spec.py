@@ -281,6 +281,12 @@ def resized(spec: VmSpec, cpus: int | None, memory: str | None, disk: str | None
                    memory or f"{spec.memory_mib}M", disk, host_memory_mib)
 
 
+def with_ports(spec: VmSpec, ports: list[str] | tuple[str, ...]) -> VmSpec:
+    """``spec`` with the port forwards ``ports`` instead of its own, checked as at creation."""
+    forwards = make_spec(spec.name, ports=ports, network=[spec.network, *spec.more_networks])
+    return replace(spec, ports=forwards.ports)
+
+
 def _remake(spec: VmSpec, cpus: int, memory: str, disk: str | None,
             host_memory_mib: int | None) -> VmSpec:
     new = make_spec(spec.name, spec.image, cpus, memory, disk or (

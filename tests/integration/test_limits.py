@@ -12,13 +12,13 @@ from vmkit.machine.limits import Limits, memory_cap
 
 
 def test_cpu_and_memory_limits_hold_the_qemu_process(client, make_vm) -> None:
-    limits = Limits()
+    limits = Limits(Path(client.info()["home"]))
     if not limits.enforced:
         assert client.info()["limits"].startswith("not enforced: ")
         pytest.skip(f"cgroups not usable here: {limits.reason}")
     assert client.info()["limits"] == f"cgroup v{limits.version}"
     pid = make_vm("lim1", cpus=2, memory="320M")["pid"]
-    groups = limits.groups("lim1")
+    groups = limits.groups("lim1", pid)
     for group in groups:
         assert str(pid) in (group / "cgroup.procs").read_text().split()
     wanted = {"cpu.max", "memory.max", "cpu.cfs_quota_us", "cpu.cfs_period_us",
@@ -52,7 +52,8 @@ def test_bad_limits_are_refused(client) -> None:
 
 
 def test_limits_release_without_a_group(tmp_path: Path) -> None:
-    limits = Limits(root=tmp_path, proc_self=tmp_path / "missing")
+    limits = Limits(tmp_path / "home", root=tmp_path, proc_self=tmp_path / "missing")
     assert not limits.enforced and "cannot read" in limits.reason
     limits.apply("x", 1, 1, 256)  # nothing to do, nothing raised
     limits.release("x")
+    limits.clean()

@@ -8,7 +8,7 @@ import pytest
 
 from vmkit.errors import InvalidInputError
 from vmkit.spec import (MAX_MEMORY_MIB, PortForward, VmSpec, format_size, make_spec,
-                        parse_port, parse_size, resized, validate_name)
+                        parse_port, parse_size, resized, validate_name, with_ports)
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 
@@ -345,3 +345,15 @@ def test_firmware_and_provisioning_are_checked() -> None:
     spec = make_spec("vm", env=["A=1", "B=x=y"])
     assert spec.env == {"A": "1", "B": "x=y"}
     assert VmSpec.from_json(spec.to_json()) == spec  # stored and read back whole
+
+
+def test_with_ports_replaces_the_forwards_and_keeps_the_rest() -> None:
+    spec = make_spec("web", cpus=2, ports=["8080:80"], network=["lab", "restricted"])
+    moved = with_ports(spec, ["9090:80", "0.0.0.0:5353:53/udp"])
+    assert moved.ports == (PortForward(9090, 80), PortForward(5353, 53, "0.0.0.0", "udp"))
+    assert VmSpec.from_json({**moved.to_json(), "ports": spec.to_json()["ports"]}) == spec
+    assert with_ports(spec, []).ports == ()
+    with pytest.raises(InvalidInputError, match="forwarded twice"):
+        with_ports(spec, ["9090:80", "9090:81"])
+    with pytest.raises(InvalidInputError, match="user-mode NIC"):
+        with_ports(make_spec("quiet", network="none"), ["9090:80"])
