@@ -1,6 +1,12 @@
 """Live migration of a running guest between two vmkit hosts on loopback, against plain QEMU.
 
     python bench/migrate.py [--runs 3]
+    python bench/migrate.py --busy 10 [--qemu PATH ...]
+
+--busy N: a busy guest (2 vCPUs; memory, processes and page cache churning) moved N times back
+and forth on each QEMU (the system's, and each --qemu), by vmkit (memory check where the QEMU
+is not trusted, 5 s watch) and by plain QEMU (the same argv, each arrival watched 5 s for a
+kernel failure): moves completed, rolled back and lost, per QEMU version.
 
 For 256 MiB and 1 GiB guests, idle and while the guest rewrites 64 MiB of its memory in a
 loop, in one run:
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 import tempfile
@@ -93,10 +100,128 @@ async def raw_runs(launched: str, dirty: bool, runs: int) -> dict[str, list[floa
     return out
 
 
+BUSY = ("setsid sh -c 'while :; do dd if=/dev/zero of=/tmp/dirty bs=1M count=48 "
+        "conv=notrunc 2>/dev/null; done' >/dev/null 2>&1 & "
+        "setsid sh -c 'while :; do ls -R /usr >/dev/null 2>&1; echo x | cat >/dev/null; "
+        "done' >/dev/null 2>&1 &")
+
+
+def two_hosts(qemu: str | None) -> list[tuple[vmkit.Client, str, str, Path]]:
+    """Two vmkitd on loopback running ``qemu`` (None: the system's)."""
+    from vmkit.migration import free_port
+
+    if qemu:
+        os.environ["VMKIT_QEMU"] = qemu
+    else:
+        os.environ.pop("VMKIT_QEMU", None)
+    home_a, client = open_home(None)
+    stop_daemon(home_a, client)
+    home_b = home_a.with_name(home_a.name + "-b")
+    clone_home(home_a, home_b)
+    hosts = []
+    for home in (home_a, home_b):
+        time.sleep(0.5)
+        port = free_port("127.0.0.1")
+        c = start_daemon(home, "--listen", f"127.0.0.1:{port}")
+        hosts.append((c, f"http://127.0.0.1:{port}", (home / "run/token").read_text().strip(),
+                      home))
+    return hosts
+
+
+def busy_vmkit(hosts: list[tuple[vmkit.Client, str, str, Path]], moves: int
+               ) -> tuple[dict[str, int], str]:
+    from vmkit.kernel_log import failure
+
+    a = hosts[0][0]
+    a.create_vm(VM, cpus=2, memory="256M", network="none")
+    launched = a.paths.vm(VM).launched.read_text()
+    a.exec(VM, ["sh", "-c", BUSY])
+    time.sleep(2)
+    tally = {"completed": 0, "rolled back": 0, "lost": 0}
+    here = 0
+    for i in range(moves):
+        src, dst = hosts[here][0], hosts[1 - here]
+        try:
+            src.wait_operation(src.migrate(VM, dst[1], dst[2], watch=5)["id"], interval=0.05)
+            tally["completed"] += 1
+            here = 1 - here
+        except vmkit.VmkitError as e:
+            tally["rolled back"] += 1
+            print(f"    move {i + 1} rolled back: {e.message[:160]}", flush=True)
+        holders = [c for c, *_ in hosts if VM in {v["name"] for v in c.list_vms()}]
+        dmesg = holders[0].exec(VM, ["dmesg"]).stdout.decode(errors="replace") \
+            if len(holders) == 1 else ""
+        if len(holders) != 1 or failure(dmesg):
+            tally["lost"] += 1
+            print(f"    move {i + 1}: the guest is lost ({failure(dmesg)})", flush=True)
+            break
+    hosts[here][0].remove_vm(VM, force=True)
+    return tally, launched
+
+
+async def busy_raw(launched: str, moves: int) -> dict[str, int]:
+    from migrate_watch import watch
+
+    argv = json.loads(launched)["argv"]
+    vm_dir = Path(argv[argv.index("-pidfile") + 1]).parent
+    image = Path(argv[argv.index("-kernel") + 1]).parent / "rootfs.raw"
+    tally = {"completed": 0, "rolled back": 0, "lost": 0}
+    with tempfile.TemporaryDirectory(prefix="rawbusy-", dir="/tmp") as tmp:
+        copy = Path(tmp) / vm_dir.name / "launched.json"
+        copy.parent.mkdir()
+        copy.write_text(launched.replace(str(vm_dir), str(copy.parent)))
+        pair = RawPair(copy, str(image))
+        try:
+            await pair.boot()
+            await pair.run(BUSY)
+            await asyncio.sleep(2)
+            for _ in range(moves):
+                try:
+                    await pair.move()
+                    failed = await watch(pair, 5.0)
+                except (TimeoutError, RuntimeError) as e:
+                    failed = (0.0, str(e))
+                if failed:  # plain QEMU has no copy to go back to
+                    tally["lost"] += 1
+                    print(f"    plain QEMU lost the guest: {failed[1][:160]}", flush=True)
+                    break
+                tally["completed"] += 1
+        finally:
+            await pair.close()
+    return tally
+
+
+def busy_main(moves: int, qemus: list[str | None]) -> None:
+    from vmkit.machine import qemu as probe
+
+    rows = []
+    for q in qemus:
+        hosts = two_hosts(q)
+        version = probe.current().version
+        print(f"  QEMU {version}: {moves} moves of a busy guest ...", flush=True)
+        ours, launched = busy_vmkit(hosts, moves)
+        for c, _, _, home in hosts:
+            stop_daemon(home, c)
+        raw = asyncio.run(busy_raw(launched, moves))
+        rows.append((version, ours, raw))
+    print(f"\nbusy guest (tiny, 2 vCPUs, 256 MiB, churning), {moves} moves each, accel=tcg")
+    print(f"{'QEMU':<8} {'who':<11} {'completed':>9} {'rolled back':>11} {'lost':>5}")
+    for version, ours, raw in rows:
+        for who, t in (("vmkit", ours), ("plain QEMU", raw)):
+            print(f"{version:<8} {who:<11} {t['completed']:>9} {t['rolled back']:>11} "
+                  f"{t['lost']:>5}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--busy", type=int, default=0, metavar="MOVES")
+    parser.add_argument("--qemu", action="append", default=[],
+                        help="another QEMU to run --busy on (e.g. QEMU 10, tools/get-qemu10)")
     args = parser.parse_args()
+    if args.busy:
+        busy_main(args.busy, [None, *args.qemu])
+        return
     from vmkit.migration import free_port
 
     home_a, client = open_home(None)

@@ -302,13 +302,16 @@ class Client:
 
     def migrate(self, name: str, url: str, token: str, ca: str | None = None,
                 postcopy: bool = False, verify: bool | None = None,
-                watch: float | None = None) -> dict[str, Any]:
+                watch: float | None = None, ports: Iterable[str] | None = None
+                ) -> dict[str, Any]:
         """Start moving a running VM to the vmkit host at ``url``; returns the operation
         (follow it with ``wait_operation``). ``verify``: compare the guest's memory on both
         sides before it runs there (default: where the QEMU is not trusted to); ``watch``:
-        seconds the guest must run well there before this host lets go of it (default 30)."""
+        seconds the guest must run well there before this host lets go of it (default 30);
+        ``ports``: port forwards it gets there instead of its own, e.g. ["8081:80"] (needed
+        for a destination on this same host, whose ports the VM holds until the switch)."""
         body = {"url": url, "token": token, "ca": ca, "postcopy": postcopy, "verify": verify,
-                "watch": watch}
+                "watch": watch, "ports": None if ports is None else list(ports)}
         return self._json("POST", f"/vms/{_seg(name)}/migrate", json=body)
 
     def cancel_migration(self, name: str) -> None:

@@ -28,7 +28,7 @@ from . import disks, identity
 from .agent import GuestAgent
 from .console import ConsoleHub
 from .events import Changes
-from .errors import (AgentError, ConflictError, HostError, ImageError, InvalidInputError,
+from .errors import (AgentError, ConflictError, HostError, InvalidInputError,
                      LaunchError, NotFoundError, VmkitError)
 from .identity import random_mac
 from .images import seed
@@ -154,7 +154,7 @@ class Host:
         self.portable = Portable(self)
         self.forensics = Forensics(self)
         self.stats = Stats(self)
-        self.limits = Limits()
+        self.limits = Limits(self.paths.root)
         self.networks = Networks(self)
         self.changes = Changes()  # what the store changes, for /v1/events
 
@@ -200,6 +200,7 @@ class Host:
             self._move_legacy_disk(rec)
             await self._reattach(rec)
         self._remove_stray_vm_dirs()
+        self.limits.clean()
         await self.snapshots.collect_garbage()
         self.portable.clean()
         self.networks.restore()
@@ -274,16 +275,24 @@ class Host:
     # --- host facts ------------------------------------------------------------------
 
     def host_facts(self, boot: BootFiles | None = None) -> HostFacts:
-        """What this host's QEMU runs with; the KVM probe boots the tiny image's kernel."""
+        """What this host's QEMU runs with. The KVM probe boots a real kernel: ``boot``'s,
+        else any image's (tiny's first), else the host's own (accel.py)."""
         if self._facts is None:
-            if boot is None or boot.profile != "tiny":
-                tiny = self.store.image("tiny")
-                if tiny is None:
-                    raise ImageError("vmkit boots the tiny image once to find out whether KVM "
-                                     "is usable here: build it with 'vmkit image build tiny'")
-                boot = self.images.boot_files(tiny)
+            if boot is None or boot.kernel is None:
+                boot = next((b for b in map(self._kernel_boot, ("tiny", *self._image_names()))
+                             if b is not None), None)
             self._facts = probe_host(boot, self.paths.run / "host.json")
         return self._facts[0]
+
+    def _image_names(self) -> list[str]:
+        return [i.name for i in self.store.images()]
+
+    def _kernel_boot(self, name: str) -> BootFiles | None:
+        """How image ``name`` boots, if it has a kernel of its own."""
+        image = self.store.image(name)
+        if image is None or image.kind not in ("tiny", "debian"):
+            return None
+        return self.images.boot_files(image)
 
     def boot_files(self, spec: VmSpec, vm_dir: Path | None = None) -> BootFiles:
         """What the VM of ``spec`` boots: its image's files, its CD, and in ``vm_dir`` (its
@@ -428,6 +437,17 @@ class Host:
 
     def remove_image(self, name: str) -> None:
         self.images.remove(name, self._image_users(name))
+
+    async def receive_image(self, name: str, digest: str, kind: str, meta: dict[str, Any],
+                            chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+        """Store an image another vmkit host sends (a migration's base image)."""
+        archive = await self.portable.receive(chunks)
+        try:
+            image = await asyncio.to_thread(self.images.receive, name, digest, kind, meta,
+                                            archive)
+        finally:
+            shutil.rmtree(archive.parent, ignore_errors=True)
+        return describe_image(image)
 
     # --- VMs: queries ----------------------------------------------------------------
 

@@ -25,7 +25,8 @@ seconds the guest ran at the destination are lost, the VM is not; the error quot
 kernel's own message. If the source goes
 silent instead (its daemon died), the destination removes the arrival once nothing has moved
 for VMKIT_ARRIVAL_IDLE_TIMEOUT seconds, or when it restarts; the source's next daemon undoes
-the half-done migration and the guest runs on there.
+the half-done migration and the guest runs on there. An arrival whose QEMU dies is removed at
+once.
 
 The NBD export and the migration stream are plain TCP on the destination's API address, open
 only for the migration, and not encrypted: use this between hosts on a trusted network.
@@ -43,7 +44,7 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +53,14 @@ import httpx
 from . import disks, kernel_log
 from .errors import (AgentError, ConflictError, HostError, InvalidInputError, MigrationError,
                      NoSpaceError, NotFoundError, VmkitError, error_from_body)
+from .images.store import FILES
+from .images.transfer import tar_stream
 from .machine import jail, memory, qemu
 from .machine.argv import build_argv
 from .machine.process import Machine, log_tail
 from .network import check_ports_free
 from .paths import new_id, open_nofollow
-from .spec import VmSpec
+from .spec import PortForward, VmSpec, with_ports
 from .state import VmState, require
 from .store import Operation
 
@@ -71,9 +74,9 @@ MIRROR_JOB, MIRROR_NODE = "vmkit-migrate", "vmkit-migrate-target"
 PEER_TIMEOUT = 120.0  # seconds for the destination to answer a step
 AGENT_WAIT = 10.0  # seconds for the guest to answer at the destination after the switch
 # How long the destination watches the moved guest before the source lets go of its paused
-# copy. bench/migrate_watch.py: every guest that QEMU 7.2 damaged showed it within a second
-# of the switch (a churning tiny guest, 3 of 3); a compiling Debian guest has been seen to
-# fail about 10 s after. VMKIT_MIGRATION_WATCH (seconds) or the request's ``watch``.
+# copy. bench/migrate_watch.py: of three churning tiny guests QEMU 7.2 damaged, two printed
+# a kernel BUG within a second of the switch and one never answered; a compiling Debian guest
+# has been seen to fail about 10 s after. VMKIT_MIGRATION_WATCH (seconds) or ``watch``.
 WATCH_ENV, WATCH_DEFAULT = "VMKIT_MIGRATION_WATCH", 30.0
 # Check the guest's memory before it runs at the destination: on, off or auto (on where the
 # QEMU is not trusted: qemu.TRUSTED_TCG_MIGRATION).
@@ -122,7 +125,8 @@ class Migrations:
             if free < needed:
                 raise NoSpaceError(f"this host has {free >> 20} MiB free in VMKIT_HOME; the VM "
                                    f"needs about {needed >> 20} MiB")
-            check_ports_free(spec.ports)
+            check_ports_free(spec.ports, f"give VM {spec.name} other forwards on the "
+                             "destination with 'vmkit migrate -p' (they replace its own)")
             host.networks.check(spec.attachments())
             vmp = host.paths.vm(spec.name)
             vmp.dir.mkdir(mode=0o700, exist_ok=True)
@@ -211,11 +215,13 @@ class Migrations:
                 if now != seen or status in ("active", "postcopy-active", "device"):
                     seen, last_change = now, time.monotonic()
             if machine.exited.is_set() or time.monotonic() - last_change > idle_limit:
-                log.warning("removing VM %s: its migration here was abandoned", name)
-                with contextlib.suppress(NotFoundError):
+                why = "its QEMU exited" if machine.exited.is_set() else "its source left it"
+                log.warning("removing VM %s, which was arriving by migration: %s", name, why)
+                with contextlib.suppress(NotFoundError):  # the source aborted it meanwhile
                     await self.abort(name)
                 return
-            await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(machine.exited.wait(), 1.0)
 
     async def discard_arrival(self, name: str) -> bool:
         """After a daemon restart: remove a VM that was arriving here by migration (its
@@ -235,9 +241,12 @@ class Migrations:
             await machine.execute("blockdev-del", {"node-name": MIRROR_NODE})
 
     async def abort(self, name: str) -> None:
-        self._arrival(name)
-        self._arriving.discard(name)
-        await self.host.discard(name)
+        """Remove a VM arriving here: its source gave up on the move, or its QEMU died."""
+        async with self.host.locks[name]:  # the source's and _watch's: the later one waits
+            if name not in self._arriving:
+                raise NotFoundError(f"no VM {name!r} is arriving by migration here")
+            self._arriving.discard(name)
+            await self.host.discard(name)
 
     def _arrival(self, name: str) -> Machine:
         machine = self.host.machines.get(name)
@@ -248,11 +257,13 @@ class Migrations:
     # --- source side ----------------------------------------------------------------------
 
     def start(self, name: str, peer: Peer, postcopy: bool = False, verify: bool | None = None,
-              watch: float | None = None) -> dict[str, Any]:
+              watch: float | None = None, ports: list[str] | None = None) -> dict[str, Any]:
         """Begin moving ``name`` to ``peer`` in the background; returns the operation.
         ``verify``: compare the guest's memory on both sides before it runs there (None: where
         the QEMU is not trusted, see should_verify); ``watch``: seconds the destination
-        watches the guest before the source lets go of its copy."""
+        watches the guest before the source lets go of its copy; ``ports``: port forwards
+        the VM has there instead of its own (None: the same), which a destination on this
+        same host needs: until the switch, this QEMU holds the VM's host ports."""
         host = self.host
         rec = host.record(name)
         require("migrate", rec.state, name)
@@ -264,9 +275,10 @@ class Migrations:
                                     "remove them ('vmkit snapshot rm') before migrating")
         checks = Checks(should_verify(verify, host.host_facts(host.boot_files(rec.spec)).accel),
                         watch_seconds(watch))
+        forwards = None if ports is None else with_ports(rec.spec, ports).ports
         op = host.store.add_operation("migrate", name)
         self._cancel[name] = asyncio.Event()
-        host.spawn(self._run(name, peer, postcopy, checks, op))
+        host.spawn(self._run(name, peer, postcopy, checks, op, forwards))
         return host.operation(op.id)
 
     def cancel(self, name: str) -> None:
@@ -276,7 +288,7 @@ class Migrations:
         self._cancel[name].set()
 
     async def _run(self, name: str, peer: Peer, postcopy: bool, checks: Checks,
-                   op: Operation) -> None:
+                   op: Operation, ports: tuple[PortForward, ...] | None) -> None:
         store = self.host.store
         started = time.monotonic()
 
@@ -285,7 +297,8 @@ class Migrations:
 
         try:
             async with self.host.locks[name]:
-                info, disk_s, check_s = await self._move(name, peer, postcopy, checks, progress)
+                info, disk_s, check_s = await self._move(name, peer, postcopy, checks, progress,
+                                                         ports)
             total = time.monotonic() - started
             checked = f", memory checked in {check_s * 1000:.0f} ms" if check_s else ""
             store.update_operation(op.id, state="succeeded", progress=1.0, message=(
@@ -300,22 +313,24 @@ class Migrations:
         finally:
             self._cancel.pop(name, None)
 
-    async def _move(self, name: str, peer: Peer, postcopy: bool, checks: Checks, progress: Any
-                    ) -> tuple[dict[str, Any], float, float]:
+    async def _move(self, name: str, peer: Peer, postcopy: bool, checks: Checks, progress: Any,
+                    ports: tuple[PortForward, ...] | None) -> tuple[dict[str, Any], float, float]:
         """Returns QEMU's migration info (total-time, downtime: ms), how long the disk copy
         took and how long the memory check (s)."""
         host = self.host
         rec = host.record(name)
         require("migrate", rec.state, name)
         machine = host.machines[name]
+        spec = rec.spec if ports is None else replace(rec.spec, ports=ports)
         size = disks.virtual_size(host.disk_path(rec))
         async with httpx.AsyncClient(base_url=peer.url.rstrip("/") + "/v1",
                                      headers={"authorization": f"Bearer {peer.token}"},
                                      verify=peer.ca or True, timeout=PEER_TIMEOUT) as remote:
+            await self._ship_image(rec.spec, remote, peer, progress)
             progress(0.0, "preparing the destination")
             facts = host.host_facts(host.boot_files(rec.spec))
             there = await _call(remote, "POST", "/migrations", peer, json={
-                "spec": rec.spec.to_json(), "mac": rec.mac, "disk_bytes": size,
+                "spec": spec.to_json(), "mac": rec.mac, "disk_bytes": size,
                 "disk_used": disks.chain_allocated(host.disk_path(rec)),
                 "qemu": await asyncio.to_thread(qemu_version, facts.qemu),
                 "postcopy": postcopy})
@@ -337,6 +352,27 @@ class Migrations:
         info = await machine.execute("query-migrate")
         await host.discard(name)  # it runs there now, and has proven healthy: this copy goes
         return info, disk_s, check_s
+
+    async def _ship_image(self, spec: VmSpec, remote: httpx.AsyncClient, peer: Peer,
+                          progress: Any) -> None:
+        """Send the VM's base image to a destination that lacks it (one that has an image
+        of that name keeps its own: the disk moves whole, its chain flattened)."""
+        if spec.image is None:
+            return
+        try:
+            await _call(remote, "GET", f"/images/{spec.image}", peer)
+            return
+        except NotFoundError:
+            pass
+        image = self.host.images.get(spec.image)
+        files = image.meta.get("files", FILES)
+        progress(0.0, f"sending image {spec.image} ({image.size >> 20} MiB) to the destination")
+        await _call(remote, "POST", f"/images/{spec.image}/receive", peer,
+                    params={"digest": image.digest, "kind": image.kind,
+                            "meta": json.dumps(image.meta)},
+                    content=tar_stream(self.host.images.verified(image), files),
+                    headers={"content-type": "application/x-tar"},
+                    timeout=httpx.Timeout(PEER_TIMEOUT, write=None))
 
     async def _copy(self, name: str, machine: Machine, there: dict[str, Any], size: int,
                     postcopy: bool, progress: Any) -> float:

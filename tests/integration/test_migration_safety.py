@@ -7,6 +7,7 @@ intact. Run on each QEMU the CI has (VMKIT_QEMU)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -21,7 +22,7 @@ from vmkit.kernel_log import failure
 from vmkit.machine import qemu
 from vmkit.machine.memory import digest
 
-from ..conftest import Daemon, free_port
+from ..conftest import Daemon, free_port, kill_qemus
 from .test_snapshots import COUNTER, GUEST_TIME, count, out
 
 pytestmark = pytest.mark.integration
@@ -82,6 +83,36 @@ def test_a_guest_that_fails_at_the_destination_resumes_here(two_hosts) -> None:
 def _names(d: Daemon) -> set[str]:
     with d.client() as c:
         return {vm["name"] for vm in c.list_vms()}
+
+
+def test_a_destination_that_has_built_nothing_gets_the_image(own_daemon) -> None:
+    source, port = own_daemon(), free_port()
+    home = Path(tempfile.mkdtemp(prefix="vmkit-it-fresh-", dir="/tmp"))
+    fresh = Daemon(home)
+    try:
+        fresh.start("--listen", f"127.0.0.1:{port}")
+        token = (home / "run" / "token").read_text().strip()
+        with source.client() as c:
+            c.create_vm("fresh1", network="none")
+            c.exec("fresh1", ["sh", "-c", "echo kept > /root/note; sync"])
+            [image] = c.list_images()
+            c.wait_operation(c.migrate("fresh1", f"http://127.0.0.1:{port}", token,
+                                       watch=2)["id"])
+        with fresh.client() as d:
+            # The image came along, whole (its digest is checked on arrival), and the KVM
+            # probe booted its kernel: nothing was built here.
+            [there] = d.list_images()
+            assert (there["name"], there["digest"]) == (image["name"], image["digest"])
+            assert d.info()["accel"] == "tcg"
+            assert out(d, "fresh1", "cat", "/root/note") == "kept"
+            d.stop_vm("fresh1")
+            d.start_vm("fresh1")  # and it boots from that image there
+            assert out(d, "fresh1", "cat", "/root/note") == "kept"
+            d.remove_vm("fresh1", force=True)
+    finally:
+        fresh.stop()
+        kill_qemus(home)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 class _Qemu:

@@ -187,6 +187,24 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         image; follow the returned operation for progress."""
         return host.import_image(name, body.path)
 
+    @app.post("/v1/images/{name}/receive", response_model=Image, status_code=201,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def receive_image(name: ImageName, request: Request,
+                            digest: Annotated[str, Query(pattern="^[0-9a-f]{64}$")],
+                            kind: Literal["tiny", "debian", "disk", "iso"],
+                            meta: Annotated[str, Query(max_length=16384, description=(
+                                "the image's metadata, as JSON"))] = "{}") -> dict[str, Any]:
+        """(Between vmkit hosts) store the image in the body, a sparse tar of its files, as
+        another host has it under ``digest``; a migration brings a VM's base image so."""
+        try:
+            fields = json.loads(meta)
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict):
+            raise InvalidInputError("meta must be a JSON object")
+        return await host.receive_image(name, digest, kind, fields, request.stream())
+
     @app.delete("/v1/images/{name}", status_code=204)
     async def remove_image(name: ImageName) -> None:
         host.remove_image(name)
@@ -473,7 +491,8 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         else:
             raise InvalidInputError("give the destination's url and token, or the name of a "
                                     "registered host ('vmkit host ls')")
-        return host.migrations.start(name, peer, body.postcopy, body.verify, body.watch)
+        return host.migrations.start(name, peer, body.postcopy, body.verify, body.watch,
+                                     body.ports)
 
     @app.get("/v1/hosts", response_model=list[RemoteHost])
     async def list_hosts() -> list[dict[str, Any]]:

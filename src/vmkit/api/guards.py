@@ -32,6 +32,7 @@ DEFAULT_CAP = 64 * KIB
 CAPS: tuple[tuple[str, re.Pattern[str], int | None], ...] = (
     ("PUT", re.compile(r"/v1/vms/[^/]+/files"), None),  # streamed into the guest
     ("POST", re.compile(r"/v1/imports"), None),  # streamed to disk
+    ("POST", re.compile(r"/v1/images/[^/]+/receive"), None),  # streamed to disk
     ("POST", re.compile(r"/v1/vms"), 4 * MIB),  # user_data (1 MiB), ssh keys, env
     ("POST", re.compile(r"/v1/migrations"), 4 * MIB),  # a spec, with its user_data
     ("POST", re.compile(r"/v1/vms/[^/]+/exec"), 2 * MIB),  # stdin (1 MiB, as base64) + argv

@@ -226,6 +226,7 @@ class HostInfo(BaseModel):
 
 
 class VmResize(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
     cpus: int | None = Field(None, description="virtual CPUs, 1-64")
     memory: str | None = Field(None, max_length=32, description="e.g. 512M, 2G")
     disk: str | None = Field(None, max_length=32,
@@ -286,6 +287,8 @@ class Template(BaseModel):
 
 
 class MigrateRequest(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["host"]}, {"required": ["url", "token"]}]})
     url: str | None = Field(None, max_length=512,
                             description="the destination's API: http(s)://ADDR:PORT")
     token: str | None = Field(None, max_length=512, description="the destination's token")
@@ -300,6 +303,11 @@ class MigrateRequest(Body):
     watch: float | None = Field(None, ge=0, le=600, description="seconds the destination "
                                 "watches the moved guest before the source lets go of its "
                                 "paused copy; default 30 (VMKIT_MIGRATION_WATCH)")
+    ports: list[str] | None = Field(None, max_length=64, description="port forwards the VM "
+                                    "has at the destination instead of its own, docker-style "
+                                    "[ADDR:]HOSTPORT:GUESTPORT[/udp]; default: its own. A "
+                                    "destination on this host needs new ones: this VM holds "
+                                    "its ports until the switch", examples=[["8081:80"]])
 
 
 class FinishMigration(Body):

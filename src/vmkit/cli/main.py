@@ -1208,20 +1208,26 @@ def migrate(
         "--watch", metavar="SECONDS", show_default=False,
         help="How long the guest must run well at the destination before this host lets go "
              "of its paused copy. Default 30.")] = None,
+    publish: Annotated[list[str] | None, typer.Option(
+        "--publish", "-p", metavar="[ADDR:]HOST:GUEST[/udp]", show_default=False,
+        help="Port forwards the VM gets at the destination instead of its own; repeatable. "
+             "Needed to move it to another vmkitd on this host: the VM holds its host ports "
+             "here until the switch.")] = None,
 ) -> None:
     """Move a running VM to another vmkit host while its guest keeps running.
 
     Its disk is copied first (the guest goes on writing), then its memory; the guest stops
-    only for the switch. The VM keeps its name, spec and port forwards. If anything fails,
-    or you press Ctrl-C, it keeps running here, unchanged. The source keeps the paused guest
-    until it has run well at the destination for --watch seconds; if it fails there (a kernel
-    panic, a dead agent), it resumes here where it left off, and the seconds it ran there are
-    lost.
+    only for the switch. The VM keeps its name, spec and port forwards (or gets those of
+    -p). If anything fails, or you press Ctrl-C, it keeps running here, unchanged. The source
+    keeps the paused guest until it has run well at the destination for --watch seconds; if
+    it fails there (a kernel panic, a dead agent), it resumes here where it left off, and the
+    seconds it ran there are lost.
 
     [bold]Examples:[/bold]
 
       vmkit host add lab http://10.0.0.5:8765 --token TOKEN
       vmkit migrate web --to lab
+      vmkit migrate web --to lab2 -p 8081:80     # lab2: another vmkitd on this host
       vmkit migrate --cancel web
     """
     from .. import hosts
@@ -1235,7 +1241,7 @@ def migrate(
     if not to:
         raise InvalidInputError("give the destination: --to HOST ('vmkit host ls' lists them)")
     peer = hosts.get(_home_paths(), to)
-    op = c.migrate(name, peer.url, peer.token, peer.ca, postcopy, verify, watch)
+    op = c.migrate(name, peer.url, peer.token, peer.ca, postcopy, verify, watch, publish)
     try:
         done = _follow(c, op, f"Moving {name} to {to}")
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import ConflictError, ImageError, InvalidInputError, NotFoundError
 from ..machine.argv import BootFiles
 from ..store import ImageRecord, Store
-from . import importer
+from . import importer, transfer
 from .debian import DebianOptions, build_debian, clean_staging, unmount_under
 from .tiny import Progress, build_tiny
 
@@ -136,8 +136,26 @@ class ImageStore:
                                           "mtime_ns": stat.st_mtime_ns}}
         return self._store(name, run)
 
-    def _store(self, name: str, make: Callable[[Path], tuple[str, dict[str, Any]]]
-               ) -> ImageRecord:
+    def receive(self, name: str, digest: str, kind: str, meta: dict[str, Any],
+                archive: Path) -> ImageRecord:
+        """Store image ``name`` from another host's tar (transfer.py), checked against the
+        ``digest`` it was sent under."""
+        if kind not in ("tiny", "debian", "disk", "iso") or not isinstance(meta.get(
+                "files", FILES), list):
+            raise InvalidInputError(f"cannot take an image of kind {kind!r}")
+        if (have := self.store.image(name)) is not None:
+            if have.digest != digest:
+                raise ConflictError(f"image {name!r} here is another image ({have.digest[:12]}"
+                                    f", not {digest[:12]}); remove it or migrate elsewhere")
+            return have
+
+        def run(out: Path) -> tuple[str, dict[str, Any]]:
+            transfer.unpack(archive, out, list(meta.get("files", FILES)))
+            return kind, dict(meta)
+        return self._store(name, run, expected=digest)
+
+    def _store(self, name: str, make: Callable[[Path], tuple[str, dict[str, Any]]],
+               expected: str | None = None) -> ImageRecord:
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".build-", dir=self.root) as tmp:
             out = Path(tmp, "image")
@@ -145,6 +163,9 @@ class ImageStore:
             kind, meta = make(out)
             files = meta.setdefault("files", list(FILES))
             digest = image_digest(out, files)
+            if expected is not None and digest != expected:
+                raise ImageError(f"image {name!r} arrived damaged (its files do not match "
+                                 "the digest they were sent under); nothing was stored")
             final = self.root / digest
             for f in files:
                 (out / f).chmod(0o444)
