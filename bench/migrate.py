@@ -41,7 +41,7 @@ VM = "bench-mig"
 
 
 def vmkit_runs(hosts, memory: str, dirty: bool, runs: int) -> tuple[dict[str, list[float]], str]:
-    (a, url_a, tok_a), (b, url_b, tok_b) = hosts
+    (a, url_a, tok_a, _), (b, url_b, tok_b, _) = hosts
     a.create_vm(VM, memory=memory, network="none")
     launched = a.paths.vm(VM).launched.read_text()  # for the raw baseline: the same argv
     if dirty:
@@ -222,18 +222,7 @@ def main() -> None:
     if args.busy:
         busy_main(args.busy, [None, *args.qemu])
         return
-    from vmkit.migration import free_port
-
-    home_a, client = open_home(None)
-    stop_daemon(home_a, client)
-    home_b = home_a.with_name(home_a.name + "-b")
-    clone_home(home_a, home_b)
-    hosts = []
-    for home in (home_a, home_b):
-        time.sleep(0.5)
-        port = free_port("127.0.0.1")
-        c = start_daemon(home, "--listen", f"127.0.0.1:{port}")
-        hosts.append((c, f"http://127.0.0.1:{port}", (home / "run/token").read_text().strip()))
+    hosts = two_hosts(os.environ.get("VMKIT_QEMU"))
 
     results = []
     for memory in ("256M", "1G"):
@@ -244,7 +233,7 @@ def main() -> None:
             raw = asyncio.run(raw_runs(launched, dirty, args.runs))
             results.append((label, ours, raw))
 
-    for home, (c, _, _) in zip((home_a, home_b), hosts, strict=True):
+    for c, _, _, home in hosts:
         stop_daemon(home, c)
     print(f"\nlive migration on loopback, tiny image, 1 vCPU, accel=tcg, {args.runs} moves each")
     for label, ours, raw in results:
