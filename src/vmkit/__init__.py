@@ -8,8 +8,9 @@ the CLI's fast paths) do not pay for importing the HTTP stack.
 from typing import TYPE_CHECKING, Any
 
 from .errors import (AgentError, ConflictError, DaemonError, HostError, ImageError,
-                     InvalidInputError, InvalidStateError, LaunchError, MigrationError, NoSpaceError,
-                     NotFoundError, QmpError, TooLargeError, UnauthorizedError, VmkitError)
+                     InvalidInputError, InvalidStateError, LaunchError, MigrationError,
+                     NoSpaceError, NotFoundError, QmpError, TooLargeError, UnauthorizedError,
+                     VmkitError)
 
 if TYPE_CHECKING:
     from .client import Client, ExecResult

@@ -12,7 +12,7 @@
     ├── ImageError                an image cannot be built or is corrupt (HTTP 409)
     ├── LaunchError               QEMU would not start; carries the log tail (HTTP 500)
     ├── QmpError                  QEMU's monitor failed or refused a command (HTTP 500)
-    ├── MigrationError            a move failed or the guest failed at the destination (HTTP 502)
+    ├── MigrationError            a move failed, or its guest failed there (HTTP 502)
     ├── AgentError                the guest agent failed or timed out (HTTP 502)
     └── DaemonError               the CLI/SDK cannot reach vmkitd (client side only)
 

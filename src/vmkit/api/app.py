@@ -35,11 +35,11 @@ from ..images.debian import debian_options
 from ..paths import open_nofollow
 from ..spec import check_spec, make_spec, validate_name
 from .guards import Guards
-from .models import (MAX_STDIN_BYTES, NAME_SCHEMA, FinishMigration, MemoryDigest, Error, ExecRequest, ImageImport, ExportRequest, FileChange, Network, NetworkCreate,
-                     VmStats, FastTemplate, ForkCreate, HostInfo, Image,
-                     IncomingMigration, IncomingReady, MigrateRequest, Operation, Snapshot,
-                     RemoteHost, SnapshotCreate, Template, TemplateCreate, Vm, VmCreate,
-                     VmResize, VncDisplay)
+from .models import (MAX_STDIN_BYTES, NAME_SCHEMA, Error, ExecRequest, ExportRequest,
+                     FastTemplate, FileChange, FinishMigration, ForkCreate, HostInfo, Image,
+                     ImageImport, IncomingMigration, IncomingReady, MemoryDigest, MigrateRequest,
+                     Network, NetworkCreate, Operation, RemoteHost, Snapshot, SnapshotCreate,
+                     Template, TemplateCreate, Vm, VmCreate, VmResize, VmStats, VncDisplay)
 
 log = logging.getLogger("vmkit.api")
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -55,11 +55,19 @@ def _check_networks(networks: str | list[str] | None) -> None:
 
 
 VmName = name_field("VM")
+# A port forward as the CLI's -p takes it; spec.parse_port checks it and says what is wrong.
+PortText = Annotated[str, WithJsonSchema({
+    "type": "string", "maxLength": 64,
+    "pattern": r"^(\[[0-9a-fA-F:.]+\]:|[0-9.]+:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$"})]
 Networks = Annotated[str | list[str] | None, checked(_check_networks), WithJsonSchema({
     "anyOf": [NAME_SCHEMA, {"type": "array", "items": NAME_SCHEMA, "maxItems": 8},
               {"type": "null"}]})]
 ImageName = name_field("image")
 Source = Annotated[str, checked(_check_source), WithJsonSchema(SOURCE_SCHEMA)]
+
+
+EnvKey = Annotated[str, Field(max_length=128)]
+EnvValue = Annotated[str, Field(max_length=4096)]
 
 
 class Body(BaseModel):
@@ -86,7 +94,7 @@ class VmCreate(Body):
     cpus: int = Field(1, description="virtual CPUs, 1-64")
     memory: str = Field("256M", max_length=32, description="e.g. 256M, 1G (MiB if no unit)")
     disk: str | None = Field(None, max_length=32, description="disk size; default: the image's")
-    ports: list[str] = Field([], max_length=64,
+    ports: list[PortText] = Field([], max_length=64,
                              description="docker-style [ADDR:]HOSTPORT:GUESTPORT[/udp]",
                              examples=[["8080:80"]])
     network: Networks = Field(
@@ -111,9 +119,8 @@ class VmCreate(Body):
                                  "OpenSSH public keys of the user vmkit makes ('debian')")
     user_data: str | None = Field(None, max_length=1 << 20, description="cloud-init images: "
                                   "a #cloud-config document, checked before boot")
-    env: dict[Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=4096)]] = Field(
-        {}, max_length=256, description="cloud-init images: "
-                                "environment variables for the guest and its runcmd")
+    env: dict[EnvKey, EnvValue] = Field({}, max_length=256, description="cloud-init images: "
+                                        "environment variables for the guest and its runcmd")
 
 
 class CloudInit(BaseModel):
@@ -198,8 +205,11 @@ def _check_argv(argv: list[str]) -> None:
                                 "together: pass data on stdin or copy a file in with cp")
 
 
+Arg = Annotated[str, WithJsonSchema({"type": "string", "pattern": "^[^\\x00]*$"})]
+
+
 class ExecRequest(Body):
-    argv: Annotated[list[str], checked(_check_argv)] = Field(
+    argv: Annotated[list[Arg], checked(_check_argv)] = Field(
         min_length=1, max_length=4096, examples=[["uname", "-a"]],
         description=f"the command and its arguments; no NUL bytes, at most "
                     f"{MAX_ARGV_BYTES >> 10} KiB together")
@@ -257,7 +267,7 @@ class ForkCreate(Body):
     source: Source = Field(examples=["web@snap1"], description="VM@SNAPSHOT, a template, or "
                            "a running VM (snapshotted now)")
     name: VmName = Field(description="the new VM's name and hostname")
-    ports: list[str] = Field([], max_length=64, description="docker-style port forwards")
+    ports: list[PortText] = Field([], max_length=64, description="docker-style port forwards")
     network: Literal["nat", "restricted", "none"] | None = Field(
         None, description="default: the source's")
     auto_remove: bool = False
@@ -303,7 +313,7 @@ class MigrateRequest(Body):
     watch: float | None = Field(None, ge=0, le=600, description="seconds the destination "
                                 "watches the moved guest before the source lets go of its "
                                 "paused copy; default 30 (VMKIT_MIGRATION_WATCH)")
-    ports: list[str] | None = Field(None, max_length=64, description="port forwards the VM "
+    ports: list[PortText] | None = Field(None, max_length=64, description="port forwards the VM "
                                     "has at the destination instead of its own, docker-style "
                                     "[ADDR:]HOSTPORT:GUESTPORT[/udp]; default: its own. A "
                                     "destination on this host needs new ones: this VM holds "
