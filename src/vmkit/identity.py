@@ -5,18 +5,25 @@ machine-id, the same kernel RNG state (so the same "random" bytes) and a wall cl
 snapshot time. The guest-side helper (images/guest/identity, a perl script) fixes all of it
 before the fork is reported ready:
 
-- the hostname and /etc/machine-id are rewritten;
-- each NIC takes the fork's MAC for it (virtio-net changes it live) and, with arp_notify on,
-  the kernel announces it, so the NAT learns it before the first forwarded connection; NICs
-  on private networks take a new DHCP lease (a new address, and the fork's name in DNS);
 - 32 bytes from the host's RNG are mixed into the kernel's pool and the RNG is reseeded at
   once (ioctl RNDRESEEDCRNG): Debian's kernel has no VM generation ID device to do it;
 - the clock is set to the host's time as sent (clock_settime); the time the request takes
-  to arrive is the error.
+  to arrive is the error;
+- the hostname (also in /etc/hosts) and /etc/machine-id are rewritten; under systemd,
+  journald is restarted to write under the new machine-id;
+- each NIC takes the fork's MAC for it (virtio-net changes it live) and, with arp_notify on,
+  the kernel announces it, so the NAT learns it before the first forwarded connection; the
+  IPv6 addresses made from the old MAC give way to the new MAC's link-local address;
+- NICs on private networks take a new DHCP lease (a new address, and the fork's name in
+  DNS); user-mode NICs keep theirs, which their port forwards point at (slirp would lease a
+  new MAC another address). Under systemd-networkd, that is networkd stopped while the MACs
+  change and started again, with such a NIC's lease pinned as static configuration in /run
+  until the next boot.
 
 In the tiny image the helper is resident (started at boot, so it is in every snapshot):
 asking it costs a few agent calls. Elsewhere vmkit runs it once through guest-exec, which
-costs a perl start, about 0.3-0.5 s under TCG.
+costs a perl start, about 0.3-0.5 s under TCG, and in a Debian guest 4-5 s in all (restarting
+journald and networkd, and the new link-local address's duplicate detection).
 """
 
 from __future__ import annotations
@@ -62,7 +69,7 @@ class Identity:
                 ",".join(map(str, self.renew)) or "-"]
 
 
-async def apply(agent: GuestAgent, identity: Identity, timeout: float = 10.0) -> None:
+async def apply(agent: GuestAgent, identity: Identity, timeout: float = 30.0) -> None:
     """Give the guest ``identity``, fresh randomness and the host's time; raise if it fails."""
     if not await _ask_resident(agent, identity):
         await _run_once(agent, identity, timeout)

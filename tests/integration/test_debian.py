@@ -1,8 +1,8 @@
 """The debian image: built with debootstrap, booted on a q35 PC with its own kernel, and
 provisioned by the real cloud-init in the guest.
 
-Every CI run builds the minimal variant (systemd, kernel, guest agent: no ssh, no cloud-init)
-and boots it. The full image takes minutes to build and each boot with cloud-init about
+Every CI run builds the minimal variant (systemd, kernel, guest agent: no ssh, no cloud-init),
+boots it and forks it. The full image takes minutes to build and each boot with cloud-init about
 100 s under TCG, so those tests carry the 'debian' marker and run when VMKIT_TEST_DEBIAN=1
 (the image is kept in ~/.cache/vmkit-tests/debian-home between local runs):
 
@@ -11,17 +11,20 @@ and boots it. The full image takes minutes to build and each boot with cloud-ini
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import DEB_CACHE, Daemon, kill_qemus
+from tests.conftest import DEB_CACHE, Daemon, free_port, kill_qemus
 
 pytestmark = pytest.mark.integration
 as_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("debootstrap"),
@@ -51,14 +54,50 @@ def guest(d: Daemon, name: str, script: str) -> str:
     return ok(d, "exec", name, "--", "sh", "-c", script).strip()
 
 
+# A TCP service that answers with the guest's hostname, run by systemd (forks inherit it).
+HELLO = ("use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 7000, Listen => 5, "
+         "ReuseAddr => 1) or die $!; while (my $c = $s->accept) { open(my $h, '<', "
+         "'/proc/sys/kernel/hostname'); print {$c} scalar <$h>; close $c }")
+
+
+def hello(port: int, timeout: float = 10) -> str:
+    """What the service behind host port ``port`` answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        return s.recv(100).decode().strip()
+
+
+def link_local(mac: str) -> str:
+    """The IPv6 link-local address the kernel derives from ``mac`` (modified EUI-64)."""
+    b = bytes.fromhex(mac.replace(":", ""))
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + bytes([b[0] ^ 2]) + b[1:3]
+                                     + b"\xff\xfe" + b[3:]))
+
+
+def identity(d: Daemon, name: str) -> dict[str, Any]:
+    """What a guest is known by: hostname, machine-id, MAC and addresses of its NIC."""
+    [nic] = [n for n in json.loads(guest(d, name, "ip -j addr")) if n["ifname"] != "lo"]
+    addrs = {(a["family"], a["scope"]): a["local"] for a in nic["addr_info"]}
+    return {"hostname": guest(d, name, "hostname"),
+            "machine_id": guest(d, name, "cat /etc/machine-id"), "mac": nic["address"],
+            "ipv4": addrs.get(("inet", "global")), "link_local": addrs.get(("inet6", "link"))}
+
+
 # --- every run --------------------------------------------------------------------------
 
 
-@as_root
-def test_the_minimal_image_builds_into_the_store_and_boots_to_systemd(daemon: Daemon) -> None:
+@pytest.fixture(scope="module")
+def minimal(daemon: Daemon) -> Iterator[dict[str, Any]]:
+    """The minimal image, built for this module's tests and removed after them."""
     ok(daemon, "image", "build", "debian", "--minimal", "--name", "debian-min", "--size", "2G",
        timeout=900)
-    image = json.loads(ok(daemon, "image", "inspect", "debian-min", "--json"))
+    yield json.loads(ok(daemon, "image", "inspect", "debian-min", "--json"))
+    ok(daemon, "image", "rm", "debian-min")
+
+
+@as_root
+def test_the_minimal_image_builds_into_the_store_and_boots_to_systemd(
+        daemon: Daemon, minimal: dict[str, Any]) -> None:
+    image = minimal
     assert image["kind"] == "debian" and image["disk"] == "2G" and not image["cloud_init"]
     stored = daemon.home / "images" / image["digest"]
     assert sorted(p.name for p in stored.iterdir()) == ["initrd.img", "rootfs.raw", "vmlinuz"]
@@ -80,7 +119,60 @@ def test_the_minimal_image_builds_into_the_store_and_boots_to_systemd(daemon: Da
         assert "used by deb-min" in failed(daemon, "image", "rm", "debian-min")
     finally:
         daemon.cli("rm", "-f", "deb-min")
-    ok(daemon, "image", "rm", "debian-min")
+
+
+@as_root
+def test_a_fork_of_a_debian_vm_is_reachable_and_itself_everywhere(
+        daemon: Daemon, minimal: dict[str, Any]) -> None:
+    src_port, fork_port = free_port(), free_port()
+    try:
+        ok(daemon, "run", "debian-min", "-n", "deb-src", "-d", "-m", "512M",
+           "--network", "restricted", "-p", f"{src_port}:7000")
+        ok(daemon, "exec", "deb-src", "--", "systemd-run", "--unit=hello", "perl", "-e", HELLO)
+        deadline = time.monotonic() + 30
+        while True:  # the service needs a moment to listen
+            try:
+                assert hello(src_port) == "deb-src"
+                break
+            except (OSError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        source = identity(daemon, "deb-src")
+        with daemon.client() as c:
+            fork = c.fork("deb-src", "deb-fork", ports=[f"{fork_port}:7000"])
+        # The fork's forward reaches the service it inherited, running as the fork; slirp
+        # leases a new MAC a new address, so the fork keeps its source's, which the forward
+        # points at.
+        assert hello(fork_port) == "deb-fork"
+        mine = identity(daemon, "deb-fork")
+        assert mine["mac"] == fork["mac"] != source["mac"]
+        assert mine["ipv4"] == source["ipv4"]
+        assert mine["link_local"] == link_local(fork["mac"]) != source["link_local"]
+        assert mine["machine_id"] != source["machine_id"]
+        # journald writes under the new machine-id, where journalctl looks
+        guest(daemon, "deb-fork", "logger from-the-fork")
+        assert "from-the-fork" in guest(daemon, "deb-fork", "journalctl -b -q --no-pager -n 20")
+        # the source is untouched and still answers as itself
+        assert identity(daemon, "deb-src") == source
+        assert hello(src_port) == "deb-src"
+    finally:
+        daemon.cli("rm", "-f", "deb-fork")
+        daemon.cli("rm", "-f", "deb-src")
+
+
+@as_root
+def test_a_debian_vm_without_a_network_does_not_wait_for_one(
+        daemon: Daemon, minimal: dict[str, Any]) -> None:
+    try:
+        ok(daemon, "run", "debian-min", "-n", "deb-none", "-d", "-m", "512M", "--network", "none")
+        # What needs the network online (cloud-init, in the full image) goes on at once,
+        # instead of after systemd-networkd-wait-online's 2-minute timeout.
+        guest(daemon, "deb-none", "systemctl start network-online.target")
+        assert guest(daemon, "deb-none", "systemctl is-failed systemd-networkd-wait-online; "
+                                         "true") != "failed"
+    finally:
+        daemon.cli("rm", "-f", "deb-none")
 
 
 def test_provisioning_input_is_checked_before_anything_is_built(daemon: Daemon,
@@ -189,3 +281,47 @@ def test_a_failing_cloud_config_is_reported(debian: Daemon, tmp_path: Path) -> N
         assert ok(debian, "ssh", "broken", "--", "hostname").strip() == "broken"
     finally:
         debian.cli("rm", "-f", "broken")
+
+
+@as_root
+@full
+@pytest.mark.debian
+def test_a_fork_of_a_debian_vm_answers_ssh_as_itself(debian: Daemon, tmp_path: Path) -> None:
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    try:
+        ok(debian, "run", "debian", "-n", "src", "-d", "--cpus", "2", "-m", "1G",
+           "--network", "restricted", "--ssh-key", f"{key}.pub", timeout=900)
+        source_id = guest(debian, "src", "cat /etc/machine-id")
+        with debian.client() as c:
+            c.fork("src", "src2", ports=[f"{free_port()}:22"])
+        # at once, through the fork's own forward
+        out = ok(debian, "ssh", "src2", "-i", str(key), "--",
+                 "hostname; cat /etc/machine-id; sudo -n journalctl -b -q -n1 | wc -l",
+                 timeout=60).split()
+        assert out[0] == "src2" and out[1] != source_id and out[2] == "1", out
+        # cloud-init's /etc/hosts names the fork, not its source
+        assert guest(debian, "src2", "grep 127.0.1.1 /etc/hosts").split() == \
+            ["127.0.1.1", "src2", "src2"]
+        assert ok(debian, "ssh", "src", "-i", str(key), "--", "hostname").strip() == "src"
+    finally:
+        debian.cli("rm", "-f", "src2")
+        debian.cli("rm", "-f", "src")
+
+
+@as_root
+@full
+@pytest.mark.debian
+def test_a_debian_vm_without_a_network_is_provisioned_without_waiting_for_one(
+        debian: Daemon) -> None:
+    start = time.monotonic()
+    try:
+        ok(debian, "run", "debian", "-n", "offline", "-d", "--cpus", "2", "-m", "1G",
+           "--network", "none", timeout=900)
+        print(f"booted and provisioned in {time.monotonic() - start:.0f} s")
+        assert guest(debian, "offline", "cloud-init status") == "status: done"
+        # cloud-init waited for network-online.target, which no longer waits for wait-online
+        assert guest(debian, "offline", "systemctl is-failed systemd-networkd-wait-online; "
+                                        "true") != "failed"
+    finally:
+        debian.cli("rm", "-f", "offline")

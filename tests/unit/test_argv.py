@@ -253,6 +253,12 @@ def test_a_debian_image_boots_its_own_kernel_on_q35_with_pci_devices() -> None:
     assert not any(d.startswith("ide-cd") for d in devices)
 
 
+def test_a_debian_vm_without_a_nic_does_not_wait_for_a_network() -> None:
+    mask = "systemd.mask=systemd-networkd-wait-online.service"
+    assert mask in cmdline(argv_for(make_spec("dev", network="none"), boot=DEBIAN))
+    assert mask not in cmdline(argv_for(make_spec("dev", network="restricted"), boot=DEBIAN))
+
+
 def test_a_blank_disk_boots_the_cd_through_the_firmware_after_the_disk() -> None:
     spec = make_spec("inst", image=None, cdrom="installer", disk="8G")
     argv = argv_for(spec, boot=BLANK)
