@@ -160,7 +160,7 @@ def test_dashboard(served: Daemon, browser: Any) -> None:
     memory.clear()
     memory.send_keys("12")
     browser.find_element(By.CSS_SELECTOR, "#create button[type=submit]").click()
-    wait_until(browser, lambda d: "out of range" in d.find_element(By.ID, "memory-error").text,
+    wait_until(browser, lambda d: "too little" in d.find_element(By.ID, "memory-error").text,
                "the memory field's message")
     assert memory.get_attribute("aria-invalid") == "true"
     browser.get_log("browser")  # the 422 is expected

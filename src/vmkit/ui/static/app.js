@@ -269,7 +269,7 @@ function fieldOf(message) {
   const m = message.toLowerCase();
   const rules = [
     ["ports", /port|forward/], ["name", /vm name|a vm named|^name\b|hostname/],
-    ["cpus", /^cpus\b/], ["memory", /^memory\b|memory .*out of range|more than this host/],
+    ["cpus", /^cpus\b/], ["memory", /^memory\b|more than this host/],
     ["disk", /^disk\b|disk size/], ["network", /network|nic/], ["image", /image/],
     ["display", /display/],
   ];
