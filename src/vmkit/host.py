@@ -438,13 +438,12 @@ class Host:
     def remove_image(self, name: str) -> None:
         self.images.remove(name, self._image_users(name))
 
-    async def receive_image(self, name: str, digest: str, kind: str, meta: dict[str, Any],
-                            chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+    async def receive_image(self, name: str, digest: str, chunks: AsyncIterator[bytes]
+                            ) -> dict[str, Any]:
         """Store an image another vmkit host sends (a migration's base image)."""
         archive = await self.portable.receive(chunks)
         try:
-            image = await asyncio.to_thread(self.images.receive, name, digest, kind, meta,
-                                            archive)
+            image = await asyncio.to_thread(self.images.receive, name, digest, archive)
         finally:
             shutil.rmtree(archive.parent, ignore_errors=True)
         return describe_image(image)

@@ -368,10 +368,10 @@ class Migrations:
         files = image.meta.get("files", FILES)
         progress(0.0, f"sending image {spec.image} ({image.size >> 20} MiB) to the destination")
         await _call(remote, "POST", f"/images/{spec.image}/receive", peer,
-                    params={"digest": image.digest, "kind": image.kind,
-                            "meta": json.dumps(image.meta)},
-                    content=tar_stream(self.host.images.verified(image), files),
-                    headers={"content-type": "application/x-tar"},
+                    params={"digest": image.digest},
+                    content=tar_stream(self.host.images.verified(image), files,
+                                       {"kind": image.kind, "meta": image.meta}),
+                    headers={"content-type": "application/octet-stream"},
                     timeout=httpx.Timeout(PEER_TIMEOUT, write=None))
 
     async def _copy(self, name: str, machine: Machine, there: dict[str, Any], size: int,

@@ -189,21 +189,15 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
 
     @app.post("/v1/images/{name}/receive", response_model=Image, status_code=201,
               openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
+                  "application/octet-stream": {"schema": {"type": "string",
+                                                          "format": "binary"}}}}})
     async def receive_image(name: ImageName, request: Request,
-                            digest: Annotated[str, Query(pattern="^[0-9a-f]{64}$")],
-                            kind: Literal["tiny", "debian", "disk", "iso"],
-                            meta: Annotated[str, Query(max_length=16384, description=(
-                                "the image's metadata, as JSON"))] = "{}") -> dict[str, Any]:
-        """(Between vmkit hosts) store the image in the body, a sparse tar of its files, as
-        another host has it under ``digest``; a migration brings a VM's base image so."""
-        try:
-            fields = json.loads(meta)
-        except ValueError:
-            fields = None
-        if not isinstance(fields, dict):
-            raise InvalidInputError("meta must be a JSON object")
-        return await host.receive_image(name, digest, kind, fields, request.stream())
+                            digest: Annotated[str, Query(pattern="^[0-9a-f]{64}$")]
+                            ) -> dict[str, Any]:
+        """(Between vmkit hosts) store the image in the body, a sparse tar of its manifest
+        (image.json) and files, as another host has it under ``digest``; a migration brings a
+        VM's base image so."""
+        return await host.receive_image(name, digest, request.stream())
 
     @app.delete("/v1/images/{name}", status_code=204)
     async def remove_image(name: ImageName) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -32,6 +33,7 @@ from .tiny import Progress, build_tiny
 
 FILES = ("vmlinux", "initrd.cpio", "rootfs.raw")  # a tiny image's; others list theirs in meta
 BUILDERS = ("tiny", "debian")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # an image's file, in its directory
 
 
 class Cancelled(Exception):
@@ -136,13 +138,20 @@ class ImageStore:
                                           "mtime_ns": stat.st_mtime_ns}}
         return self._store(name, run)
 
-    def receive(self, name: str, digest: str, kind: str, meta: dict[str, Any],
-                archive: Path) -> ImageRecord:
+    def receive(self, name: str, digest: str, archive: Path) -> ImageRecord:
         """Store image ``name`` from another host's tar (transfer.py), checked against the
         ``digest`` it was sent under."""
-        if kind not in ("tiny", "debian", "disk", "iso") or not isinstance(meta.get(
-                "files", FILES), list):
-            raise InvalidInputError(f"cannot take an image of kind {kind!r}")
+        manifest = transfer.read_manifest(archive)
+        kind, meta = manifest.get("kind"), manifest["meta"]
+        files = meta.get("files", list(FILES))
+        if kind not in ("tiny", "debian", "disk", "iso") or not isinstance(files, list) or \
+                not 0 < len(files) <= 8 or not all(isinstance(f, str) and _FILE_NAME.fullmatch(f)
+                                                   for f in files):
+            raise InvalidInputError(f"cannot take an image of kind {kind!r} with the files "
+                                    f"{str(files)[:200]}")
+        if not isinstance(meta.get("rootfs_bytes"), int) or meta["rootfs_bytes"] <= 0 or \
+                not isinstance(meta.get("source", {}), dict):
+            raise InvalidInputError("the image's metadata lacks its disk size (rootfs_bytes)")
         if (have := self.store.image(name)) is not None:
             if have.digest != digest:
                 raise ConflictError(f"image {name!r} here is another image ({have.digest[:12]}"
@@ -150,8 +159,8 @@ class ImageStore:
             return have
 
         def run(out: Path) -> tuple[str, dict[str, Any]]:
-            transfer.unpack(archive, out, list(meta.get("files", FILES)))
-            return kind, dict(meta)
+            transfer.unpack(archive, out, files)
+            return str(kind), dict(meta)
         return self._store(name, run, expected=digest)
 
     def _store(self, name: str, make: Callable[[Path], tuple[str, dict[str, Any]]],
