@@ -72,13 +72,16 @@ class Guards:
         if (why := path_problem(raw)) is not None:
             if scope["type"] == "websocket":
                 return await send({"type": "websocket.close", "code": 4404, "reason": why})
-            return await _answer(send, NotFoundError(
+            # Read what was sent first (within the usual cap): a client still sending its body
+            # would see the connection reset instead of this answer.
+            drained = await _read_body(scope, receive, DEFAULT_CAP) is not None
+            return await _answer(send, close=not drained, error=NotFoundError(
                 f"no route for the path {raw.decode('latin-1')[:200]!r}: {why}; see /docs "
                 "for the API"))
         if scope["type"] == "http" and (cap := body_cap(scope["method"], scope["path"])):
             body = await _read_body(scope, receive, cap)
             if body is None:
-                return await _answer(send, TooLargeError(
+                return await _answer(send, close=True, error=TooLargeError(
                     f"the request body is larger than {_size(cap)}, the most "
                     f"{scope['method']} {scope['path']} takes"))
             receive = _replay(body, receive)
@@ -117,11 +120,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _answer(send: Send, error: VmkitError) -> None:
+async def _answer(send: Send, error: VmkitError, close: bool) -> None:
     body = json.dumps(to_body(error)).encode()
     await send({"type": "http.response.start", "status": error.status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
+        *([(b"connection", b"close")] if close else [])]})
     await send({"type": "http.response.body", "body": body})
 
 
