@@ -98,6 +98,7 @@ class Migrations:
         self.host = host
         self._cancel: dict[str, asyncio.Event] = {}  # source side: migrations in progress
         self._arriving: set[str] = set()  # destination side
+        self._finishing: dict[str, asyncio.Event] = {}  # arrivals being watched: set to stop
 
     # --- destination side ----------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class Migrations:
         host = self.host
         machine = self._arrival(name)
         self._arriving.discard(name)  # no longer idle: the idle watch (_watch) lets go of it
+        stop = self._finishing[name] = asyncio.Event()
         try:
             await self._arrived(machine)
             await machine.execute("block-export-del", {"id": EXPORT, "mode": "hard"})
@@ -190,13 +192,15 @@ class Migrations:
             seen = console.stat().st_size if console.exists() else 0
             await machine.execute("cont")
             agent = host.boot_files(host.record(name).spec).agent
-            await _watch_guest(machine, console, seen, agent, watch)
+            await _watch_guest(machine, console, seen, agent, watch, stop)
         except BaseException as e:
             with contextlib.suppress(Exception):
                 log.warning("VM %s did not resume here (%s); QEMU is %s; console: %s", name, e,
                             await machine.status(), log_tail(host.paths.vm(name).serial_log))
             await host.discard(name)
             raise
+        finally:
+            self._finishing.pop(name, None)
         host.paths.vm(name).arriving.unlink(missing_ok=True)
         host.store.set_vm_state(name, S.RUNNING, pid=machine.pid, started=time.time())
         return host.get_vm(name)
@@ -241,7 +245,14 @@ class Migrations:
             await machine.execute("blockdev-del", {"node-name": MIRROR_NODE})
 
     async def abort(self, name: str) -> None:
-        """Remove a VM arriving here: its source gave up on the move, or its QEMU died."""
+        """Remove a VM arriving here: its source gave up on the move, or its QEMU died. One
+        that already runs here under watch (finish) is stopped and removed before this
+        returns, so that the source resumes its copy only once this one is gone."""
+        if (stop := self._finishing.get(name)) is not None:
+            stop.set()
+            while name in self._finishing:
+                await asyncio.sleep(0.05)
+            return
         async with self.host.locks[name]:  # the source's and _watch's: the later one waits
             if name not in self._arriving:
                 raise NotFoundError(f"no VM {name!r} is arriving by migration here")
@@ -345,9 +356,10 @@ class Migrations:
                 await _call(remote, "POST", f"/migrations/{name}/finish", peer,
                             json={"watch": checks.watch}, timeout=PEER_TIMEOUT + checks.watch)
             except BaseException:
+                with contextlib.suppress(Exception):  # there first: the guest never runs twice
+                    await _call(remote, "DELETE", f"/migrations/{name}", peer,
+                                timeout=AGENT_WAIT + 10)
                 await self._undo(machine)
-                with contextlib.suppress(Exception):
-                    await _call(remote, "DELETE", f"/migrations/{name}", peer)
                 raise
         info = await machine.execute("query-migrate")
         await host.discard(name)  # it runs there now, and has proven healthy: this copy goes
@@ -452,10 +464,11 @@ class Migrations:
 
 
 async def _watch_guest(machine: Machine, console: Path, seen: int, agent: bool,
-                       seconds: float) -> None:
+                       seconds: float, stop: asyncio.Event) -> None:
     """The guest has just been resumed here. Raise MigrationError if it fails within
     ``seconds``: its QEMU exits, its kernel reports a failure on the console (after byte
-    ``seen``), or its ``agent`` does not answer. Its clock is set once the agent answers."""
+    ``seen``), or its ``agent`` does not answer; or if the source calls the move off
+    (``stop``). Its clock is set once the agent answers."""
     switched = time.monotonic()
 
     def failed(why: str) -> MigrationError:
@@ -475,6 +488,8 @@ async def _watch_guest(machine: Machine, console: Path, seen: int, agent: bool,
         except AgentError as e:
             raise failed(repr(why) if (why := kernel_failure()) else e.message) from None
     while True:
+        if stop.is_set():
+            raise MigrationError("the source called the move off; the guest runs there")
         if why := kernel_failure():
             raise failed(repr(why))
         if machine.exited.is_set() or machine.shutdown_reason == "guest-reset":

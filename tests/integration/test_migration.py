@@ -136,9 +136,9 @@ def test_the_destination_refuses_what_it_cannot_take(hosts) -> None:
     with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}) as api:
         old = api.post("/v1/migrations", json={**offer, "qemu": "5.0.0"})
         assert old.status_code == 409 and "incompatible QEMU versions" in old.json()["message"]
-        from vmkit.migration import qemu_version
+        from vmkit.machine import qemu
 
-        ours = qemu_version("qemu-system-x86_64")
+        ours = qemu.current().version  # the QEMU the daemons run (VMKIT_QEMU, or the system's)
         full = api.post("/v1/migrations", json={**offer, "qemu": ours, "disk_used": 1 << 43})
         assert full.status_code == 507 and full.json()["error"] == "no_space"
         bad = api.post("/v1/migrations", json={**offer, "qemu": ours, "mac": "not-a-mac"})

@@ -85,6 +85,34 @@ def _names(d: Daemon) -> set[str]:
         return {vm["name"] for vm in c.list_vms()}
 
 
+def test_a_move_called_off_during_the_watch_runs_only_at_the_source(two_hosts) -> None:
+    import httpx
+
+    (a, _, _), (b, url, token) = two_hosts
+    with a.client() as c:
+        c.create_vm("off1", network="none")
+        c.exec("off1", ["sh", "-c", COUNTER])
+        pid = out(c, "off1", "cat", "/tmp/counter.pid")
+        op = c.migrate("off1", url, token, watch=120)
+        deadline = time.monotonic() + 120
+        while "watching" not in (now := c.operation(op["id"]))["message"]:
+            assert now["state"] == "running" and time.monotonic() < deadline, now
+            time.sleep(0.05)
+        # What a source that gives up sends: the destination's watch ends and its copy goes
+        # before the call returns, and only then may the source resume.
+        with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}) as api:
+            assert api.delete("/v1/migrations/off1", timeout=60).status_code == 204
+        with b.client() as d:
+            assert d.list_vms() == []
+        with pytest.raises(vmkit.VmkitError, match="called the move off"):
+            c.wait_operation(op["id"])
+        assert c.get_vm("off1")["state"] == "running"
+        assert out(c, "off1", "cat", "/tmp/counter.pid") == pid
+        before = count(c, "off1")
+        time.sleep(0.5)
+        assert count(c, "off1") > before
+
+
 def test_a_destination_that_has_built_nothing_gets_the_image(own_daemon) -> None:
     source, port = own_daemon(), free_port()
     home = Path(tempfile.mkdtemp(prefix="vmkit-it-fresh-", dir="/tmp"))
