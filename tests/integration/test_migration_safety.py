@@ -46,6 +46,14 @@ def two_hosts(own_daemon) -> list[tuple[Daemon, str, str]]:
     return hosts
 
 
+def _wait_until_watched(c: vmkit.Client, op: dict) -> None:
+    """Until the guest runs at the destination, under its watch."""
+    deadline = time.monotonic() + 120
+    while "watching" not in (now := c.operation(op["id"]))["message"]:
+        assert now["state"] == "running" and time.monotonic() < deadline, now
+        time.sleep(0.05)
+
+
 def test_a_guest_that_fails_at_the_destination_resumes_here(two_hosts) -> None:
     (a, _, _), (b, url, token) = two_hosts
     with a.client() as c:
@@ -54,10 +62,7 @@ def test_a_guest_that_fails_at_the_destination_resumes_here(two_hosts) -> None:
         pid = out(c, "fail1", "cat", "/tmp/counter.pid")
         before = count(c, "fail1")
         op = c.migrate("fail1", url, token, watch=120)
-        deadline = time.monotonic() + 120
-        while "watching" not in (now := c.operation(op["id"]))["message"]:
-            assert now["state"] == "running" and time.monotonic() < deadline, now
-            time.sleep(0.05)
+        _wait_until_watched(c, op)
         # The guest now runs at the destination: crash its kernel from its own console there.
         with socket.socket(socket.AF_UNIX) as console:
             console.connect(str(b.home / "vms" / "fail1" / "console.sock"))
@@ -94,10 +99,7 @@ def test_a_move_called_off_during_the_watch_runs_only_at_the_source(two_hosts) -
         c.exec("off1", ["sh", "-c", COUNTER])
         pid = out(c, "off1", "cat", "/tmp/counter.pid")
         op = c.migrate("off1", url, token, watch=120)
-        deadline = time.monotonic() + 120
-        while "watching" not in (now := c.operation(op["id"]))["message"]:
-            assert now["state"] == "running" and time.monotonic() < deadline, now
-            time.sleep(0.05)
+        _wait_until_watched(c, op)
         # What a source that gives up sends: the destination's watch ends and its copy goes
         # before the call returns, and only then may the source resume.
         with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}) as api:
