@@ -36,13 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
 import shutil
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -102,8 +100,8 @@ class Migrations:
 
     # --- destination side ----------------------------------------------------------------
 
-    async def accept(self, spec: VmSpec, mac: str, disk_bytes: int, disk_used: int, qemu: str,
-                     address: str, postcopy: bool = False) -> dict[str, Any]:
+    async def accept(self, spec: VmSpec, mac: str, disk_bytes: int, disk_used: int,
+                     theirs: str, address: str, postcopy: bool = False) -> dict[str, Any]:
         """Make ``spec`` here, waiting for its disk (NBD) and state (migration stream)."""
         host = self.host
         async with host.locks[spec.name]:
@@ -111,9 +109,9 @@ class Migrations:
                 raise ConflictError(f"a VM named {spec.name} already exists on this host")
             boot = host.boot_files(spec)
             facts = host.host_facts(boot)
-            ours = await asyncio.to_thread(qemu_version, facts.qemu)
-            if ours.split(".")[:2] != qemu.split(".")[:2]:
-                raise ConflictError(f"incompatible QEMU versions: {qemu} there, {ours} here; "
+            ours = (await asyncio.to_thread(qemu.current)).version
+            if ours.split(".")[:2] != theirs.split(".")[:2]:
+                raise ConflictError(f"incompatible QEMU versions: {theirs} there, {ours} here; "
                                     "migrate between hosts with the same QEMU release")
             if postcopy and host.jail and not jail.userfaultfd_allowed():
                 raise ConflictError(
@@ -339,11 +337,10 @@ class Migrations:
                                      verify=peer.ca or True, timeout=PEER_TIMEOUT) as remote:
             await self._ship_image(rec.spec, remote, peer, progress)
             progress(0.0, "preparing the destination")
-            facts = host.host_facts(host.boot_files(rec.spec))
             there = await _call(remote, "POST", "/migrations", peer, json={
                 "spec": spec.to_json(), "mac": rec.mac, "disk_bytes": size,
                 "disk_used": disks.chain_allocated(host.disk_path(rec)),
-                "qemu": await asyncio.to_thread(qemu_version, facts.qemu),
+                "qemu": (await asyncio.to_thread(qemu.current)).version,
                 "postcopy": postcopy})
             check_s = 0.0
             try:
@@ -553,14 +550,6 @@ def _fraction(ram: dict[str, Any]) -> float:
 
 def _host_port(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-@functools.cache
-def qemu_version(qemu: str) -> str:
-    """'7.2.19' from 'QEMU emulator version 7.2.19 (Debian ...)'."""
-    out = subprocess.run([qemu, "--version"], capture_output=True, text=True, check=False)
-    words = out.stdout.split()
-    return words[words.index("version") + 1] if "version" in words else "unknown"
 
 
 def free_port(address: str) -> int:

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from .. import disks
 from ..errors import ConflictError, HostError, InvalidInputError, NoSpaceError
 from ..identity import Identity, random_mac
+from ..machine import qemu
 from ..machine.argv import nic_mac
-from ..migration import qemu_version
 from ..paths import new_id
 from ..snapshots import Resume
 from ..spec import VmSpec, check_spec, make_spec, validate_name
@@ -134,7 +134,7 @@ class Portable:
                             "running" if rec.state in LIVE else "stopped"},
             "image": {"name": image.name, "digest": image.digest} if (
                 image := host.store.image(spec.image or "")) else None,
-            "qemu": await asyncio.to_thread(qemu_version, facts.qemu),
+            "qemu": (await asyncio.to_thread(qemu.current)).version,
             "disk_bytes": capacity,
         }
         return await asyncio.to_thread(bundle.members, manifest, disk, state)
@@ -207,8 +207,7 @@ class Portable:
         spec = replace(spec, name=name or spec.name, auto_remove=False, disposable=False)
         resume = None
         if found.state is not None:
-            boot = host.boot_files(spec)
-            ours = await asyncio.to_thread(qemu_version, host.host_facts(boot).qemu)
+            ours = (await asyncio.to_thread(qemu.current)).version
             theirs = str(manifest.get("qemu", "unknown"))
             if ours.split(".")[:2] != theirs.split(".")[:2]:
                 raise ConflictError(f"{label} holds a running VM saved by QEMU {theirs}; this "
