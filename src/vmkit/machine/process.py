@@ -222,7 +222,15 @@ class Machine:
         except ExecuteError as e:
             raise QmpError(f"QEMU refused {cmd}: {e} ({e.error_class})") from e
         except Exception as e:
+            await self._settle_if_gone()
             raise QmpError(f"QEMU's monitor failed during {cmd}: {e}") from e
+
+    async def _settle_if_gone(self) -> None:
+        """When the monitor failed because QEMU died, let its exit be recorded first, so
+        that whoever hears of the failure already sees the VM as crashed, not as it was."""
+        if self.qmp.runstate != Runstate.RUNNING and not self._detaching:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.exited.wait()), 6.0)
 
     async def status(self) -> str:
         return str((await self.execute("query-status"))["status"])
