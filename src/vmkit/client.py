@@ -324,7 +324,7 @@ class Client:
         """Write VM ``name`` to the file ``dest`` (for ``format="libvirt"``, the new directory
         ``dest``). ``on_progress(done, total)`` follows the bytes. Nothing is left at ``dest``
         if it fails. Returns the path, size and SHA-256 of what was written."""
-        from .portable import files
+        from .formats import files
 
         dest = Path(dest).absolute()
         unpacked = format == "libvirt"
@@ -337,7 +337,7 @@ class Client:
                 on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Write the guest's memory to ``dest`` as an ELF core file (the guest pauses while
         it is taken). Returns the path, size and SHA-256 of what was written."""
-        from .portable import files
+        from .formats import files
 
         dest = Path(dest).absolute()
         files.check_destination(dest, False)
@@ -379,7 +379,7 @@ class Client:
     def stop_capture(self, name: str, dest: Path,
                      on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """End the VM's capture and write it to ``dest`` as a pcap file."""
-        from .portable import files
+        from .formats import files
 
         dest = Path(dest).absolute()
         files.check_destination(dest, False)
@@ -388,7 +388,7 @@ class Client:
     def _download(self, path: str, dest: Path, unpack: bool,
                   on_progress: Callable[[int, int], None] | None, **kw: Any) -> dict[str, Any]:
         """POST ``path`` and write the answer to ``dest`` (as a directory if ``unpack``)."""
-        from .portable import files
+        from .formats import files
 
         # The answer starts once vmkitd has the file ready: no read timeout until then.
         response = self._send("POST", path, stream=True, timeout=httpx.Timeout(30.0, read=None),

@@ -25,7 +25,7 @@ import uvicorn
 
 from .api.app import create_app
 from .errors import VmkitError
-from .host import AlreadyRunningError, Host
+from .core.host import AlreadyRunningError, Host
 from .paths import HomePaths, atomic_write, default_home
 
 log = logging.getLogger("vmkitd")

@@ -30,7 +30,7 @@ from starlette.routing import Match
 from .. import __version__
 from ..errors import (InvalidInputError, NotFoundError, TooLargeError, UnauthorizedError,
                       VmkitError, to_body)
-from ..host import Host, host_memory_mib
+from ..core.host import Host, host_memory_mib
 from ..images.debian import debian_options
 from ..paths import open_nofollow
 from ..spec import check_spec, make_spec, validate_name
@@ -438,7 +438,7 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
     @app.get("/metrics", responses={200: {"content": {"text/plain": {}}}})
     async def metrics() -> Response:
         """Every VM's counters in Prometheus' text format."""
-        from ..stats import prometheus
+        from ..services.stats import prometheus
 
         return Response(prometheus(await host.stats.all()),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -475,7 +475,7 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
         """Move the running VM to another vmkit host, given by URL and token or by the name
         it is registered under here ('vmkit host add'); follow the returned operation."""
         from .. import hosts
-        from ..migration import Peer
+        from ..services.migration import Peer
 
         if body.host is not None:
             known = hosts.get(host.paths, validate_name(body.host, "host"))
@@ -530,14 +530,14 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
     async def display(name: VmName) -> dict[str, Any]:
         """The VNC server of a VM run with display vnc: its socket on this host and its
         password (made for each QEMU process); browsers use the websocket ``/vnc``."""
-        from ..display import vnc
+        from ..services.display import vnc
 
         return await vnc(host, name)
 
     @app.websocket("/v1/vms/{name}/vnc")
     async def vnc_proxy(ws: WebSocket, name: str) -> None:
         """The VM's VNC server (RFB) in binary frames both ways, for noVNC."""
-        from ..display import open_vnc
+        from ..services.display import open_vnc
 
         if not await _accept(ws, token):
             return

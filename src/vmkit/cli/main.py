@@ -1338,7 +1338,7 @@ def import_(
       vmkit --host lab import web.vmkit     # on another vmkit host
     """
     from ..errors import ConflictError, NotFoundError
-    from ..portable import bundle
+    from ..formats import bundle
 
     c = client()
     manifest = bundle.manifest_of(path)
@@ -1548,7 +1548,7 @@ def capture(
     """
     import time
 
-    from ..portable import files
+    from ..formats import files
     from . import render
 
     c = client()

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import disks
+from . import disks
 
 
 USER = "vmkit-qemu"

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import disks
+from . import disks
 from ..errors import VmkitError
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import Any
 from qemu.qmp import ConnectError, ExecuteError, QMPClient, Runstate
 from qemu.qmp.events import EventListener
 
-from ..agent import GuestAgent
+from .agent import GuestAgent
 from ..errors import LaunchError, QmpError
 from ..paths import VmPaths, open_nofollow
 

@@ -24,21 +24,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import disks
-from ..errors import ConflictError, HostError, InvalidInputError, NoSpaceError
-from ..identity import Identity, random_mac
-from ..machine import qemu
-from ..machine.argv import nic_mac
-from ..paths import new_id
+from ...machine import disks
+from ...errors import ConflictError, HostError, InvalidInputError, NoSpaceError
+from ...machine.identity import Identity, random_mac
+from ...machine import qemu
+from ...machine.argv import nic_mac
+from ...paths import new_id
 from ..snapshots import Resume
-from ..spec import VmSpec, check_spec, make_spec, validate_name
-from ..store import VmRecord
-from ..state import LIVE, VmState
-from . import bundle, libvirt, ova, tarstream
-from .tarstream import Member
+from ...spec import VmSpec, check_spec, make_spec, validate_name
+from ...store import VmRecord
+from ...state import LIVE, VmState
+from ...formats import bundle, tarstream
+from . import libvirt, ova
+from ...formats.tarstream import Member
 
 if TYPE_CHECKING:
-    from ..host import Host
+    from ...core.host import Host
 
 S = VmState
 FORMATS = ("vmkit", "ova", "libvirt")
@@ -196,7 +197,7 @@ class Portable:
         if not isinstance(vm, dict) or vm.get("state") not in ("running", "paused", "stopped") \
                 or not MAC_RE.fullmatch(str(vm.get("mac"))):
             raise InvalidInputError(f"{label} has an invalid manifest: export it again")
-        from ..host import host_memory_mib  # (host.py imports this module)
+        from ...core.host import host_memory_mib  # (host.py imports this module)
 
         spec = check_spec(vm.get("spec"), host_memory_mib())
         if ports is not None:

@@ -13,12 +13,12 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import VmkitError
-from .state import LIVE
+from ..errors import VmkitError
+from ..state import LIVE
 
 if TYPE_CHECKING:
-    from .host import Host
-    from .machine.process import Machine
+    from ..core.host import Host
+    from ..machine.process import Machine
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE = 0.25  # seconds between two CPU readings when there is no recent one

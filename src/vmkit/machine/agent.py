@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .errors import AgentError, InvalidInputError
+from ..errors import AgentError, InvalidInputError
 
 CHUNK = 1 << 20  # bytes per guest-file-read/-write; the agent allows up to 48 MiB
 LINE_LIMIT = 4 * CHUNK  # one reply line holds a base64 chunk

@@ -27,14 +27,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConflictError, HostError, InvalidInputError, NotFoundError
-from .machine.argv import nic_mac
-from .spec import VmSpec, validate_name
-from .store import NetworkRecord, VmRecord
+from ..errors import ConflictError, HostError, InvalidInputError, NotFoundError
+from ..machine.argv import nic_mac
+from ..spec import VmSpec, validate_name
+from ..store import NetworkRecord, VmRecord
 from .switch import Port, Switch, mac_bytes
 
 if TYPE_CHECKING:
-    from .host import Host
+    from ..core.host import Host
 
 log = logging.getLogger("vmkit.networks")
 BUILTIN = ("nat", "restricted", "none")

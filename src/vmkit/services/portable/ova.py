@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from ..errors import InvalidInputError
-from ..spec import NAME_RE, VmSpec
-from .tarstream import CHUNK, Member, digest
+from ...errors import InvalidInputError
+from ...spec import NAME_RE, VmSpec
+from ...formats.tarstream import CHUNK, Member, digest
 
 OVF = "http://schemas.dmtf.org/ovf/envelope/1"
 RASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from ..spec import VmSpec
-from .tarstream import Member
+from ...spec import VmSpec
+from ...formats.tarstream import Member
 
 # vmkit's command line without what only holds for one host (TSC speed) or for microvm.
 CMDLINE = "console=ttyS0 root=/dev/vda rw quiet panic=-1 mitigations=off random.trust_cpu=on"

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from .errors import InvalidStateError
+from ..errors import InvalidStateError
 
 
 class ConsoleHub:

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import HostError, InvalidInputError
+from ...errors import HostError, InvalidInputError
 
 
 @dataclass(frozen=True)

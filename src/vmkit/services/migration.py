@@ -48,22 +48,22 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from . import disks, kernel_log
-from .errors import (AgentError, ConflictError, HostError, InvalidInputError, MigrationError,
-                     NoSpaceError, NotFoundError, VmkitError, error_from_body)
-from .images.store import FILES
-from .images.transfer import tar_stream
-from .machine import jail, memory, qemu
-from .machine.argv import build_argv
-from .machine.process import Machine, log_tail
-from .network import check_ports_free
-from .paths import new_id, open_nofollow
-from .spec import PortForward, VmSpec, with_ports
-from .state import VmState, require
-from .store import Operation
+from ..machine import disks, kernel_log
+from ..errors import (
+    AgentError, ConflictError, HostError, InvalidInputError, MigrationError, NoSpaceError, NotFoundError, VmkitError, error_from_body)
+from ..images.store import FILES
+from ..images.transfer import tar_stream
+from ..machine import jail, memory, qemu
+from ..machine.argv import build_argv
+from ..machine.process import Machine, log_tail
+from ..networks.ports import check_ports_free
+from ..paths import new_id, open_nofollow
+from ..spec import PortForward, VmSpec, with_ports
+from ..state import VmState, require
+from ..store import Operation
 
 if TYPE_CHECKING:
-    from .host import Host
+    from ..core.host import Host
 
 log = logging.getLogger("vmkit.migration")
 S = VmState

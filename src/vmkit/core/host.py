@@ -24,37 +24,37 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import disks, identity
-from .agent import GuestAgent
-from .console import ConsoleHub
-from .events import Changes
-from .errors import (AgentError, ConflictError, HostError, InvalidInputError,
-                     LaunchError, NotFoundError, VmkitError)
-from .identity import random_mac
-from .images import seed
-from .images import importer
-from .images.debian import DebianOptions
-from .images.store import Cancelled, ImageStore
-from .machine import jail, qemu, vmstate
-from .machine.accel import probe_host
-from .machine.argv import OVMF_VARS, BootFiles, HostFacts, build_argv
-from .machine.qemu import Qemu
-from .machine.limits import Limits
-from .machine.process import (Machine, exit_status_text, find_qemu, log_tail, pid_matches,
-                              read_exit_status)
-from .forensics import Forensics
-from .migration import Migrations
-from .network import check_ports_free, explain_launch_error, free_port
-from .networks import Networks
-from .paths import HomePaths, VmPaths, atomic_write, new_id
-from .portable.service import Portable
-from .snapshots import Resume, Snapshots
-from .stats import Stats
-from .spec import PortForward, VmSpec, format_size, resized
-from .state import LIVE, VmState, require
-from .store import ImageRecord, Operation, Store, VmRecord
+from ..machine import disks, identity
+from ..machine.agent import GuestAgent
+from ..machine.console import ConsoleHub
+from ..events import Changes
+from ..errors import (
+    AgentError, ConflictError, HostError, InvalidInputError, LaunchError, NotFoundError, VmkitError)
+from ..machine.identity import random_mac
+from ..images import seed
+from ..images import importer
+from ..images.debian import DebianOptions
+from ..images.store import Cancelled, ImageStore
+from ..machine import jail, qemu, vmstate
+from ..machine.accel import probe_host
+from ..machine.argv import OVMF_VARS, BootFiles, HostFacts, build_argv
+from ..machine.qemu import Qemu
+from ..machine.limits import Limits
+from ..machine.process import (
+    Machine, exit_status_text, find_qemu, log_tail, pid_matches, read_exit_status)
+from ..services.forensics.service import Forensics
+from ..services.migration import Migrations
+from ..networks.ports import check_ports_free, explain_launch_error, free_port
+from ..networks.service import Networks
+from ..paths import HomePaths, VmPaths, atomic_write, new_id
+from ..services.portable.service import Portable
+from ..services.snapshots import Resume, Snapshots
+from ..services.stats import Stats
+from ..spec import PortForward, VmSpec, format_size, resized
+from ..state import LIVE, VmState, require
+from ..store import ImageRecord, Operation, Store, VmRecord
 
-log = logging.getLogger("vmkit.host")
+log = logging.getLogger("vmkit.core")
 AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
 PC_AGENT_TIMEOUT = 300.0  # the same for a full OS (systemd under TCG takes a minute or more)
 CLOUD_INIT_TIMEOUT = 1800.0  # a user's cloud-config may install packages

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import atomic_write
+from ..paths import atomic_write
 
 BROADCAST = b"\xff" * 6
 ETH_IPV4, ETH_ARP = 0x0800, 0x0806

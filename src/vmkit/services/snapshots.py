@@ -28,21 +28,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import disks, identity
-from .errors import (AgentError, ConflictError, HostError, InvalidInputError, NoSpaceError,
-                     NotFoundError, VmkitError)
-from .identity import Identity, random_mac
-from .machine import layers, vmstate
-from .machine.argv import RamFile, build_argv, nic_mac
-from .machine.process import Machine
-from .network import check_ports_free
-from .paths import HomePaths, VmPaths, new_id
-from .spec import make_spec, parse_port, validate_name
-from .state import LIVE, VmState, require
-from .store import SnapshotRecord, Store, Template, VmRecord
+from ..machine import disks, identity
+from ..errors import (
+    AgentError, ConflictError, HostError, InvalidInputError, NoSpaceError, NotFoundError, VmkitError)
+from ..machine.identity import Identity, random_mac
+from ..machine import layers, vmstate
+from ..machine.argv import RamFile, build_argv, nic_mac
+from ..machine.process import Machine
+from ..networks.ports import check_ports_free
+from ..paths import HomePaths, VmPaths, new_id
+from ..spec import make_spec, parse_port, validate_name
+from ..state import LIVE, VmState, require
+from ..store import SnapshotRecord, Store, Template, VmRecord
 
 if TYPE_CHECKING:
-    from .host import Host
+    from ..core.host import Host
 
 log = logging.getLogger("vmkit.snapshots")
 S = VmState

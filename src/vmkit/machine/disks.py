@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import HostError
+from ..errors import HostError
 
 
 async def create_overlay(path: Path, backing: Path, backing_format: str, size: int | None = None,

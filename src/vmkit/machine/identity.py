@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from .agent import GuestAgent
-from .errors import AgentError
+from ..errors import AgentError
 
 FIFO = "/run/vmkit-identity"  # where the resident helper reads requests (see rcS)
 RESIDENT_WAIT = 2.0  # seconds before giving up on a resident helper that does not answer

@@ -16,11 +16,11 @@ import string
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidStateError
-from .paths import atomic_write
+from ..errors import InvalidStateError
+from ..paths import atomic_write
 
 if TYPE_CHECKING:
-    from .host import Host
+    from ..core.host import Host
 
 PASSWORD_CHARS = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 8  # VNC's DES authentication uses the first 8 characters only

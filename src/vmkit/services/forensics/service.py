@@ -12,15 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import disks, fsdiff
-from .errors import ConflictError, InvalidInputError, NotFoundError, VmkitError
-from .paths import new_id, open_nofollow
+from ...machine import disks
+from . import fsdiff
+from ...errors import ConflictError, InvalidInputError, NotFoundError, VmkitError
+from ...paths import new_id, open_nofollow
 
-from .portable.service import Export, then_remove
-from .portable.tarstream import CHUNK
+from ..portable.service import Export, then_remove
+from ...formats.tarstream import CHUNK
 
 if TYPE_CHECKING:
-    from .host import Host
+    from ...core.host import Host
 
 DUMP_FD = "vmkit-dump"
 CAPTURE_ID = "vmkit-capture"

@@ -6,8 +6,8 @@ import re
 import socket
 from collections.abc import Iterable
 
-from .errors import ConflictError, LaunchError, VmkitError
-from .spec import PortForward
+from ..errors import ConflictError, LaunchError, VmkitError
+from ..spec import PortForward
 
 # QEMU's words when another process bound a forwarded port between our check and its start.
 _HOSTFWD_FAILED = re.compile(r"Could not set up host forwarding rule '(tcp|udp):\[?(.*?)\]?:"

@@ -1,0 +1,1 @@
+"""Forensics: memory dumps, disk diffs against the image, packet captures."""
