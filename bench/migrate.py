@@ -108,7 +108,7 @@ BUSY = ("setsid sh -c 'while :; do dd if=/dev/zero of=/tmp/dirty bs=1M count=48 
 
 def two_hosts(qemu: str | None) -> list[tuple[vmkit.Client, str, str, Path]]:
     """Two vmkitd on loopback running ``qemu`` (None: the system's)."""
-    from vmkit.migration import free_port
+    from vmkit.services.migration import free_port
 
     if qemu:
         os.environ["VMKIT_QEMU"] = qemu
@@ -130,7 +130,7 @@ def two_hosts(qemu: str | None) -> list[tuple[vmkit.Client, str, str, Path]]:
 
 def busy_vmkit(hosts: list[tuple[vmkit.Client, str, str, Path]], moves: int
                ) -> tuple[dict[str, int], str]:
-    from vmkit.kernel_log import failure
+    from vmkit.machine.kernel_log import failure
 
     a = hosts[0][0]
     a.create_vm(VM, cpus=2, memory="256M", network="none")

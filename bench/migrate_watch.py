@@ -34,7 +34,7 @@ VM = "bench-watch"
 
 async def watch(pair: RawPair, seconds: float) -> tuple[float, str] | None:
     """Seconds after the switch at which the guest failed, and why; None if it stayed well."""
-    from vmkit.kernel_log import failure as panic_text
+    from vmkit.machine.kernel_log import failure as panic_text
 
     side = pair.guest.tmp / f"side{pair.side}"
     start = time.monotonic()

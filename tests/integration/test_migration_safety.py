@@ -18,7 +18,7 @@ import pytest
 from qemu.qmp import QMPClient
 
 import vmkit
-from vmkit.kernel_log import failure
+from vmkit.machine.kernel_log import failure
 from vmkit.machine import qemu
 from vmkit.machine.memory import digest
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vmkit.agent import CHUNK, UNSIZED_LIMIT, GuestAgent
+from vmkit.machine.agent import CHUNK, UNSIZED_LIMIT, GuestAgent
 from vmkit.errors import AgentError, InvalidInputError
 
 

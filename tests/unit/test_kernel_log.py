@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmkit.kernel_log import failure
+from vmkit.machine.kernel_log import failure
 
 
 @pytest.mark.parametrize("line", [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vmkit.errors import ConflictError, LaunchError
-from vmkit.network import explain_launch_error
+from vmkit.networks.ports import explain_launch_error
 
 
 def test_a_port_taken_at_start_is_a_conflict() -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from vmkit.errors import InvalidInputError
-from vmkit.portable import bundle, ova, tarstream
-from vmkit.portable.libvirt import domain_xml
+from vmkit.formats import bundle, tarstream
+from vmkit.services.portable import ova
+from vmkit.services.portable.libvirt import domain_xml
 from vmkit.spec import make_spec
 
 

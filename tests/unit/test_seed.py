@@ -14,14 +14,8 @@ import pytest
 import yaml
 
 from vmkit.errors import InvalidInputError
-from vmkit.images.seed import (
-    DEFAULT_USER,
-    build_seed,
-    cloud_config,
-    parse_env,
-    read_ssh_key,
-    read_user_data,
-)
+from vmkit.images.seed import build_seed, cloud_config
+from vmkit.spec.cloud import DEFAULT_USER, parse_env, read_ssh_key, read_user_data
 
 # Made once with ssh-keygen (-t ed25519, -t ecdsa -b 256, -t rsa -b 1024); only the public
 # halves are kept.

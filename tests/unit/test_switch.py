@@ -6,7 +6,7 @@ import ipaddress
 import struct
 from pathlib import Path
 
-from vmkit.switch import BROADCAST, DHCP_MAGIC, Port, Switch, _udp
+from vmkit.networks.switch import BROADCAST, DHCP_MAGIC, Port, Switch, _udp
 
 A, B = Port(bytes.fromhex("525400000001"), "a", "/a"), Port(bytes.fromhex("525400000002"), "b", "/b")
 

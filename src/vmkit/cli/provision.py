@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
-from ..images import seed
+from ..spec import cloud as seed
 
 USER_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")  # the user's own, in order of preference
 

@@ -32,6 +32,7 @@ from ..errors import (
     AgentError, ConflictError, HostError, InvalidInputError, LaunchError, NotFoundError, VmkitError)
 from ..machine.identity import random_mac
 from ..images import seed
+from ..spec import cloud
 from ..images import importer
 from ..images.debian import DebianOptions
 from ..images.store import Cancelled, ImageStore
@@ -320,7 +321,7 @@ class Host:
         if boot.efi_vars is not None and not boot.efi_vars.exists():
             shutil.copyfile(OVMF_VARS, boot.efi_vars)
         if boot.seed is not None and not boot.seed.exists():
-            user_data = seed.read_user_data(spec.user_data, "user data") if spec.user_data \
+            user_data = cloud.read_user_data(spec.user_data, "user data") if spec.user_data \
                 else None
             config = seed.cloud_config(spec.name, spec.ssh_keys, user_data, dict(spec.env))
             # The instance id follows the VM, so a copy of the seed made elsewhere (after a

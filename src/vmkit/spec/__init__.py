@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 NAME_RE = re.compile(NAME_PATTERN)
@@ -213,12 +213,12 @@ def make_spec(
     iops, bps = parse_io_limit(io_limit) if io_limit else (None, None)
     if display not in DISPLAYS:
         raise InvalidInputError(f"invalid display {display!r}: use none or vnc")
-    from .images import seed  # here: seed names hosts with validate_name above
+    from . import cloud  # here: the module is only needed for cloud-init inputs
 
-    keys = seed.read_ssh_key(ssh_keys, "the ssh key") if ssh_keys else None
+    keys = cloud.read_ssh_key(ssh_keys, "the ssh key") if ssh_keys else None
     if user_data is not None:
-        seed.read_user_data(user_data, "the user data")
-    env = seed.parse_env(env) if isinstance(env, list) else seed.parse_env(
+        cloud.read_user_data(user_data, "the user data")
+    env = cloud.parse_env(env) if isinstance(env, list) else cloud.parse_env(
         [f"{k}={v}" for k, v in (env or {}).items()])
     return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,  # type: ignore[arg-type]
                   auto_remove or disposable, disposable, iops, bps, tuple(more), display,
