@@ -25,7 +25,8 @@ import uvicorn
 
 from .api.app import create_app
 from .errors import VmkitError
-from .core.host import AlreadyRunningError, Host
+from .core.host import AlreadyRunningError
+from .server import Server
 from .paths import HomePaths, atomic_write, default_home
 
 log = logging.getLogger("vmkitd")
@@ -96,29 +97,28 @@ def check_tls(listen: str | None, cert: Path | None, key: Path | None
 
 
 async def serve(home: Path, listen: str | None, tls: tuple[Path, Path] | None = None) -> None:
-    host = Host(home)
-    paths = host.paths
-    await host.open()
+    server = await Server.open(home)
+    paths = server.core.paths
     token = load_token(paths)  # made now, so that 'vmkit host token' can show it
     ui = ui_url(listen, tls is not None) if listen else None
-    listeners = [(_api_server(create_app(host, ui_url=ui)), bind_unix(paths.socket))]
+    listeners = [(_api_server(create_app(server, ui_url=ui)), bind_unix(paths.socket))]
     if listen:
         addr, port = parse_listen(listen)
         tcp = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.bind((addr, port))
-        listeners.append((_api_server(create_app(host, token=token, ui_url=ui), tls), tcp))
+        listeners.append((_api_server(create_app(server, token=token, ui_url=ui), tls), tcp))
         log.info("API on %s://%s:%d (token in %s)", "https" if tls else "http", addr, port,
                  paths.token)
-    servers = [s for s, _ in listeners]
+    apis = [s for s, _ in listeners]
     atomic_write(paths.daemon_pid, f"{os.getpid()}\n".encode())
     log.info("vmkitd %d serving on %s", os.getpid(), paths.socket)
     tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in listeners]
 
     def stop_serving() -> None:
-        host.changes.close()  # event streams never end on their own
-        for server in servers:
-            server.should_exit = True
+        server.core.changes.close()  # event streams never end on their own
+        for api in apis:
+            api.should_exit = True
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop_serving)
@@ -127,7 +127,7 @@ async def serve(home: Path, listen: str | None, tls: tuple[Path, Path] | None = 
     finally:
         stop_serving()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await host.close()
+        await server.close()
         paths.socket.unlink(missing_ok=True)  # ours: the lock kept any other daemon out
         paths.daemon_pid.unlink(missing_ok=True)
 

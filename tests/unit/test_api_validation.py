@@ -6,6 +6,7 @@ The fake implements only what these routes reach; any other call fails the test 
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -47,8 +48,8 @@ class FakeHost:
 # Building the app takes a good fraction of a second, so each is built once per module;
 # the fake host's call log is cleared before every test.
 _HOST = FakeHost()
-_APP = create_app(_HOST)  # type: ignore[arg-type]
-_LOCKED_APP = create_app(_HOST, token="s3cret")  # type: ignore[arg-type]
+_APP = create_app(SimpleNamespace(core=_HOST))  # type: ignore[arg-type]
+_LOCKED_APP = create_app(SimpleNamespace(core=_HOST), token="s3cret")  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -48,7 +49,7 @@ class FakeHost:
 
 
 _HOST = FakeHost()
-_APP = create_app(_HOST, token=TOKEN, ui_url="http://127.0.0.1:1/ui/")  # type: ignore[arg-type]
+_APP = create_app(SimpleNamespace(core=_HOST), token=TOKEN, ui_url="http://127.0.0.1:1/ui/")  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -154,5 +155,5 @@ def test_info_tells_the_dashboard_url(client: TestClient) -> None:
             return {"home": "/h", "pid": 1, "accel": "tcg", "accel_reason": None, "vms": 0,
                     "images": 0}
 
-    with TestClient(make(InfoHost(), ui_url="http://127.0.0.1:1/ui/")) as c:  # type: ignore[arg-type]
+    with TestClient(make(SimpleNamespace(core=InfoHost()), ui_url="http://127.0.0.1:1/ui/")) as c:  # type: ignore[arg-type]
         assert c.get("/v1/info").json()["ui"] == "http://127.0.0.1:1/ui/"

@@ -30,7 +30,8 @@ from starlette.routing import Match
 from .. import __version__
 from ..errors import (InvalidInputError, NotFoundError, TooLargeError, UnauthorizedError,
                       VmkitError, to_body)
-from ..core.host import Host, host_memory_mib
+from ..core.host import host_memory_mib
+from ..server import Server
 from ..images.debian import debian_options
 from ..paths import open_nofollow
 from ..spec import check_spec, make_spec, validate_name
@@ -85,9 +86,10 @@ NetworkName = Annotated[str, Depends(network_name)]
 OperationId = Annotated[str, Depends(operation_id)]
 
 
-def create_app(host: Host, token: str | None = None, ui_url: str | None = None) -> FastAPI:
-    """The API of ``host``; ``token``: required on every request (the TCP listener);
+def create_app(server: Server, token: str | None = None, ui_url: str | None = None) -> FastAPI:
+    """The API of ``server``; ``token``: required on every request (the TCP listener);
     ``ui_url``: where the dashboard is served (the TCP listener's /ui/), for /v1/info."""
+    host = server.core
     app = FastAPI(title="vmkit", version=__version__, responses=ERRORS,
                   description="Run and manage QEMU virtual machines.")
 
@@ -530,20 +532,18 @@ def create_app(host: Host, token: str | None = None, ui_url: str | None = None) 
     async def display(name: VmName) -> dict[str, Any]:
         """The VNC server of a VM run with display vnc: its socket on this host and its
         password (made for each QEMU process); browsers use the websocket ``/vnc``."""
-        from ..services.display import vnc
 
-        return await vnc(host, name)
+        return await server.display.vnc(name)
 
     @app.websocket("/v1/vms/{name}/vnc")
     async def vnc_proxy(ws: WebSocket, name: str) -> None:
         """The VM's VNC server (RFB) in binary frames both ways, for noVNC."""
-        from ..services.display import open_vnc
 
         if not await _accept(ws, token):
             return
         try:
             validate_name(name)
-            reader, writer = await open_vnc(host, name)
+            reader, writer = await server.display.open(name)
         except VmkitError as e:
             await ws.close(code=4000 + e.status, reason=e.message[:120])
             return

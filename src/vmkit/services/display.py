@@ -24,16 +24,35 @@ if TYPE_CHECKING:
 
 PASSWORD_CHARS = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 8  # VNC's DES authentication uses the first 8 characters only
-_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
-async def vnc(host: Host, name: str) -> dict[str, Any]:
-    """Where the running VM's VNC server is, and its password (set now if it has none)."""
+class Display:
+    """The VNC servers of the VMs of ``host``."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def vnc(self, name: str) -> dict[str, Any]:
+        """Where the running VM's VNC server is, and its password (set now if it has none)."""
+        return await _vnc(self.host, self._locks[name], name)
+
+    async def open(self, name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the VM's VNC server (its password set)."""
+        where = await self.vnc(name)
+        try:
+            return await asyncio.open_unix_connection(where["socket"])
+        except OSError as e:
+            raise InvalidStateError(f"VM {name}'s VNC server does not answer ({e.strerror}); "
+                                    f"restart it with 'vmkit restart {name}'") from e
+
+
+async def _vnc(host: Host, lock: asyncio.Lock, name: str) -> dict[str, Any]:
     machine = host.live_machine(name, "console")
     if host.record(name).spec.display != "vnc":
         raise InvalidStateError(f"VM {name} has no display: create it with --display vnc")
     vmp = machine.paths
-    async with _locks[name]:
+    async with lock:
         try:
             saved = json.loads(vmp.vnc_password.read_text())
         except (OSError, ValueError):
@@ -45,13 +64,3 @@ async def vnc(host: Host, name: str) -> dict[str, Any]:
             atomic_write(vmp.vnc_password, json.dumps(saved).encode(), 0o600)
     return {"name": name, "socket": str(vmp.vnc), "password": saved["password"],
             "websocket": f"/v1/vms/{name}/vnc"}
-
-
-async def open_vnc(host: Host, name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to the VM's VNC server (its password set)."""
-    where = await vnc(host, name)
-    try:
-        return await asyncio.open_unix_connection(where["socket"])
-    except OSError as e:
-        raise InvalidStateError(f"VM {name}'s VNC server does not answer ({e.strerror}); "
-                                f"restart it with 'vmkit restart {name}'") from e

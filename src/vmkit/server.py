@@ -1,0 +1,46 @@
+"""The composition root: build the core, then the services on it, and nothing else.
+
+vmkitd makes one ``Server`` per VMKIT_HOME and hands it to the API, whose routers each take
+the part they serve. Nothing here decides anything about VMs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .core.host import Host
+from .networks.service import Networks
+from .services.display import Display
+from .services.forensics.service import Forensics
+from .services.migration import Migrations
+from .services.portable.service import Portable
+from .services.snapshots import Snapshots
+from .services.stats import Stats
+
+
+@dataclass(frozen=True)
+class Server:
+    """Everything vmkitd serves: the core and the services built on it."""
+
+    core: Host
+    networks: Networks
+    snapshots: Snapshots
+    migrations: Migrations
+    portable: Portable
+    forensics: Forensics
+    stats: Stats
+    display: Display
+
+    @classmethod
+    async def open(cls, home: Path) -> Server:
+        """Open VMKIT_HOME ``home``: re-attach to its running VMs and recover what a stopped
+        daemon left half done."""
+        core = Host(home)
+        await core.open()
+        return cls(core, core.networks, core.snapshots, core.migrations, core.portable,
+                   core.forensics, core.stats, Display(core))
+
+    async def close(self) -> None:
+        """Stop serving; every VM keeps running and the next daemon re-attaches to it."""
+        await self.core.close()
