@@ -164,9 +164,9 @@ class Store:
 
     @staticmethod
     def _vm(row: tuple[Any, ...]) -> VmRecord:
-        spec, state, *rest, creating = row
-        return VmRecord(VmSpec.from_json(json.loads(spec)), VmState(state), *rest,
-                        creating=bool(creating))
+        spec, state, mac, pid, reason, created, started, disk, head, base, creating = row
+        return VmRecord(VmSpec.from_json(json.loads(spec)), VmState(state), mac, pid, reason,
+                        created, started, disk, head, base, creating=bool(creating))
 
     _VM_COLS = "spec, state, mac, pid, reason, created, started, disk, head, base, creating"
 

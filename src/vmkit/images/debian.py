@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ImageError, InvalidInputError
 from ..spec import format_size, parse_size
@@ -108,7 +109,8 @@ def debian_options(release: str = "bookworm", size: str = "4G", packages: str = 
     return DebianOptions(release, nbytes, names, minimal)
 
 
-def build_debian(out: Path, cache: Path, progress: Progress, options: DebianOptions) -> dict:
+def build_debian(out: Path, cache: Path, progress: Progress,
+                 options: DebianOptions) -> dict[str, Any]:
     """Build the image's files into the empty directory ``out``; returns the image's meta."""
     for tool in ("debootstrap", "mkfs.ext4", "chroot"):
         if not shutil.which(tool):

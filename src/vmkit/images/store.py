@@ -225,7 +225,8 @@ class ImageStore:
         if image.kind != "iso":
             raise InvalidInputError(f"image {name!r} is not a CD image (it is a {image.kind} "
                                     "image); --cdrom takes an ISO file or an imported ISO")
-        return self.verified(image) / image.meta["files"][0]
+        file: str = image.meta["files"][0]
+        return self.verified(image) / file
 
     def remove(self, name: str, users: list[str]) -> None:
         image = self.get(name)

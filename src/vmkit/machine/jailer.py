@@ -13,10 +13,29 @@ by signal, which vmkit reports), having written QEMU's exit code to the status F
 vmkitd that is not its parent (one restarted since QEMU started).
 """
 
+from __future__ import annotations
+
 import ctypes
 import os
 import signal
 import sys
+
+# Not typing.TYPE_CHECKING: importing typing would cost QEMU's start more than the rest of
+# this script together. Type checkers take any TYPE_CHECKING to be true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn, NotRequired, TypedDict
+
+    class JailSpec(TypedDict):
+        """The options before ``--``."""
+
+        groups: list[int]
+        dev: list[str]
+        binds: list[tuple[str, bool]]  # (path, writable), in order
+        root: NotRequired[str]
+        uid: NotRequired[int]
+        gid: NotRequired[int]
+        status: NotRequired[str]
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 DEVICES = ("null", "zero", "full", "random", "urandom")
@@ -30,9 +49,9 @@ SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def parse(args):
+def parse(args: list[str]) -> tuple[JailSpec, list[str]]:
     """The options before ``--`` (see above) and QEMU's argv after it."""
-    spec = {"groups": [], "dev": [], "binds": []}  # binds: (path, writable), in order
+    spec: JailSpec = {"groups": [], "dev": [], "binds": []}
     i = 0
     while args[i] != "--":
         key, value = args[i].removeprefix("--"), args[i + 1]
@@ -41,25 +60,32 @@ def parse(args):
         elif key in ("ro", "rw"):
             spec["binds"].append((value, key == "rw"))
         elif key == "groups":
-            spec[key] = [int(g) for g in value.split(",") if g]
-        else:
-            spec[key] = int(value) if key in ("uid", "gid") else value
+            spec["groups"] = [int(g) for g in value.split(",") if g]
+        elif key == "uid":
+            spec["uid"] = int(value)
+        elif key == "gid":
+            spec["gid"] = int(value)
+        elif key == "root":
+            spec["root"] = value
+        elif key == "status":
+            spec["status"] = value
         i += 2
     return spec, args[i + 1:]
 
 
-def _check(result, what):
+def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"jail: {what}: {os.strerror(err)}")
 
 
-def _mount(source, target, fstype, flags, data=None):
+def _mount(source: str, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
     _check(_libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
                        flags, data.encode() if data else None), f"mount {source} on {target}")
 
 
-def _bind(source, root, writable):
+def _bind(source: str, root: str, writable: bool) -> None:
     """Make ``source`` appear at the same path under ``root``."""
     target = root + source
     if os.path.isdir(source):
@@ -72,7 +98,7 @@ def _bind(source, root, writable):
         _mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
 
 
-def _build_root(spec):
+def _build_root(spec: JailSpec) -> None:
     root = spec["root"]
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
     for name in SYSTEM_DIRS:
@@ -95,7 +121,7 @@ def _build_root(spec):
         _bind(path, root, writable)
 
 
-def _enter_root(root):
+def _enter_root(root: str) -> None:
     """Make ``root`` the root, and let go of the old one entirely."""
     os.chdir(root)
     number = SYS_PIVOT_ROOT.get(os.uname().machine)
@@ -108,7 +134,7 @@ def _enter_root(root):
     _mount("none", "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
-def _status_file(path):
+def _status_file(path: str | None) -> int | None:
     """The status file, made anew and opened now, while no QEMU runs in its directory to put
     a symlink there; written through this descriptor even once the directory is removed."""
     if path is None:
@@ -120,7 +146,7 @@ def _status_file(path):
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
 
 
-def main(args):
+def main(args: list[str]) -> NoReturn:
     spec, qemu_argv = parse(args)
     try:
         status_fd = _status_file(spec.get("status"))
@@ -143,7 +169,7 @@ def main(args):
     sys.exit(os.waitstatus_to_exitcode(status))
 
 
-def _run_qemu(spec, qemu_argv):
+def _run_qemu(spec: JailSpec, qemu_argv: list[str]) -> NoReturn:
     try:
         _mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here leaks out
         os.umask(0o022)  # the directories made for the jail's root are the user's to walk

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import disks
 from ..errors import VmkitError
@@ -62,7 +62,7 @@ async def top(machine: Machine) -> str | None:
     return node[len(PREFIX):] if node.startswith(PREFIX) else None
 
 
-async def _disk(machine: Machine) -> dict:
+async def _disk(machine: Machine) -> dict[str, Any]:
     return next(d for d in await machine.execute("query-block") if d["device"] == DEVICE)
 
 

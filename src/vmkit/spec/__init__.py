@@ -220,7 +220,7 @@ def make_spec(
         cloud.read_user_data(user_data, "the user data")
     env = cloud.parse_env(env) if isinstance(env, list) else cloud.parse_env(
         [f"{k}={v}" for k, v in (env or {}).items()])
-    return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,  # type: ignore[arg-type]
+    return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,
                   auto_remove or disposable, disposable, iops, bps, tuple(more), display,
                   cdrom, firmware, keys, user_data, env)
 
