@@ -18,6 +18,16 @@ DETACH_KEY = b"\x1d"  # Ctrl-]
 DETACHED, STOPPED = "detached", "stopped"
 
 
+def attach_and_report(client: Any, name: str) -> None:
+    """``attach``, then say on stderr how the session ended and how to get back."""
+    if attach(client, name) == DETACHED:
+        sys.stderr.write(f"\r\nDetached from {name}; it keeps running. "
+                         f"Reattach with 'vmkit console {name}'.\n")
+    else:
+        sys.stderr.write(f"\r\n{name} stopped.\n")
+    sys.stderr.flush()
+
+
 def attach(client: Any, name: str) -> str:
     """Pump the console of ``name`` until the user detaches (DETACHED) or the VM stops
     (STOPPED). Raises VmkitError if the connection to vmkitd breaks."""

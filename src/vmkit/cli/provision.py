@@ -8,10 +8,13 @@ import base64
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
 from ..spec import cloud as seed
+
+if TYPE_CHECKING:
+    from .render import Record
 
 USER_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")  # the user's own, in order of preference
 
@@ -75,7 +78,7 @@ def private_key_for(keys: str) -> Path | None:
     return None
 
 
-def ssh_argv(vm: dict[str, Any], identity: Path | None, user: str, command: list[str]
+def ssh_argv(vm: Record, identity: Path | None, user: str, command: list[str]
              ) -> list[str]:
     """ssh to the VM through its forwarded port, with the key it was given."""
     forward = next((p for p in vm["ports"] if p["guest_port"] == 22 and p["proto"] == "tcp"),

@@ -13,7 +13,18 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import Protocol, TypeVar
+
+    class Record(Protocol):
+        """An object of the API as the SDK returns it, read by key: a dict, or a model of
+        ``vmkit.models`` (which answers dict-style reads too)."""
+        def __getitem__(self, key: str, /) -> Any: ...
+        def get(self, key: str, default: Any = None, /) -> Any: ...
+
+    R = TypeVar("R", bound=Record)
 
 # A table cell: plain text, or (text, style) with a style name from _SGR.
 Cell = str | tuple[str, str]
@@ -58,19 +69,19 @@ def print_json(data: Any) -> None:
 
 # --- pure formatters -------------------------------------------------------------------
 
-def port(p: dict[str, Any]) -> str:
+def port(p: Record) -> str:
     """{"host_addr": "127.0.0.1", "host_port": 8080, ...} -> '127.0.0.1:8080->80/tcp'."""
     addr = p["host_addr"]
     host = f"[{addr}]" if ":" in addr else addr
     return f"{host}:{p['host_port']}->{p['guest_port']}/{p['proto']}"
 
 
-def image(vm: dict[str, Any]) -> str:
+def image(vm: Record) -> str:
     """A VM's image, or for a blank disk the CD it installs from."""
     return vm["image"] or f"(blank, cd {vm.get('cdrom') or '-'})"
 
 
-def ports(vm: dict[str, Any]) -> str:
+def ports(vm: Record) -> str:
     return ", ".join(port(p) for p in vm.get("ports") or ())
 
 
@@ -104,7 +115,7 @@ def size(n: int) -> str:
     return f"{value:.1f}T"
 
 
-def state(vm: dict[str, Any]) -> Cell:
+def state(vm: Record) -> Cell:
     """A VM's state, coloured by what it means."""
     s = vm["state"]
     return (s, STATE_STYLES[s]) if s in STATE_STYLES else s
@@ -124,13 +135,13 @@ def _paint(text: str, style: str | None, color: bool) -> str:
     return f"\x1b[{_SGR[style]}m{text}\x1b[0m"
 
 
-def tree(items: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+def tree(items: Sequence[R]) -> list[tuple[int, R]]:
     """Items with ``name`` and ``parent`` (a name) in depth-first order, with their depth."""
-    children: dict[str | None, list[dict[str, Any]]] = {}
+    children: dict[str | None, list[R]] = {}
     names = {i["name"] for i in items}
     for item in items:
         children.setdefault(item["parent"] if item["parent"] in names else None, []).append(item)
-    out: list[tuple[int, dict[str, Any]]] = []
+    out: list[tuple[int, R]] = []
 
     def walk(parent: str | None, depth: int) -> None:
         for item in children.get(parent, []):

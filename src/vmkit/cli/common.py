@@ -1,0 +1,80 @@
+"""What every command shares: this invocation's state (``--home``, ``--host``, the SDK
+client) and how commands report on stdout.
+
+Imported at startup, so it imports nothing heavy: the SDK is imported when ``client()``
+first makes one.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..paths import HomePaths
+
+
+class State:
+    home: Path | None = None
+    host: str | None = None  # --host: another vmkit host, by its registered name
+    client: Client | None = None
+    error_exit = 1  # exit status for vmkit's own errors; exec makes it 125
+
+
+state = State()
+
+
+def client() -> Client:
+    """The SDK client for this invocation, made on first use (vmkitd is started if needed)."""
+    if state.client is None:
+        from ..client import Client
+
+        if state.host:
+            state.client = Client.for_host(state.host, home=state.home)
+        else:
+            state.client = Client(home=state.home, autostart=True)
+    return state.client
+
+
+def home_paths() -> HomePaths:
+    """The files of this host's vmkit home (``--home``), e.g. the registered hosts."""
+    from ..paths import HomePaths, default_home
+
+    return HomePaths(state.home or default_home())
+
+
+def say(line: str) -> None:
+    """Print a result line on stdout, at once (scripts read it while vmkit goes on)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def each(names: list[str], action: Callable[[str], Any]) -> None:
+    """Apply ``action`` to every name, printing each that succeeds; report failures and go
+    on with the others, then exit 1 if any failed."""
+    from ..errors import DaemonError, VmkitError
+
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except DaemonError:
+            raise  # no daemon: every other name would fail the same way
+        except VmkitError as e:
+            from .render import error
+
+            error(e.message)
+            failed = True
+        else:
+            say(name)
+    if failed:
+        raise SystemExit(1)
+
+
+def time_now() -> float:
+    import time
+
+    return time.time()

@@ -1,0 +1,70 @@
+"""Progress bars on stderr for long requests: ``follow`` an operation of vmkitd (image builds
+and imports, migrations) to its end, or show the bytes of a transfer (``transfer_progress``).
+Rich is imported only when a bar is shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from .render import Record
+
+
+def follow(c: Client, op: Record, title: str) -> Record:
+    """Follow an operation to its end with a progress bar on stderr; raise if it failed.
+    Ctrl-C cancels an image build or import (vmkitd removes what it made so far)."""
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn)
+
+    from ..errors import VmkitError
+    from . import render
+
+    columns = (SpinnerColumn(), TextColumn(title), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=render.err()) as progress:
+        task = progress.add_task(escape(op.get("message") or "starting"), total=1.0)
+
+        def on_progress(op: Record) -> None:
+            progress.update(task, completed=op.get("progress") or 0.0,
+                            description=escape(op.get("message") or ""))
+
+        try:
+            return c.wait_operation(op["id"], on_progress, interval=0.1)
+        except KeyboardInterrupt:
+            if op["kind"] not in ("image-build", "image-import"):
+                raise
+            progress.update(task, description="cancelling...")
+            c.cancel_operation(op["id"])
+            with contextlib.suppress(VmkitError):
+                c.wait_operation(op["id"], interval=0.2)
+    sys.stderr.write("Cancelled: nothing was stored.\n")
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def transfer_progress(title: str, before: str = "", after: str = ""
+                      ) -> Iterator[Callable[[int, int], None]]:
+    """A bytes progress bar on stderr; the callback it yields takes (done, total). ``before``
+    the first bytes and ``after`` the last, they say what vmkitd is doing."""
+    from rich.markup import escape
+    from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn,
+                               TextColumn, TimeElapsedColumn, TransferSpeedColumn)
+
+    from . import render
+
+    columns = (SpinnerColumn(), TextColumn(escape(title)), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=render.err()) as progress:
+        task = progress.add_task(before, total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total or None,
+                            description="" if done < total else after)
+
+        yield on_progress
