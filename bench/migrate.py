@@ -108,7 +108,7 @@ BUSY = ("setsid sh -c 'while :; do dd if=/dev/zero of=/tmp/dirty bs=1M count=48 
 
 def two_hosts(qemu: str | None) -> list[tuple[vmkit.Client, str, str, Path]]:
     """Two vmkitd on loopback running ``qemu`` (None: the system's)."""
-    from vmkit.services.migration import free_port
+    from vmkit.networks.ports import free_port
 
     if qemu:
         os.environ["VMKIT_QEMU"] = qemu

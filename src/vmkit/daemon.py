@@ -25,7 +25,7 @@ import uvicorn
 
 from .api.app import create_app
 from .errors import VmkitError
-from .core.host import AlreadyRunningError
+from .core.registry import AlreadyRunningError
 from .server import Server
 from .paths import HomePaths, atomic_write, default_home
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.host import Host
+from .core.core import Core
 from .networks.service import Networks
 from .services.display import Display
 from .services.forensics.service import Forensics
 from .services.migration import Migrations
 from .services.portable.service import Portable
+from .services.run import Runs
 from .services.snapshots import Snapshots
 from .services.stats import Stats
 
@@ -23,7 +24,7 @@ from .services.stats import Stats
 class Server:
     """Everything vmkitd serves: the core and the services built on it."""
 
-    core: Host
+    core: Core
     networks: Networks
     snapshots: Snapshots
     migrations: Migrations
@@ -31,15 +32,19 @@ class Server:
     forensics: Forensics
     stats: Stats
     display: Display
+    runs: Runs
 
     @classmethod
     async def open(cls, home: Path) -> Server:
-        """Open VMKIT_HOME ``home``: re-attach to its running VMs and recover what a stopped
-        daemon left half done."""
-        core = Host(home)
-        await core.open()
-        return cls(core, core.networks, core.snapshots, core.migrations, core.portable,
-                   core.forensics, core.stats, Display(core))
+        """Open VMKIT_HOME ``home``: build the core and the services (which register their
+        hooks with it), then re-attach to its running VMs and recover what a stopped daemon
+        left half done."""
+        core = await Core.open(home)
+        snapshots = Snapshots(core)
+        server = cls(core, core.networks, snapshots, Migrations(core), Portable(core),
+                     Forensics(core), Stats(core), Display(core), Runs(core, snapshots))
+        await core.recover()
+        return server
 
     async def close(self) -> None:
         """Stop serving; every VM keeps running and the next daemon re-attaches to it."""

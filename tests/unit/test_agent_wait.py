@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from vmkit.errors import AgentError
-from vmkit.core.host import _agent_or_exit
+from vmkit.core.launch import _agent_or_exit
 
 
 class FakeAgent:

@@ -1,13 +1,13 @@
 """What a hostile client sends: names that try to leave their place in the URL (through raw
 HTTP and through the SDK), oversized bodies, unknown fields, bad stdin and argv. On a fake
-host that records every call: a refused request must reach none."""
+server that records every call: a refused request must reach none."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from vmkit import Client
 from vmkit.api.guards import body_cap, path_problem
 from vmkit.errors import InvalidInputError
 
-from .test_api_validation import _APP, FakeHost, assert_error, client, host  # noqa: F401
+from .test_api_validation import _APP, FakeCore, assert_error, client, core  # noqa: F401
 
 # What a name must never do in a path: climb, split, end the path, or hide any of these
 # behind percent-encoding (once or twice).
@@ -39,12 +39,12 @@ def test_path_problem() -> None:
 def _asgi(method: str, raw_path: bytes) -> tuple[int, dict[str, Any]]:
     """Send one request to the app with exactly this path, as a raw HTTP client would (httpx
     itself would clean up '..')."""
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
@@ -75,7 +75,7 @@ def test_every_route_with_a_name_is_covered() -> None:
 
 @pytest.mark.parametrize("method, route, params", ROUTES,
                          ids=[f"{m} {r}" for m, r, _ in ROUTES])
-def test_raw_http_names_cannot_leave_their_segment(host: FakeHost, method: str, route: str,
+def test_raw_http_names_cannot_leave_their_segment(core: FakeCore, method: str, route: str,
                                                    params: list[str]) -> None:
     for param in params:
         for bad in ENCODED:
@@ -85,16 +85,16 @@ def test_raw_http_names_cannot_leave_their_segment(host: FakeHost, method: str, 
             status, body = _asgi(method, path.encode())
             assert status in (404, 422), (path, status, body)
             assert set(body) == {"error", "message"} and body["message"], body
-    assert host.calls == []
+    assert core.calls == []
 
 
-def test_raw_http_dot_segments_are_refused(host: FakeHost) -> None:
+def test_raw_http_dot_segments_are_refused(core: FakeCore) -> None:
     # What 'vmkit snapshot rm pf1 ../../victim' sent before the client encoded names.
     status, body = _asgi("DELETE", b"/v1/vms/pf1/snapshots/../../victim")
     assert status == 404 and "'..'" in body["message"]
     status, body = _asgi("POST", b"/v1/vms/pf1/snapshots/../../victim2/kill")
     assert status == 404
-    assert host.calls == []
+    assert core.calls == []
 
 
 # --- the SDK ---------------------------------------------------------------------------------
@@ -148,7 +148,8 @@ def test_sdk_table_names_every_method_with_a_name(tmp_path: Path) -> None:
              if not name.startswith("_")
              and {"name", "vm", "op_id"} & set(inspect.signature(f).parameters)}
     named -= {"for_host", "create_vm", "fork", "create_template", "create_network",
-              "import_vm"}  # their names travel in the body or the query, not the path
+              "import_vm", "run", "start_run"}  # their names travel in the body or the
+    # query, not the path
     assert named <= set(_sdk_calls(tmp_path))
 
 
@@ -180,7 +181,7 @@ def test_body_caps() -> None:
     assert body_cap("POST", "/v1/imports") is None  # streamed to disk
 
 
-def test_oversized_body_is_refused_before_parsing(client: Any, host: FakeHost) -> None:
+def test_oversized_body_is_refused_before_parsing(client: Any, core: FakeCore) -> None:
     body = json.dumps({"name": "web", "user_data": "x" * (5 << 20)})
     msg = assert_error(client.post("/v1/vms", content=body,
                                    headers={"content-type": "application/json"}),
@@ -188,10 +189,10 @@ def test_oversized_body_is_refused_before_parsing(client: Any, host: FakeHost) -
     assert "4 MiB" in msg
     big_ports = {"name": "web", "ports": ["8080:80"] * 20000}
     assert_error(client.post("/v1/vms/web/snapshots", json=big_ports), 413, "too_large")
-    assert host.calls == []
+    assert core.calls == []
 
 
-def test_oversized_body_without_length_is_refused(client: Any, host: FakeHost) -> None:
+def test_oversized_body_without_length_is_refused(client: Any, core: FakeCore) -> None:
     def chunks() -> Any:  # chunked: no content-length to judge by
         yield b'{"argv": ["cat"], "stdin": "'
         for _ in range(40):
@@ -201,35 +202,35 @@ def test_oversized_body_without_length_is_refused(client: Any, host: FakeHost) -
     r = client.post("/v1/vms/web/exec", content=chunks(),
                     headers={"content-type": "application/json"})
     assert_error(r, 413, "too_large")
-    assert host.calls == []
+    assert core.calls == []
 
 
-def test_a_body_that_is_not_text_is_a_422(client: Any, host: FakeHost) -> None:
+def test_a_body_that_is_not_text_is_a_422(client: Any, core: FakeCore) -> None:
     r = client.post("/v1/templates", content=b"\xff\x1c\xfe",
                     headers={"content-type": "application/json"})
     assert "JSON" in assert_error(r, 422, "invalid_input")
 
 
-def test_unknown_fields_are_refused(client: Any, host: FakeHost) -> None:
+def test_unknown_fields_are_refused(client: Any, core: FakeCore) -> None:
     msg = assert_error(client.post("/v1/vms", json={"name": "web", "qemu_args": ["-s"]}),
                        422, "invalid_input")
     assert "unknown field 'qemu_args'" in msg
     assert_error(client.post("/v1/vms/web/exec", json={"argv": ["true"], "env": {"A": "1"}}),
                  422, "invalid_input")
-    assert host.calls == []
+    assert core.calls == []
 
 
-def test_empty_network_list_means_no_nic(client: Any, host: FakeHost) -> None:
+def test_empty_network_list_means_no_nic(client: Any, core: FakeCore) -> None:
     client.post("/v1/vms", json={"name": "web", "network": []})
-    [(_, spec)] = host.calls
+    [(_, spec)] = core.calls
     assert spec.network == "none" and spec.attachments() == ()
 
 
-def test_long_snapshot_name_gets_vmkits_message(client: Any, host: FakeHost) -> None:
+def test_long_snapshot_name_gets_vmkits_message(client: Any, core: FakeCore) -> None:
     msg = assert_error(client.post("/v1/vms/web/snapshots", json={"name": "s" * 300}), 422,
                        "invalid_input")
     assert msg.startswith("invalid snapshot name 'ssss") and "1-63 letters" in msg
-    assert host.calls == []
+    assert core.calls == []
 
 
 def test_405_says_what_is_allowed(client: Any) -> None:
@@ -243,31 +244,31 @@ def test_405_says_what_is_allowed(client: Any) -> None:
 
 # --- exec: stdin and argv ------------------------------------------------------------------
 
-def test_exec_stdin_is_base64_of_any_bytes(client: Any, host: FakeHost) -> None:
+def test_exec_stdin_is_base64_of_any_bytes(client: Any, core: FakeCore) -> None:
     import base64
 
     data = "é\n".encode()
     client.post("/v1/vms/web/exec", json={"argv": ["cat"],
                                           "stdin": base64.b64encode(data).decode()})
-    assert host.calls == [("exec_vm", ("web", ["cat"], data))]
+    assert core.calls == [("exec_vm", ("web", ["cat"], data))]
 
 
 @pytest.mark.parametrize("stdin", ["é", "not base64!", "aGk"])
-def test_exec_stdin_not_base64(client: Any, host: FakeHost, stdin: str) -> None:
+def test_exec_stdin_not_base64(client: Any, core: FakeCore, stdin: str) -> None:
     msg = assert_error(client.post("/v1/vms/web/exec", json={"argv": ["cat"], "stdin": stdin}),
                        422, "invalid_input")
     assert "base64" in msg
-    assert host.calls == []
+    assert core.calls == []
 
 
-def test_exec_stdin_too_large(client: Any, host: FakeHost) -> None:
+def test_exec_stdin_too_large(client: Any, core: FakeCore) -> None:
     import base64
 
     stdin = base64.b64encode(b"x" * ((1 << 20) + 3)).decode()
     r = client.post("/v1/vms/web/exec", json={"argv": ["cat"], "stdin": stdin})
     assert_error(r, 413, "too_large")
     assert "stdin is larger than 1 MiB" in r.json()["message"]
-    assert host.calls == []
+    assert core.calls == []
 
 
 @pytest.mark.parametrize("argv, word", [
@@ -276,11 +277,11 @@ def test_exec_stdin_too_large(client: Any, host: FakeHost) -> None:
     (["echo", *["x" * (100 << 10)] * 3], "together"),
     ([], "argv"),
 ])
-def test_exec_argv_refused(client: Any, host: FakeHost, argv: list[str], word: str) -> None:
+def test_exec_argv_refused(client: Any, core: FakeCore, argv: list[str], word: str) -> None:
     r = client.post("/v1/vms/web/exec", json={"argv": argv})
     assert r.status_code in (413, 422)
     assert word in r.json()["message"]
-    assert host.calls == []
+    assert core.calls == []
 
 
 # --- the schema -----------------------------------------------------------------------------

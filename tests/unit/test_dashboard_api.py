@@ -1,4 +1,4 @@
-"""The API pieces the dashboard needs, on a fake host: the event stream, token auth of
+"""The API pieces the dashboard needs, on a fake server: the event stream, token auth of
 websockets through their subprotocol, the static files served without a token."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import warnings
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +13,8 @@ import pytest
 from vmkit.api.app import create_app
 from vmkit.errors import NotFoundError
 from vmkit.events import Changes
+
+from .fake_server import fake_server
 
 with warnings.catch_warnings():  # starlette's notice about httpx; not ours to fix
     warnings.filterwarnings("ignore", message=".*httpx.*")
@@ -24,12 +25,13 @@ TOKEN = "s3cret-token_1"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
-class FakeHost:
+class FakeCore:
     """VM 'a' exists; listing VMs (which the event stream does first) makes 'a' and 'gone'
     change and then the daemon stop, so the stream has a known, finite body."""
 
     def __init__(self) -> None:
         self.changes = Changes()
+        self.guest = _FakeGuest()
 
     def list_vms(self) -> list[dict[str, Any]]:
         self.changes.publish("vm", "a")
@@ -44,12 +46,15 @@ class FakeHost:
             raise NotFoundError(f"no VM named {name!r}")
         return {"name": "a", "state": "running"}
 
+
+
+class _FakeGuest:
     async def console(self, name: str) -> Any:
         raise NotFoundError(f"no VM named {name!r}")
 
 
-_HOST = FakeHost()
-_APP = create_app(SimpleNamespace(core=_HOST), token=TOKEN, ui_url="http://127.0.0.1:1/ui/")  # type: ignore[arg-type]
+_CORE = FakeCore()
+_APP = create_app(fake_server(_CORE), token=TOKEN, ui_url="http://127.0.0.1:1/ui/")
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +155,10 @@ def test_dashboard_files_need_no_token_but_data_does(client: TestClient) -> None
 def test_info_tells_the_dashboard_url(client: TestClient) -> None:
     from vmkit.api.app import create_app as make
 
-    class InfoHost(FakeHost):
+    class InfoCore(FakeCore):
         def info(self) -> dict[str, Any]:
             return {"home": "/h", "pid": 1, "accel": "tcg", "accel_reason": None, "vms": 0,
                     "images": 0}
 
-    with TestClient(make(SimpleNamespace(core=InfoHost()), ui_url="http://127.0.0.1:1/ui/")) as c:  # type: ignore[arg-type]
+    with TestClient(make(fake_server(InfoCore()), ui_url="http://127.0.0.1:1/ui/")) as c:
         assert c.get("/v1/info").json()["ui"] == "http://127.0.0.1:1/ui/"

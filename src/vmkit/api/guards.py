@@ -93,7 +93,8 @@ async def _read_body(scope: Scope, receive: Receive, cap: int) -> bytes | None:
     for name, value in scope.get("headers") or ():
         if name == b"content-length" and value.isdigit() and int(value) > cap:
             return None
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":  # the client went away: let the app see it

@@ -1,4 +1,6 @@
-"""Request and response bodies of the REST API; they are also its OpenAPI schema.
+"""Request bodies of the REST API and their checks; with the response bodies, which live in
+``vmkit.models`` (the SDK returns them too) and are re-exported here, they are its OpenAPI
+schema.
 
 Request bodies refuse fields they do not know. Names carry their pattern in the schema, and a
 wrong one gets the same message from the API as from the CLI (spec.validate_name).
@@ -13,6 +15,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from pydantic_core import PydanticCustomError
 
 from ..errors import InvalidInputError
+# The response bodies, shared with the SDK: re-exported for the routes ("X as X").
+from ..models import (CloudInit as CloudInit, Error as Error, FileChange as FileChange,
+                      HostInfo as HostInfo, Image as Image, IncomingReady as IncomingReady,
+                      MemoryDigest as MemoryDigest, Network as Network, Operation as Operation,
+                      PortForward as PortForward, RemoteHost as RemoteHost, Snapshot as Snapshot,
+                      Template as Template, Vm as Vm, VmStats as VmStats,
+                      VncDisplay as VncDisplay)
 from ..spec import NAME_PATTERN, validate_name
 
 NAME_SCHEMA = {"type": "string", "pattern": f"^{NAME_PATTERN}$", "minLength": 1,
@@ -36,8 +45,15 @@ def checked(check: Callable[[Any], object]) -> AfterValidator:
     return AfterValidator(run)
 
 
+def _named(what: str) -> AfterValidator:
+    """The check of the name of a ``what`` (VM, image...) as a field validator."""
+    return checked(lambda v: validate_name(v, what))
+
+
 def name_field(what: str) -> Any:
-    return Annotated[str, checked(lambda v: validate_name(v, what)), WithJsonSchema(NAME_SCHEMA)]
+    """The type of a field that holds the name of a ``what``: checked, with its pattern in
+    the schema. (Written out as ``Annotated[...]`` below, where mypy needs a type alias.)"""
+    return Annotated[str, _named(what), WithJsonSchema(NAME_SCHEMA)]
 
 
 def _check_source(text: str) -> None:
@@ -54,7 +70,7 @@ def _check_networks(networks: str | list[str] | None) -> None:
         validate_name(name, "network")
 
 
-VmName = name_field("VM")
+VmName = Annotated[str, _named("VM"), WithJsonSchema(NAME_SCHEMA)]
 # A port forward as the CLI's -p takes it; spec.parse_port checks it and says what is wrong.
 PortText = Annotated[str, WithJsonSchema({
     "type": "string", "maxLength": 64,
@@ -62,7 +78,11 @@ PortText = Annotated[str, WithJsonSchema({
 Networks = Annotated[str | list[str] | None, checked(_check_networks), WithJsonSchema({
     "anyOf": [NAME_SCHEMA, {"type": "array", "items": NAME_SCHEMA, "maxItems": 8},
               {"type": "null"}]})]
-ImageName = name_field("image")
+ImageName = Annotated[str, _named("image"), WithJsonSchema(NAME_SCHEMA)]
+SnapshotName = Annotated[str, _named("snapshot"), WithJsonSchema(NAME_SCHEMA)]
+TemplateName = Annotated[str, _named("template"), WithJsonSchema(NAME_SCHEMA)]
+HostName = Annotated[str, _named("host"), WithJsonSchema(NAME_SCHEMA)]
+NetworkName = Annotated[str, _named("network"), WithJsonSchema(NAME_SCHEMA)]
 Source = Annotated[str, checked(_check_source), WithJsonSchema(SOURCE_SCHEMA)]
 
 
@@ -73,18 +93,6 @@ EnvValue = Annotated[str, Field(max_length=4096)]
 class Body(BaseModel):
     """A request body: a field it does not know is refused, never silently ignored."""
     model_config = ConfigDict(extra="forbid")
-
-
-class Error(BaseModel):
-    error: str = Field(description="Kind of error, e.g. not_found, conflict, invalid_input")
-    message: str = Field(description="What is wrong and what to do about it")
-
-
-class PortForward(BaseModel):
-    host_addr: str
-    host_port: int
-    guest_port: int
-    proto: Literal["tcp", "udp"]
 
 
 class VmCreate(Body):
@@ -123,73 +131,44 @@ class VmCreate(Body):
                                         "environment variables for the guest and its runcmd")
 
 
-class CloudInit(BaseModel):
-    status: Literal["done", "error"]
-    detail: str
-
-
-class Vm(BaseModel):
-    name: str
-    state: Literal["starting", "running", "paused", "stopping", "stopped", "crashed"]
-    image: str | None
-    cpus: int
-    memory: str
-    memory_mib: int
-    disk: str | None
-    network: str
-    mac: str
-    pid: int | None
-    ports: list[PortForward]
-    auto_remove: bool
-    disposable: bool = False
-    io_iops: int | None = None
-    io_bps: int | None = None
-    networks: list[str] = []
-    display: Literal["none", "vnc"] = "none"
-    created: float
-    started: float | None
-    reason: str = Field(description="why the VM crashed, if it did")
-    snapshot: str | None = Field(None, description="the snapshot its state descends from")
-    forked_from: str | None = Field(None, description="VM@SNAP or template it was forked from")
-    cdrom: str | None = None
-    firmware: Literal["bios", "uefi"] = "bios"
-    ssh_keys: str | None = Field(None, description="public keys the guest's user accepts")
-    cloud_init: CloudInit | None = Field(None, description="on creation of a cloud-init "
-                                         "image: how provisioning ended")
-
-
-class Image(BaseModel):
-    name: str
-    digest: str
-    kind: str
-    size: int = Field(description="bytes used on disk")
-    disk: str = Field(description="virtual size of the root disk")
-    created: float
-    format: str = Field("raw", description="the disk's format: raw or qcow2")
-    description: str = ""
-    bootable: str | None = Field(None, description="imported images: how the firmware boots "
-                                 "it (mbr, gpt, bios, uefi, bios+uefi or unknown)")
-    cloud_init: bool = Field(False, description="it provisions itself from --ssh-key, "
-                             "--user-data and -e")
-    source: dict[str, Any] | None = Field(None, description="imported images: the file's "
-                                          "path, size and mtime_ns when it was imported")
+class RunCreate(Body):
+    """What ``vmkit run`` asks for; every field has the CLI's default."""
+    name: VmName | None = Field(None, description="null: a generated one, such as brave-otter")
+    image: ImageName | None = Field(None, description="null: tiny (a blank disk with cdrom); "
+                                    "tiny and debian are built if this host lacks them")
+    cpus: int = Field(1, description="virtual CPUs, 1-64")
+    memory: str = Field("256M", max_length=32, description="e.g. 256M, 1G (MiB if no unit)")
+    disk: str | None = Field(None, max_length=32, description="disk size; default: the image's")
+    ports: list[PortText] = Field([], max_length=64,
+                                  description="docker-style [ADDR:]HOSTPORT:GUESTPORT[/udp]")
+    networks: list[NetworkName] = Field([], max_length=8, description="one NIC each: nat, "
+                                        "restricted, none or a private network; empty: nat "
+                                        "(none if disposable)")
+    auto_remove: bool = Field(False, description="remove the VM when it stops")
+    disposable: bool = Field(False, description="remove the VM and everything it wrote when "
+                                                "it stops; no NIC unless a network is given")
+    io_limit: str | None = Field(None, max_length=32, description="disk throttling, e.g. "
+                                 "300iops,20M")
+    display: Literal["none", "vnc"] = Field("none", description="vnc: a VNC server")
+    cdrom: str | None = Field(None, max_length=4096, description="an ISO image's name, or the "
+                              "absolute path of an ISO file on the daemon's host (imported "
+                              "on first use)")
+    firmware: Literal["bios", "uefi"] = Field("bios", description="SeaBIOS or UEFI (OVMF)")
+    ssh_keys: str | None = Field(None, max_length=16384, description="cloud-init images: "
+                                 "OpenSSH public keys of the user vmkit makes ('debian')")
+    user_data: str | None = Field(None, max_length=1 << 20, description="cloud-init images: "
+                                  "a #cloud-config document, checked before boot")
+    env: dict[EnvKey, EnvValue] = Field({}, max_length=256, description="cloud-init images: "
+                                        "environment variables for the guest and its runcmd")
+    source: Source | None = Field(None, description="fork it from VM@SNAPSHOT, a template or "
+                                  "a running VM instead of booting")
+    fast: bool = Field(False, description="fork it from a ready template of the image, made "
+                                          "on first use: ready in about a second")
 
 
 class ImageImport(Body):
     path: str = Field(max_length=4096, description="absolute path of a disk image, ISO or "
                       "block device on the daemon's host", examples=["/srv/isos/alpine.iso"])
-
-
-class Operation(BaseModel):
-    id: str
-    kind: str
-    target: str
-    state: Literal["running", "succeeded", "failed"]
-    progress: float
-    message: str
-    error: str | None
-    created: float
-    updated: float
 
 
 def _check_argv(argv: list[str]) -> None:
@@ -219,22 +198,6 @@ class ExecRequest(Body):
         f"{MAX_STDIN_BYTES >> 20} MiB decoded")
 
 
-class HostInfo(BaseModel):
-    home: str
-    pid: int
-    qemu: str | None = Field(None, description="the QEMU binary VMs run with (VMKIT_QEMU)")
-    qemu_version: str | None = None
-    qemu_features: list[str] = Field([], description="what that QEMU offers and vmkit uses: "
-                                     "machine types, memory backends, migration capabilities")
-    accel: str | None
-    accel_reason: str | None
-    limits: str = Field("", description="how CPU and memory limits are enforced, or why not")
-    vms: int
-    images: int
-    ui: str | None = Field(None, description="the dashboard's URL, when vmkitd serves TCP "
-                                             "('vmkitd --listen')")
-
-
 class VmResize(Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
     cpus: int | None = Field(None, description="virtual CPUs, 1-64")
@@ -244,23 +207,9 @@ class VmResize(Body):
 
 
 class SnapshotCreate(Body):
-    name: name_field("snapshot") | None = Field(None, description="default: snap1, snap2, ...")
+    name: SnapshotName | None = Field(None, description="default: snap1, snap2, ...")
     memory: bool = Field(True, description="save memory and devices too (if the VM runs); "
                                            "false: the disk only")
-
-
-class Snapshot(BaseModel):
-    id: str
-    name: str
-    vm: str | None
-    created: float
-    memory: bool = Field(description="holds memory and device state, not only the disk")
-    paused: bool = Field(description="the VM was paused when it was taken")
-    size: int = Field(description="bytes on disk")
-    parent: str | None = Field(description="the snapshot this one descends from")
-    current: bool = Field(description="the VM's state descends from this snapshot")
-    forks: list[str] = Field(description="VMs forked from it")
-    templates: list[str]
 
 
 class ForkCreate(Body):
@@ -274,7 +223,7 @@ class ForkCreate(Body):
 
 
 class TemplateCreate(Body):
-    name: name_field("template")
+    name: TemplateName
     source: Source = Field(description="VM@SNAPSHOT, or a running VM")
 
 
@@ -285,24 +234,13 @@ class FastTemplate(Body):
     network: Literal["nat", "restricted", "none"] = "nat"
 
 
-class Template(BaseModel):
-    name: str
-    created: float
-    image: str | None = Field(description="null: a blank disk installed from a CD")
-    cpus: int
-    memory_mib: int
-    source: str | None = Field(description="VM@SNAPSHOT it was made from, if that VM exists")
-    forks: list[str]
-    size: int
-
-
 class MigrateRequest(Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "anyOf": [{"required": ["host"]}, {"required": ["url", "token"]}]})
     url: str | None = Field(None, max_length=512,
                             description="the destination's API: http(s)://ADDR:PORT")
     token: str | None = Field(None, max_length=512, description="the destination's token")
-    host: name_field("host") | None = Field(None, description="instead of url and token: a "
+    host: HostName | None = Field(None, description="instead of url and token: a "
                              "host registered here ('vmkit host add')")
     ca: str | None = Field(None, max_length=4096, description="CA file to trust for its TLS")
     postcopy: bool = Field(False, description="switch to post-copy for guests that dirty "
@@ -324,66 +262,12 @@ class FinishMigration(Body):
     watch: float = Field(30.0, ge=0, le=600, description="seconds to watch the guest run")
 
 
-class MemoryDigest(BaseModel):
-    digest: str = Field(description="BLAKE2b of the paused guest's memory and CPU state")
-
-
-class RemoteHost(BaseModel):
-    name: str
-    url: str
-
-
 class NetworkCreate(Body):
-    name: name_field("network") = Field(examples=["lab"])
+    name: NetworkName = Field(examples=["lab"])
     subnet: str | None = Field(None, max_length=43, description="e.g. 10.77.0.0/24; default: "
                                "a free /24 in 10.77.0.0/16")
     isolated: bool = Field(False, description="no route out of the host, and the host "
                                               "answers only DHCP and DNS")
-
-
-class Network(BaseModel):
-    name: str
-    subnet: str
-    isolated: bool
-    gateway: str
-    driver: Literal["bridge", "switch"] = Field(
-        description="bridge: a Linux bridge and TAP devices (vmkitd runs as root); switch: "
-                    "QEMU sockets switched by vmkitd, always isolated (no root needed)")
-    bridge: str = Field(description="the Linux bridge, if the driver is bridge")
-    created: float
-    vms: list[str]
-
-
-class VmStats(BaseModel):
-    name: str
-    state: str
-    cpus: int
-    memory_limit_bytes: int
-    cpu_seconds: float | None = None
-    cpu_percent: float | None = Field(None, description="of one CPU, since the last reading")
-    memory_rss_bytes: int | None = None
-    disk_read_bytes: int | None = None
-    disk_write_bytes: int | None = None
-    disk_read_ops: int | None = None
-    disk_write_ops: int | None = None
-    net_rx_bytes: int | None = Field(None, description="as the guest counts it (agent)")
-    net_tx_bytes: int | None = None
-    net_rx_packets: int | None = None
-    net_tx_packets: int | None = None
-    ips: list[str] | None = Field(None, description="the guest's addresses (agent)")
-
-
-class VncDisplay(BaseModel):
-    name: str
-    socket: str = Field(description="the VNC server's Unix socket on the VM's host")
-    password: str = Field(description="VNC password, made for each QEMU process")
-    websocket: str = Field(description="the API's websocket proxy to it (for noVNC)")
-
-
-class FileChange(BaseModel):
-    change: Literal["added", "removed", "changed"]
-    path: str
-    type: Literal["file", "dir", "link", "other"]
 
 
 class ExportRequest(Body):
@@ -403,10 +287,3 @@ class IncomingMigration(Body):
     disk_used: int = Field(ge=0, le=1 << 44, description="bytes its disk takes at the source")
     qemu: str = Field(max_length=64, description="the source's QEMU version")
     postcopy: bool = Field(False, description="the source may switch to post-copy")
-
-
-class IncomingReady(BaseModel):
-    name: str
-    address: str
-    nbd_port: int
-    migration_port: int

@@ -45,7 +45,8 @@ def explain_launch_error(error: LaunchError) -> VmkitError:
 
 
 def free_port(addr: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now, chosen by the kernel."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port nothing listens on now at ``addr`` (IPv4 or IPv6), chosen by the kernel."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((addr, 0))
         return int(s.getsockname()[1])

@@ -25,16 +25,16 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ConflictError, HostError, InvalidInputError, NotFoundError
 from ..machine.argv import nic_mac
+from ..machine.jail import Jail
+from ..paths import HomePaths
 from ..spec import VmSpec, validate_name
-from ..store import NetworkRecord, VmRecord
+from ..store import NetworkRecord, Store, VmRecord
 from .switch import Port, Switch, mac_bytes
 
-if TYPE_CHECKING:
-    from ..core.host import Host
 
 log = logging.getLogger("vmkit.networks")
 BUILTIN = ("nat", "restricted", "none")
@@ -57,17 +57,15 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 class Networks:
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, store: Store, paths: HomePaths, jail: Jail | None) -> None:
+        self.store = store
+        self.paths = paths
+        self.jail = jail
         self.switched = os.geteuid() != 0 or os.environ.get("VMKIT_NETWORKS") == "switch"
         self.switches: dict[str, Switch] = {}
 
-    @property
-    def store(self) -> Any:
-        return self.host.store
-
     def _dir(self, name: str) -> Path:
-        return self.host.paths.root / "networks" / name
+        return self.paths.root / "networks" / name
 
     # --- the registry ----------------------------------------------------------------------
 
@@ -93,7 +91,7 @@ class Networks:
     def _subnet(self, text: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         taken = [ipaddress.ip_network(n.subnet) for n in self.store.networks()]
         if text is None:
-            for candidate in DEFAULT_POOL.subnets(new_prefix=24):  # type: ignore[assignment]
+            for candidate in DEFAULT_POOL.subnets(new_prefix=24):
                 if not any(candidate.overlaps(t) for t in taken) and not _routed(candidate):
                     return candidate
             raise ConflictError("no free /24 left in 10.77.0.0/16; give --subnet")
@@ -194,8 +192,8 @@ class Networks:
         switch = Switch(d / "switch.sock", net.subnet, f"{net.name}.vmkit", d / "leases.json",
                         lambda: self._ports(net.name))
         switch.open()
-        if self.host.jail:  # jailed QEMUs send to it as their user (and see its directory)
-            self.host.jail.give(d, switch.path)
+        if self.jail:  # jailed QEMUs send to it as their user (and see its directory)
+            self.jail.give(d, switch.path)
         self.switches[net.name] = switch
 
     def _ports(self, network: str) -> list[Port]:
@@ -205,7 +203,7 @@ class Networks:
                 for index, name in enumerate(vm.spec.attachments()) if name == network]
 
     def _nic_socket(self, vm: str, index: int) -> Path:
-        return self.host.paths.vm(vm).dir / f"net{index}.sock"
+        return self.paths.vm(vm).dir / f"net{index}.sock"
 
     def _start_dnsmasq(self, net: NetworkRecord) -> None:
         """(Re)start the network's dnsmasq with a DHCP entry, name by MAC, for each VM NIC."""
@@ -302,7 +300,7 @@ class Networks:
         return nics
 
     def _add_tap(self, tap: str) -> None:
-        jail = self.host.jail  # a jailed QEMU is not root: the TAP must be its user's
+        jail = self.jail  # a jailed QEMU is not root: the TAP must be its user's
         _ip("tuntap", "add", "dev", tap, "mode", "tap",
             *(["user", str(jail.uid)] if jail else []))
 

@@ -20,7 +20,7 @@ from ..errors import InvalidStateError
 from ..paths import atomic_write
 
 if TYPE_CHECKING:
-    from ..core.host import Host
+    from ..core.core import Core
 
 PASSWORD_CHARS = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 8  # VNC's DES authentication uses the first 8 characters only
@@ -29,13 +29,13 @@ PASSWORD_LENGTH = 8  # VNC's DES authentication uses the first 8 characters only
 class Display:
     """The VNC servers of the VMs of ``host``."""
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, core: Core) -> None:
+        self.core = core
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def vnc(self, name: str) -> dict[str, Any]:
         """Where the running VM's VNC server is, and its password (set now if it has none)."""
-        return await _vnc(self.host, self._locks[name], name)
+        return await _vnc(self.core, self._locks[name], name)
 
     async def open(self, name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A connection to the VM's VNC server (its password set)."""
@@ -47,9 +47,9 @@ class Display:
                                     f"restart it with 'vmkit restart {name}'") from e
 
 
-async def _vnc(host: Host, lock: asyncio.Lock, name: str) -> dict[str, Any]:
-    machine = host.live_machine(name, "console")
-    if host.record(name).spec.display != "vnc":
+async def _vnc(core: Core, lock: asyncio.Lock, name: str) -> dict[str, Any]:
+    machine = core.live_machine(name, "console")
+    if core.record(name).spec.display != "vnc":
         raise InvalidStateError(f"VM {name} has no display: create it with --display vnc")
     vmp = machine.paths
     async with lock:

@@ -40,30 +40,26 @@ import json
 import logging
 import os
 import shutil
-import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from ..machine import disks, kernel_log
-from ..errors import (
-    AgentError, ConflictError, HostError, InvalidInputError, MigrationError, NoSpaceError, NotFoundError, VmkitError, error_from_body)
+from ..core.core import Core
+from ..core.launch import Arrival
+from ..errors import (AgentError, ConflictError, HostError, InvalidInputError, MigrationError,
+                      NoSpaceError, NotFoundError, VmkitError, error_from_body)
 from ..images.store import FILES
 from ..images.transfer import tar_stream
-from ..machine import jail, memory, qemu
-from ..machine.argv import build_argv
+from ..machine import disks, jail, kernel_log, memory, qemu
 from ..machine.process import Machine, log_tail
-from ..networks.ports import check_ports_free
-from ..paths import new_id, open_nofollow
+from ..networks.ports import check_ports_free, free_port
+from ..paths import open_nofollow
 from ..spec import PortForward, VmSpec, with_ports
 from ..state import VmState, require
-from ..store import Operation
-
-if TYPE_CHECKING:
-    from ..core.host import Host
+from ..store import Operation, VmRecord
 
 log = logging.getLogger("vmkit.migration")
 S = VmState
@@ -92,8 +88,9 @@ class Peer:
 
 
 class Migrations:
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        core.hooks.reattach.append(self.recover)
         self._cancel: dict[str, asyncio.Event] = {}  # source side: migrations in progress
         self._arriving: set[str] = set()  # destination side
         self._finishing: dict[str, asyncio.Event] = {}  # arrivals being watched: set to stop
@@ -103,65 +100,59 @@ class Migrations:
     async def accept(self, spec: VmSpec, mac: str, disk_bytes: int, disk_used: int,
                      theirs: str, address: str, postcopy: bool = False) -> dict[str, Any]:
         """Make ``spec`` here, waiting for its disk (NBD) and state (migration stream)."""
-        host = self.host
-        async with host.locks[spec.name]:
-            if host.store.vm(spec.name):
-                raise ConflictError(f"a VM named {spec.name} already exists on this host")
-            boot = host.boot_files(spec)
-            facts = host.host_facts(boot)
-            ours = (await asyncio.to_thread(qemu.current)).version
-            if ours.split(".")[:2] != theirs.split(".")[:2]:
-                raise ConflictError(f"incompatible QEMU versions: {theirs} there, {ours} here; "
-                                    "migrate between hosts with the same QEMU release")
-            if postcopy and host.jail and not jail.userfaultfd_allowed():
-                raise ConflictError(
-                    "post-copy needs userfaultfd, which this host keeps from unprivileged "
-                    "users such as the sandboxed QEMU's (sysctl vm.unprivileged_userfaultfd=0); "
-                    "migrate without --postcopy, or allow it on this host with "
-                    "'sysctl vm.unprivileged_userfaultfd=1'")
-            free = shutil.disk_usage(host.paths.root).free
-            needed = disk_used + (spec.memory_mib << 20) + (256 << 20)
-            if free < needed:
-                raise NoSpaceError(f"this host has {free >> 20} MiB free in VMKIT_HOME; the VM "
-                                   f"needs about {needed >> 20} MiB")
-            check_ports_free(spec.ports, f"give VM {spec.name} other forwards on the "
-                             "destination with 'vmkit migrate -p' (they replace its own)")
-            host.networks.check(spec.attachments())
-            vmp = host.paths.vm(spec.name)
-            vmp.dir.mkdir(mode=0o700, exist_ok=True)
-            vmp.arriving.touch()
-            layer = new_id()
-            await disks.create_empty(host.paths.disk(layer), disk_bytes)
-            rec = host.store.add_vm(spec, mac, layer)
-            host.store.set_vm_state(spec.name, S.STARTING)
-            try:
-                argv = build_argv(spec, boot, vmp, facts, mac, host.paths.disk(layer),
-                                  incoming=True, nics=host.networks.plug(rec)) + ["-S"]
-                machine = await host.start_qemu(spec, argv, vmp, boot, host.paths.disk(layer),
-                                                on_event=host.handler(spec.name))
-                host.machines[spec.name] = machine
-                host.limit(spec.name, machine.pid)
-                host.store.set_vm_state(spec.name, S.STARTING, pid=machine.pid)
-                node = next(d["inserted"]["node-name"] for d in await machine.execute(
-                    "query-block") if d["device"] == "disk0")
-                nbd_port, stream_port = free_port(address), free_port(address)
-                await machine.execute("nbd-server-start", {"addr": {
-                    "type": "inet", "data": {"host": address, "port": str(nbd_port)}}})
-                await machine.execute("block-export-add", {
-                    "type": "nbd", "id": EXPORT, "node-name": node, "name": EXPORT,
-                    "writable": True})
-                if postcopy:  # both ends must agree before the stream starts
-                    await machine.execute("migrate-set-capabilities", {"capabilities": [
-                        {"capability": "postcopy-ram", "state": True}]})
-                await machine.execute("migrate-incoming",
-                                      {"uri": f"tcp:{_host_port(address, stream_port)}"})
-            except BaseException:
-                await host.discard(spec.name)
-                raise
-            self._arriving.add(spec.name)
-            host.spawn(self._watch(spec.name, machine, host.paths.disk(layer)))
+        core = self.core
+        ours = (await asyncio.to_thread(qemu.current)).version
+        if ours.split(".")[:2] != theirs.split(".")[:2]:
+            raise ConflictError(f"incompatible QEMU versions: {theirs} there, {ours} here; "
+                                "migrate between hosts with the same QEMU release")
+        if postcopy and core.jail and not jail.userfaultfd_allowed():
+            raise ConflictError(
+                "post-copy needs userfaultfd, which this host keeps from unprivileged "
+                "users such as the sandboxed QEMU's (sysctl vm.unprivileged_userfaultfd=0); "
+                "migrate without --postcopy, or allow it on this host with "
+                "'sysctl vm.unprivileged_userfaultfd=1'")
+        free = shutil.disk_usage(core.paths.root).free
+        needed = disk_used + (spec.memory_mib << 20) + (256 << 20)
+        if free < needed:
+            raise NoSpaceError(f"this host has {free >> 20} MiB free in VMKIT_HOME; the VM "
+                               f"needs about {needed >> 20} MiB")
+        check_ports_free(spec.ports, f"give VM {spec.name} other forwards on the "
+                         "destination with 'vmkit migrate -p' (they replace its own)")
+
+        async def empty_disk(path: Path) -> None:  # filled over NBD
+            await disks.create_empty(path, disk_bytes)
+
+        rec, _ = await core.launcher.register(spec, Arrival(
+            empty_disk, mac, incoming=True,
+            conflict=f"a VM named {spec.name} already exists on this host"))
+        machine = core.machines[spec.name]
+        try:
+            nbd_port, stream_port = await self._listen(machine, address, postcopy)
+        except BaseException:
+            await core.vms.discard(spec.name)
+            raise
+        self._arriving.add(spec.name)
+        core.spawn(self._watch(spec.name, machine, core.disk_path(rec)))
         return {"name": rec.name, "address": address, "nbd_port": nbd_port,
                 "migration_port": stream_port}
+
+    @staticmethod
+    async def _listen(machine: Machine, address: str, postcopy: bool) -> tuple[int, int]:
+        """Export the arriving VM's empty disk over NBD and wait for its state; returns the
+        two ports."""
+        node = next(d["inserted"]["node-name"] for d in await machine.execute(
+            "query-block") if d["device"] == "disk0")
+        nbd_port, stream_port = free_port(address), free_port(address)
+        await machine.execute("nbd-server-start", {"addr": {
+            "type": "inet", "data": {"host": address, "port": str(nbd_port)}}})
+        await machine.execute("block-export-add", {
+            "type": "nbd", "id": EXPORT, "node-name": node, "name": EXPORT, "writable": True})
+        if postcopy:  # both ends must agree before the stream starts
+            await machine.execute("migrate-set-capabilities", {"capabilities": [
+                {"capability": "postcopy-ram", "state": True}]})
+        await machine.execute("migrate-incoming",
+                              {"uri": f"tcp:{_host_port(address, stream_port)}"})
+        return nbd_port, stream_port
 
     async def digest(self, name: str) -> str:
         """The arrived guest's memory digest, before it ever runs here."""
@@ -178,7 +169,7 @@ class Migrations:
     async def finish(self, name: str, watch: float = WATCH_DEFAULT) -> dict[str, Any]:
         """The state has arrived: stop exporting the disk, resume the guest, set its clock,
         and watch it for ``watch`` seconds; the guest is removed here if it fails."""
-        host = self.host
+        core = self.core
         machine = self._arrival(name)
         self._arriving.discard(name)  # no longer idle: the idle watch (_watch) lets go of it
         stop = self._finishing[name] = asyncio.Event()
@@ -186,22 +177,21 @@ class Migrations:
             await self._arrived(machine)
             await machine.execute("block-export-del", {"id": EXPORT, "mode": "hard"})
             await machine.execute("nbd-server-stop")
-            console = host.paths.vm(name).serial_log
+            console = core.paths.vm(name).serial_log
             seen = console.stat().st_size if console.exists() else 0
             await machine.execute("cont")
-            agent = host.boot_files(host.record(name).spec).agent
+            agent = core.boot.files(core.record(name).spec).agent
             await _watch_guest(machine, console, seen, agent, watch, stop)
         except BaseException as e:
             with contextlib.suppress(Exception):
                 log.warning("VM %s did not resume here (%s); QEMU is %s; console: %s", name, e,
-                            await machine.status(), log_tail(host.paths.vm(name).serial_log))
-            await host.discard(name)
+                            await machine.status(), log_tail(core.paths.vm(name).serial_log))
+            await core.vms.discard(name)
             raise
         finally:
             self._finishing.pop(name, None)
-        host.paths.vm(name).arriving.unlink(missing_ok=True)
-        host.store.set_vm_state(name, S.RUNNING, pid=machine.pid, started=time.time())
-        return host.get_vm(name)
+        core.launcher.arrived(name, machine)
+        return core.get_vm(name)
 
     async def _watch(self, name: str, machine: Machine, disk: Path) -> None:
         """Remove an arrival that its source abandoned (its daemon died, or the link): when
@@ -225,16 +215,7 @@ class Migrations:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(machine.exited.wait(), 1.0)
 
-    async def discard_arrival(self, name: str) -> bool:
-        """After a daemon restart: remove a VM that was arriving here by migration (its
-        source still has it). Returns whether there was one."""
-        if not self.host.paths.vm(name).arriving.exists():
-            return False
-        log.warning("removing VM %s: vmkitd restarted while it arrived by migration", name)
-        await self.host.discard(name)
-        return True
-
-    async def recover(self, machine: Machine) -> None:
+    async def recover(self, rec: VmRecord, machine: Machine) -> None:
         """After a daemon restart: a VM that was leaving keeps running here, its migration
         undone."""
         if any(j["device"] == MIRROR_JOB for j in await machine.execute("query-block-jobs")):
@@ -251,14 +232,14 @@ class Migrations:
             while name in self._finishing:
                 await asyncio.sleep(0.05)
             return
-        async with self.host.locks[name]:  # the source's and _watch's: the later one waits
+        async with self.core.locks[name]:  # the source's and _watch's: the later one waits
             if name not in self._arriving:
                 raise NotFoundError(f"no VM {name!r} is arriving by migration here")
             self._arriving.discard(name)
-            await self.host.discard(name)
+            await self.core.vms.discard(name)
 
     def _arrival(self, name: str) -> Machine:
-        machine = self.host.machines.get(name)
+        machine = self.core.machines.get(name)
         if name not in self._arriving or machine is None:
             raise NotFoundError(f"no VM {name!r} is arriving by migration here")
         return machine
@@ -273,39 +254,39 @@ class Migrations:
         watches the guest before the source lets go of its copy; ``ports``: port forwards
         the VM has there instead of its own (None: the same), which a destination on this
         same host needs: until the switch, this QEMU holds the VM's host ports."""
-        host = self.host
-        rec = host.record(name)
+        core = self.core
+        rec = core.record(name)
         require("migrate", rec.state, name)
         if name in self._cancel:
             raise ConflictError(f"VM {name} is already migrating; cancel it with "
                                 f"'vmkit migrate --cancel {name}'")
-        if host.store.snapshots(name):
+        if core.store.snapshots(name):
             raise InvalidInputError(f"VM {name} has snapshots, which cannot move with it yet; "
                                     "remove them ('vmkit snapshot rm') before migrating")
-        checks = Checks(should_verify(verify, host.host_facts(host.boot_files(rec.spec)).accel),
+        checks = Checks(should_verify(verify, core.boot.facts(core.boot.files(rec.spec)).accel),
                         watch_seconds(watch))
         forwards = None if ports is None else with_ports(rec.spec, ports).ports
-        op = host.store.add_operation("migrate", name)
+        op = core.store.add_operation("migrate", name)
         self._cancel[name] = asyncio.Event()
-        host.spawn(self._run(name, peer, postcopy, checks, op, forwards))
-        return host.operation(op.id)
+        core.spawn(self._run(name, peer, postcopy, checks, op, forwards))
+        return core.operation(op.id)
 
     def cancel(self, name: str) -> None:
-        self.host.record(name)
+        self.core.record(name)
         if name not in self._cancel:
             raise NotFoundError(f"VM {name} is not migrating")
         self._cancel[name].set()
 
     async def _run(self, name: str, peer: Peer, postcopy: bool, checks: Checks,
                    op: Operation, ports: tuple[PortForward, ...] | None) -> None:
-        store = self.host.store
+        store = self.core.store
         started = time.monotonic()
 
         def progress(fraction: float, message: str) -> None:
             store.update_operation(op.id, progress=fraction, message=message)
 
         try:
-            async with self.host.locks[name]:
+            async with self.core.locks[name]:
                 info, disk_s, check_s = await self._move(name, peer, postcopy, checks, progress,
                                                          ports)
             total = time.monotonic() - started
@@ -326,12 +307,12 @@ class Migrations:
                     ports: tuple[PortForward, ...] | None) -> tuple[dict[str, Any], float, float]:
         """Returns QEMU's migration info (total-time, downtime: ms), how long the disk copy
         took and how long the memory check (s)."""
-        host = self.host
-        rec = host.record(name)
+        core = self.core
+        rec = core.record(name)
         require("migrate", rec.state, name)
-        machine = host.machines[name]
+        machine = core.machines[name]
         spec = rec.spec if ports is None else replace(rec.spec, ports=ports)
-        size = disks.virtual_size(host.disk_path(rec))
+        size = disks.virtual_size(core.disk_path(rec))
         async with httpx.AsyncClient(base_url=peer.url.rstrip("/") + "/v1",
                                      headers={"authorization": f"Bearer {peer.token}"},
                                      verify=peer.ca or True, timeout=PEER_TIMEOUT) as remote:
@@ -339,7 +320,7 @@ class Migrations:
             progress(0.0, "preparing the destination")
             there = await _call(remote, "POST", "/migrations", peer, json={
                 "spec": spec.to_json(), "mac": rec.mac, "disk_bytes": size,
-                "disk_used": disks.chain_allocated(host.disk_path(rec)),
+                "disk_used": disks.chain_allocated(core.disk_path(rec)),
                 "qemu": (await asyncio.to_thread(qemu.current)).version,
                 "postcopy": postcopy})
             check_s = 0.0
@@ -359,7 +340,7 @@ class Migrations:
                 await self._undo(machine)
                 raise
         info = await machine.execute("query-migrate")
-        await host.discard(name)  # it runs there now, and has proven healthy: this copy goes
+        await core.vms.discard(name)  # it runs there now, and has proven healthy: this copy goes
         return info, disk_s, check_s
 
     async def _ship_image(self, spec: VmSpec, remote: httpx.AsyncClient, peer: Peer,
@@ -373,12 +354,12 @@ class Migrations:
             return
         except NotFoundError:
             pass
-        image = self.host.images.get(spec.image)
+        image = self.core.images.get(spec.image)
         files = image.meta.get("files", FILES)
         progress(0.0, f"sending image {spec.image} ({image.size >> 20} MiB) to the destination")
         await _call(remote, "POST", f"/images/{spec.image}/receive", peer,
                     params={"digest": image.digest},
-                    content=tar_stream(self.host.images.verified(image), files,
+                    content=tar_stream(self.core.images.verified(image), files,
                                        {"kind": image.kind, "meta": image.meta}),
                     headers={"content-type": "application/octet-stream"},
                     timeout=httpx.Timeout(PEER_TIMEOUT, write=None))
@@ -550,13 +531,6 @@ def _fraction(ram: dict[str, Any]) -> float:
 
 def _host_port(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def free_port(address: str) -> int:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
 
 
 async def _call(remote: httpx.AsyncClient, method: str, path: str, peer: Peer,

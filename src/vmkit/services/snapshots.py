@@ -24,69 +24,48 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..machine import disks, identity
-from ..errors import (
-    AgentError, ConflictError, HostError, InvalidInputError, NoSpaceError, NotFoundError, VmkitError)
+from ..core.core import Core
+from ..core.describe import snapshot_label
+from ..core.launch import Arrival, Resume, fresh_identity
+from ..core.layers import fsync_dir
+from ..errors import ConflictError, HostError, InvalidInputError, NoSpaceError, NotFoundError, VmkitError
+from ..machine import disks, identity, vmstate
+from ..machine.argv import RamFile, build_argv
 from ..machine.identity import Identity, random_mac
-from ..machine import layers, vmstate
-from ..machine.argv import RamFile, build_argv, nic_mac
-from ..machine.process import Machine
 from ..networks.ports import check_ports_free
 from ..paths import HomePaths, VmPaths, new_id
 from ..spec import make_spec, parse_port, validate_name
 from ..state import LIVE, VmState, require
-from ..store import SnapshotRecord, Store, Template, VmRecord
-
-if TYPE_CHECKING:
-    from ..core.host import Host
+from ..store import SnapshotRecord, Store, Template
 
 log = logging.getLogger("vmkit.snapshots")
 S = VmState
-# Limits how fast a save writes (bytes/s), to spare the host's disk; unset: as fast as it can.
-BANDWIDTH_ENV = "VMKIT_SAVE_BANDWIDTH"
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Launch from a saved state instead of booting: a restore (RAM in ``state``) or a fork
-    (``state`` holds only devices; RAM is ``ram``, mapped copy-on-write)."""
-    state: Path
-    ram: RamFile | None
-    paused: bool  # leave it paused, as it was when saved
-    identity: Identity  # given to the guest once it runs (empty: only entropy and clock)
 
 
 class Snapshots:
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, core: Core) -> None:
+        self.core = core
         self._preparing: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._building: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._in_progress: set[str] = set()  # snapshot directories being written
-        self.pending_layers: set[str] = set()  # disk layers in use but not yet in the store
-        self.layers_lock = asyncio.Lock()  # garbage collection vs. a layer being registered
+        core.hooks.removal.append(self.check_vm_removable)
 
     @property
     def store(self) -> Store:
-        return self.host.store
+        return self.core.store
 
     @property
     def paths(self) -> HomePaths:
-        return self.host.paths
+        return self.core.paths
 
     # --- queries -----------------------------------------------------------------------
 
     def label(self, snap_id: str | None) -> str | None:
         """How users name a snapshot: VM@SNAP, or the template that keeps it."""
-        if snap_id is None or (snap := self.store.snapshot(snap_id)) is None:
-            return None
-        if snap.vm is not None:
-            return f"{snap.vm}@{snap.name}"
-        names = [t.name for t in self.store.templates() if t.snapshot == snap_id]
-        return names[0] if names else snap.name
+        return snapshot_label(self.store, snap_id)
 
     def describe(self, snap: SnapshotRecord) -> dict[str, Any]:
         sp = self.paths.snapshot(snap.id)
@@ -109,16 +88,11 @@ class Snapshots:
         return [t.name for t in self.store.templates() if t.snapshot == snap_id]
 
     def of_vm(self, vm: str) -> list[dict[str, Any]]:
-        self.host.record(vm)
+        self.core.record(vm)
         return [self.describe(s) for s in self.store.snapshots(vm)]
 
     def find(self, vm: str, name: str) -> SnapshotRecord:
-        self.host.record(vm)
-        for snap in self.store.snapshots(vm):
-            if snap.name == name:
-                return snap
-        raise NotFoundError(f"VM {vm} has no snapshot {name!r}; "
-                            f"'vmkit snapshot ls {vm}' lists them")
+        return self.core.snapshot(vm, name)
 
     def get(self, vm: str, name: str) -> dict[str, Any]:
         return self.describe(self.find(vm, name))
@@ -137,170 +111,74 @@ class Snapshots:
 
     async def _take(self, vm: str, name: str | None, memory: bool) -> SnapshotRecord:
         # Fail at once, not after waiting for the lock, if the VM is booting or stopping.
-        require("snapshot", self.host.record(vm).state, vm)
-        async with self.host.locks[vm]:
-            rec = self.host.record(vm)
+        require("snapshot", self.core.record(vm).state, vm)
+        async with self.core.locks[vm]:
+            rec = self.core.record(vm)
             require("snapshot", rec.state, vm)
             name = name or self._free_name(vm, "snap")
             if any(s.name == name for s in self.store.snapshots(vm)):
                 raise ConflictError(f"VM {vm} already has a snapshot named {name}; choose "
                                     f"another name or remove it with "
                                     f"'vmkit snapshot rm {vm} {name}'")
-            machine = self.host.machines.get(vm) if rec.state in LIVE else None
+            machine = self.core.machines.get(vm) if rec.state in LIVE else None
             memory = memory and machine is not None  # a stopped VM has only its disk
             snap_id = new_id()
             final = self.paths.snapshot(snap_id)
             work = VmPaths(final.dir.with_name(f"{snap_id}.tmp"))  # state file lands here first
-            self._in_progress.add(snap_id)
+            self.core.layers.writing.add(snap_id)
             try:
                 work.dir.mkdir(mode=0o700)
-                await self.freeze(rec, machine, work.dir / final.state.name if memory else None)
+                await self.core.layers.freeze(rec, machine,
+                                            work.dir / final.state.name if memory else None)
                 os.rename(work.dir, final.dir)
-                _fsync_dir(final.dir.parent)
+                fsync_dir(final.dir.parent)
                 snap = SnapshotRecord(snap_id, vm, name, rec.head, time.time(), memory,
                                       rec.state == S.PAUSED, rec.disk, rec.spec)
                 self.store.add_snapshot(snap)
             except BaseException as e:
-                explained = self._explain(e, f"the snapshot of {vm}")  # before space is freed
+                explained = self.core.layers.explain(e, f"the snapshot of {vm}")  # before space is freed
                 shutil.rmtree(work.dir, ignore_errors=True)
                 shutil.rmtree(final.dir, ignore_errors=True)
                 if explained is e:
                     raise
                 raise explained from e
             finally:
-                self._in_progress.discard(snap_id)
+                self.core.layers.writing.discard(snap_id)
         return snap
-
-    async def freeze_now(self, vm: str, action: str, state: Path | None = None
-                         ) -> tuple[VmRecord, str]:
-        """Freeze VM ``vm``'s top disk layer now, for ``action`` ("export", "diff") to read
-        it, and with ``state`` its memory too. Returns the record as it was and the frozen
-        layer, which garbage collection keeps until ``pending_layers.discard(layer)``."""
-        host = self.host
-        require(action, host.record(vm).state, vm)  # at once, not after the lock
-        async with host.locks[vm]:
-            rec = host.record(vm)
-            require(action, rec.state, vm)
-            machine = host.machines.get(vm) if rec.state in LIVE else None
-            if state is not None and machine is None:
-                raise InvalidInputError(f"VM {vm} is {rec.state}: it has no memory to "
-                                        f"{action}; start it, or leave the memory out")
-            self.pending_layers.add(rec.disk)  # kept even if the VM goes meanwhile
-            try:
-                await self.freeze(rec, machine, state)
-            except BaseException:
-                self.pending_layers.discard(rec.disk)
-                raise
-        return rec, rec.disk
-
-    async def freeze(self, rec: VmRecord, machine: Machine | None, state: Path | None) -> None:
-        """Freeze the VM's top disk layer (``rec.disk``): its writes go to a new layer from
-        now on. With ``state``, also save the running VM's memory there, matching the disk."""
-        if machine is None:
-            await self._new_top_layer(rec, None)
-        elif state is not None:
-            await self._save(rec, machine, state)
-        else:
-            await self._freeze_disk(rec, machine)
-
-    async def _save(self, rec: VmRecord, machine: Machine, state: Path) -> None:
-        """Pause, freeze the disk, save RAM and devices, resume: disk and memory match."""
-        saving = self.paths.vm(rec.name).saving
-        pause = rec.state == S.RUNNING
-        if pause:
-            saving.touch()  # a daemon that dies now tells its successor to resume the guest
-            await machine.execute("stop")
-        try:
-            await self._new_top_layer(rec, machine)
-            bandwidth = int(os.environ.get(BANDWIDTH_ENV, "0")) or None
-            await vmstate.save(machine, state, bandwidth=bandwidth)
-        except BaseException as e:
-            explained = self._explain(e, f"the snapshot of {rec.name}")
-            # Free the space first: resuming may need to write to the disk image.
-            state.unlink(missing_ok=True)
-            if explained is e:
-                raise
-            raise explained from e
-        finally:
-            if pause and not machine.exited.is_set():
-                with contextlib.suppress(VmkitError):
-                    await machine.execute("cont")
-            saving.unlink(missing_ok=True)
-
-    async def _freeze_disk(self, rec: VmRecord, machine: Machine) -> None:
-        """A disk-only snapshot of a running VM, with its filesystems frozen if the agent can."""
-        frozen = False
-        with contextlib.suppress(AgentError):
-            if machine.agent.connected:
-                await machine.agent.execute("guest-fsfreeze-freeze", timeout=5.0)
-                frozen = True
-        try:
-            await self._new_top_layer(rec, machine)
-        finally:
-            if frozen:
-                with contextlib.suppress(AgentError):
-                    await machine.agent.execute("guest-fsfreeze-thaw", timeout=5.0)
-
-    async def _new_top_layer(self, rec: VmRecord, machine: Machine | None) -> None:
-        """Freeze the VM's top disk layer: put a new, empty one above it for its writes."""
-        layer = new_id()
-        path = self.paths.disk(layer)
-        async with self.layers_lock:
-            if machine is not None:
-                await layers.push(machine, path, self.host.disk_path(rec), self.host.jail)
-            else:
-                await disks.create_overlay(path, self.host.disk_path(rec), "qcow2")
-            self.store.set_vm_disk(rec.name, layer, rec.head)
-
-    def _explain(self, error: BaseException, what: str) -> BaseException:
-        """A save that failed for lack of space says so, whatever layer noticed it."""
-        if isinstance(error, NoSpaceError) or not isinstance(error, (VmkitError, OSError)):
-            return error
-        free = shutil.disk_usage(self.paths.root).free
-        text = str(getattr(error, "message", error))
-        if "No space" in text or free < 16 << 20:
-            return NoSpaceError(f"{what} failed: VMKIT_HOME ({self.paths.root}) is full "
-                                f"({free >> 20} MiB free); free some space, e.g. remove old "
-                                "snapshots with 'vmkit snapshot rm', and try again")
-        return error
 
     # --- restore ---------------------------------------------------------------------------
 
     async def restore(self, vm: str, name: str) -> dict[str, Any]:
         """Bring ``vm`` back to snapshot ``name``: its disk, and its memory if it has one."""
-        host = self.host
-        require("restore", host.record(vm).state, vm)  # at once, not after the lock
-        async with host.locks[vm]:
-            rec = host.record(vm)
+        core = self.core
+        require("restore", core.record(vm).state, vm)  # at once, not after the lock
+        async with core.locks[vm]:
+            rec = core.record(vm)
             require("restore", rec.state, vm)
             snap = self.find(vm, name)
             if (snap.spec.cpus, snap.spec.memory_mib) != (rec.spec.cpus, rec.spec.memory_mib):
                 raise InvalidInputError(f"snapshot {name} was taken with other CPUs or memory "
                                         f"than {vm} has now; it cannot be restored onto it")
-            boot = host.boot_files(rec.spec)
-            facts = host.host_facts(boot)
+            core.boot.files(rec.spec)  # its image is still here, before anything changes
             was_live = rec.state in LIVE
             layer = new_id()
-            self.pending_layers.add(layer)
-            try:
-                await disks.create_overlay(self.paths.disk(layer), self.paths.disk(snap.layer),
-                                           "qcow2")
-                await host.replace_process(vm)
-                restored = replace(rec, disk=layer, head=snap.id)
-                if snap.memory:
-                    resume = Resume(self.paths.snapshot(snap.id).state, None, snap.paused,
-                                         Identity())
-                    await host.start(restored, boot, facts, resume)
-                elif was_live:
-                    await host.start(restored, boot, facts)
-                self.store.set_vm_disk(vm, layer, snap.id)
-            except BaseException:
-                self.paths.disk(layer).unlink(missing_ok=True)
-                raise
-            finally:
-                self.pending_layers.discard(layer)
-        await self.collect_garbage()
-        return host.get_vm(vm)
+            with core.layers.pinned(layer):
+                try:
+                    await disks.create_overlay(self.paths.disk(layer),
+                                               self.paths.disk(snap.layer), "qcow2")
+                    await core.vms.replace_process(vm)
+                    restored = replace(rec, disk=layer, head=snap.id)
+                    if snap.memory:
+                        await core.launcher.start(restored, Resume(
+                            self.paths.snapshot(snap.id).state, None, snap.paused, Identity()))
+                    elif was_live:
+                        await core.launcher.start(restored)
+                    self.store.set_vm_disk(vm, layer, snap.id)
+                except BaseException:
+                    self.paths.disk(layer).unlink(missing_ok=True)
+                    raise
+        await core.layers.collect_garbage()
+        return core.get_vm(vm)
 
     # --- forks and templates ---------------------------------------------------------------
 
@@ -348,11 +226,10 @@ class Snapshots:
         check_ports_free(parse_port(p) for p in ports or [])
         async with self._source(source, "a fork") as snap:
             await self._fork(snap, name, ports or [], network, auto_remove)
-        return self.host.get_vm(name)
+        return self.core.get_vm(name)
 
     async def _fork(self, snap: SnapshotRecord, name: str, ports: list[str],
                     network: str | None, auto_remove: bool) -> None:
-        host = self.host
         base = snap.spec
         networks = [network] if network else [base.network, *base.more_networks]
         # Everything the saved devices depend on (display, CD, firmware) comes from the source.
@@ -367,35 +244,17 @@ class Snapshots:
             raise InvalidInputError(f"{self.label(snap.id)} was taken with {nics} network "
                                     "card(s); its forks must have as many (choose --network "
                                     "to match)")
-        host.networks.check(spec.attachments())
+        self.core.networks.check(spec.attachments())
         await self._prepare(snap)
         sp = self.paths.snapshot(snap.id)
-        async with host.locks[name]:
-            if self.store.vm(name):
-                raise ConflictError(f"a VM named {name} already exists; choose another name")
-            boot = host.boot_files(spec)
-            facts = host.host_facts(boot)
-            check_ports_free(spec.ports)
-            vmp = host.paths.vm(name)
-            shutil.rmtree(vmp.dir, ignore_errors=True)
-            vmp.dir.mkdir(mode=0o700)
-            try:
-                layer = new_id()
-                await disks.create_overlay(self.paths.disk(layer), self.paths.disk(snap.layer),
-                                           "qcow2")
-                mac = random_mac()
-                rec = self.store.add_vm(spec, mac, layer, base=snap.id, creating=True)
-                attached = spec.attachments()
-                # Its own MAC on each NIC, and on private networks a DHCP lease of its own.
-                identity = Identity.new(
-                    name, ",".join(nic_mac(mac, i) for i in range(len(attached))),
-                    tuple(i for i, n in enumerate(attached) if n not in ("nat", "restricted")))
-                await host.launch(rec, boot, facts, Resume(
-                    sp.devices, RamFile(sp.ram, shared=False), False, identity))
-                self.store.vm_created(name)
-            except BaseException:
-                await host.discard(name)
-                raise
+
+        async def disk(path: Path) -> None:
+            await disks.create_overlay(path, self.paths.disk(snap.layer), "qcow2")
+
+        mac = random_mac()
+        resume = Resume(sp.devices, RamFile(sp.ram, shared=False), False,
+                        fresh_identity(spec, mac))
+        await self.core.launcher.register(spec, Arrival(disk, mac, base=snap.id, resume=resume))
 
     async def _prepare(self, snap: SnapshotRecord) -> None:
         """Make the snapshot forkable (once): its RAM as a file, and its devices alone."""
@@ -406,23 +265,23 @@ class Snapshots:
             if shutil.disk_usage(sp.dir).free < (snap.spec.memory_mib << 20) + (64 << 20):
                 raise NoSpaceError(f"forking needs {snap.spec.memory_mib} MiB free in "
                                    f"VMKIT_HOME for the snapshot's RAM file; free some space")
-            host = self.host
+            core = self.core
             # No port forwards: the source may be running and hold them. They are not part
             # of the saved state (slirp saves its DHCP leases, not its hostfwd rules).
             spec = replace(snap.spec, ports=())
             work = VmPaths(sp.dir / "prepare")
             shutil.rmtree(work.dir, ignore_errors=True)
             work.dir.mkdir(mode=0o700)
-            boot = host.boot_files(spec, work.dir)
+            boot = core.boot.files(spec, work.dir)
             # NICs on private networks need backends of their kind; these lead nowhere: this
             # QEMU never runs its guest.
-            nics = host.networks.plug_loose(f"prepare-{snap.id}", spec, work.dir)
-            argv = build_argv(spec, boot, work, host.host_facts(boot), random_mac(),
+            nics = core.networks.plug_loose(f"prepare-{snap.id}", spec, work.dir)
+            argv = build_argv(spec, boot, work, core.boot.facts(boot), random_mac(),
                               self.paths.disk(snap.layer), ram=RamFile(work.dir / "ram", True),
                               incoming=True, readonly_disk=True, nics=nics)
             try:
-                machine = await host.start_qemu(spec, argv, work, boot, self.paths.disk(snap.layer),
-                                                disk_writable=False)
+                machine = await core.launcher.start_qemu(
+                    spec, argv, work, boot, self.paths.disk(snap.layer), disk_writable=False)
                 try:
                     await vmstate.load(machine, sp.state)
                     await vmstate.save(machine, work.dir / "devices", ignore_shared=True)
@@ -432,7 +291,7 @@ class Snapshots:
                 finally:
                     await machine.kill()
             finally:
-                host.networks.unplug_loose(f"prepare-{snap.id}", spec)
+                core.networks.unplug_loose(f"prepare-{snap.id}", spec)
             fd = os.open(work.dir / "ram", os.O_RDONLY)
             try:
                 await asyncio.to_thread(os.fsync, fd)
@@ -440,7 +299,7 @@ class Snapshots:
                 os.close(fd)
             os.rename(work.dir / "ram", sp.ram)
             os.rename(work.dir / "devices", sp.devices)  # last: its presence means "ready"
-            _fsync_dir(sp.dir)
+            fsync_dir(sp.dir)
             shutil.rmtree(work.dir, ignore_errors=True)
 
     def list_templates(self) -> list[dict[str, Any]]:
@@ -491,14 +350,14 @@ class Snapshots:
             if self.store.template(name) is None:
                 spec = make_spec(name, image, cpus, f"{memory_mib}M",
                                  network="restricted" if nic else "none")
-                await self.host.create_vm(spec)
+                await self.core.vms.create(spec)
                 try:
-                    await identity.wait_resident(self.host.machines[name].agent)
+                    await identity.wait_resident(self.core.machines[name].agent)
                     snap = await self._take(name, "ready", memory=True)
                     await self._prepare(snap)
                     self.store.add_template(name, snap.id)
                 finally:  # the snapshot stays, kept by the template
-                    await self.host.discard(name)
+                    await self.core.vms.discard(name)
         return name
 
     # --- removal and recovery ------------------------------------------------------------
@@ -518,67 +377,22 @@ class Snapshots:
                                 "'vmkit template rm')")
 
     async def remove(self, vm: str, name: str) -> None:
-        async with self.host.locks[vm]:
+        async with self.core.locks[vm]:
             snap = self.find(vm, name)
             if users := self._dependents({snap.id}):
                 raise ConflictError(f"snapshot {vm}@{name} is used by {', '.join(users)}; "
                                     "remove those first")
             self._delete(snap.id)
-        await self.collect_garbage()
+        await self.core.layers.collect_garbage()
 
     async def _drop(self, vm: str, snap_id: str) -> None:
         """Remove VM ``vm``'s snapshot taken for a fork or template that failed, unless
         something came to use it meanwhile."""
-        async with self.host.locks[vm]:
+        async with self.core.locks[vm]:
             if self.store.snapshot(snap_id) is not None and not self._dependents({snap_id}):
                 self._delete(snap_id)
-        await self.collect_garbage()
+        await self.core.layers.collect_garbage()
 
     def _delete(self, snap_id: str) -> None:
         self.store.remove_snapshot(snap_id)
         shutil.rmtree(self.paths.snapshot(snap_id).dir, ignore_errors=True)
-
-    async def recover(self, rec: VmRecord, machine: Machine) -> None:
-        """Re-attaching after a daemon crash: finish what a save in progress left undone."""
-        saving = self.paths.vm(rec.name).saving
-        if saving.exists():  # the guest is paused for a save that nobody will finish
-            with contextlib.suppress(VmkitError):
-                await vmstate.cancel(machine)
-                for _ in range(500):
-                    info = await machine.execute("query-migrate")
-                    if info.get("status") not in ("setup", "active", "cancelling", "device"):
-                        break
-                    await asyncio.sleep(0.01)
-                await machine.execute("cont")
-            saving.unlink(missing_ok=True)
-        # The daemon may have died after QEMU moved to a new top layer, before recording it.
-        with contextlib.suppress(VmkitError, KeyError, IndexError):
-            layer = await layers.top(machine)
-            if layer is not None and layer != rec.disk:
-                self.store.set_vm_disk(rec.name, layer, rec.head)
-
-    async def collect_garbage(self) -> None:
-        """Delete disk layers and snapshot directories nothing refers to any more."""
-        async with self.layers_lock:
-            layers = ({r.disk for r in self.store.vms() if r.disk}
-                      | {s.layer for s in self.store.snapshots()} | self.pending_layers)
-            try:
-                garbage = await asyncio.to_thread(
-                    disks.unreferenced, self.paths.disks, [self.paths.disk(x) for x in layers])
-            except HostError as e:
-                log.warning("not collecting disk layers: %s", e.message)
-                return
-            for path in garbage:
-                path.unlink(missing_ok=True)
-            keep = {s.id for s in self.store.snapshots()} | self._in_progress
-            for d in self.paths.snapshots.iterdir():
-                if d.name.removesuffix(".tmp") not in keep:
-                    shutil.rmtree(d, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

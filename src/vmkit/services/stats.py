@@ -17,7 +17,7 @@ from ..errors import VmkitError
 from ..state import LIVE
 
 if TYPE_CHECKING:
-    from ..core.host import Host
+    from ..core.core import Core
     from ..machine.process import Machine
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -25,13 +25,13 @@ SAMPLE = 0.25  # seconds between two CPU readings when there is no recent one
 
 
 class Stats:
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, core: Core) -> None:
+        self.core = core
         self._last_cpu: dict[str, tuple[float, float]] = {}  # VM -> (when, CPU seconds)
 
     async def of(self, name: str) -> dict[str, Any]:
-        rec = self.host.record(name)
-        machine = self.host.machines.get(name) if rec.state in LIVE else None
+        rec = self.core.record(name)
+        machine = self.core.machines.get(name) if rec.state in LIVE else None
         out: dict[str, Any] = {"name": name, "state": rec.state.value, "cpus": rec.spec.cpus,
                                "memory_limit_bytes": rec.spec.memory_mib << 20}
         if machine is None:
@@ -43,7 +43,7 @@ class Stats:
         return out
 
     async def all(self) -> list[dict[str, Any]]:
-        return list(await asyncio.gather(*(self.of(r.name) for r in self.host.store.vms())))
+        return list(await asyncio.gather(*(self.of(r.name) for r in self.core.store.vms())))
 
     async def _cpu(self, name: str, pid: int) -> tuple[float, float]:
         """CPU seconds used, and the share of one CPU (%) used since the last reading."""
@@ -146,5 +146,5 @@ def prometheus(vms: list[dict[str, Any]]) -> bytes:
             return families
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Snapshot())  # type: ignore[arg-type]
+    registry.register(Snapshot())
     return generate_latest(registry)

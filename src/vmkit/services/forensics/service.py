@@ -10,18 +10,15 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ...machine import disks
-from . import fsdiff
+from ...core.core import Core
+from ...core.transfers import Download, then_remove
 from ...errors import ConflictError, InvalidInputError, NotFoundError, VmkitError
-from ...paths import new_id, open_nofollow
-
-from ..portable.service import Export, then_remove
 from ...formats.tarstream import CHUNK
-
-if TYPE_CHECKING:
-    from ...core.host import Host
+from ...machine import disks
+from ...paths import new_id, open_nofollow
+from . import fsdiff
 
 DUMP_FD = "vmkit-dump"
 CAPTURE_ID = "vmkit-capture"
@@ -29,8 +26,8 @@ SNAPLEN = 65535  # bytes kept of each packet: all of them
 
 
 class Forensics:
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, core: Core) -> None:
+        self.core = core
         self._captures: dict[str, tuple[Path, int]] = {}  # VM -> (pcap, the QEMU writing it)
 
     # --- disk diff ----------------------------------------------------------------------
@@ -39,21 +36,20 @@ class Forensics:
                    ) -> list[dict[str, str]]:
         """Files added, removed and changed in the guest's filesystem from snapshot ``before``
         (default: the image the VM was made from) to snapshot ``after`` (default: now)."""
-        host = self.host
-        snaps = host.snapshots
-        rec = host.record(vm)
-        old = host.paths.disk(snaps.find(vm, before).layer) if before else _bottom(
-            host.disk_path(rec))
+        core = self.core
+        rec = core.record(vm)
+        old = core.paths.disk(core.snapshot(vm, before).layer) if before else _bottom(
+            core.disk_path(rec))
         if after:
-            new_layer = snaps.find(vm, after).layer
-            snaps.pending_layers.add(new_layer)
+            new_layer = core.snapshot(vm, after).layer
+            core.layers.pin(new_layer)
         else:  # now: the top layer, frozen as a snapshot freezes it
-            _, new_layer = await snaps.freeze_now(vm, "diff")
-        work = host.portable.workdir()
+            _, new_layer = await core.layers.freeze_now(vm, "diff")
+        work = core.transfers.workdir()
         try:
-            changes = await asyncio.to_thread(fsdiff.diff, old, host.paths.disk(new_layer), work)
+            changes = await asyncio.to_thread(fsdiff.diff, old, core.paths.disk(new_layer), work)
         finally:
-            snaps.pending_layers.discard(new_layer)
+            core.layers.unpin(new_layer)
             shutil.rmtree(work, ignore_errors=True)
         return [c.to_json() for c in changes]
 
@@ -61,10 +57,10 @@ class Forensics:
 
     async def start_capture(self, vm: str) -> dict[str, Any]:
         """Record every packet of the VM's NIC, both ways, into a pcap (QEMU's filter-dump)."""
-        host = self.host
-        async with host.locks[vm]:
-            machine = host.live_machine(vm, "capture")
-            if host.record(vm).spec.network == "none":
+        core = self.core
+        async with core.locks[vm]:
+            machine = core.live_machine(vm, "capture")
+            if core.record(vm).spec.network == "none":
                 raise InvalidInputError(f"VM {vm} has no network card (--network none): "
                                         "there is no traffic to capture")
             if vm in self._captures:
@@ -73,39 +69,39 @@ class Forensics:
                     raise ConflictError(f"VM {vm} is being captured already; stop that "
                                         f"capture first ('vmkit capture {vm} --stop -o FILE')")
                 old.unlink(missing_ok=True)  # from an earlier run of the VM, never collected
-            pcap = host.paths.vm(vm).dir / f"capture-{new_id()}.pcap"
+            pcap = core.paths.vm(vm).dir / f"capture-{new_id()}.pcap"
             await machine.execute("object-add", {
                 "qom-type": "filter-dump", "id": CAPTURE_ID, "netdev": "net0",
                 "file": str(pcap), "maxlen": SNAPLEN})
             self._captures[vm] = (pcap, machine.pid)
         return {"vm": vm, "capturing": True}
 
-    async def stop_capture(self, vm: str) -> Export:
+    async def stop_capture(self, vm: str) -> Download:
         """End the VM's capture; the pcap, streamed (and then removed here)."""
-        host = self.host
-        async with host.locks[vm]:
-            host.record(vm)
+        core = self.core
+        async with core.locks[vm]:
+            core.record(vm)
             pcap, _ = self._captures.pop(vm, (None, 0))
             if pcap is None or not pcap.exists():
                 raise NotFoundError(f"VM {vm} is not being captured; start with "
                                     f"'vmkit capture {vm} -o FILE'")
-            if (machine := host.machines.get(vm)) is not None:
+            if (machine := core.machines.get(vm)) is not None:
                 with contextlib.suppress(VmkitError):  # gone with a QEMU that stopped
                     await machine.execute("object-del", {"id": CAPTURE_ID})
-            work = host.portable.workdir()
+            work = core.transfers.workdir()
             os.rename(pcap, work / pcap.name)
-        return Export(f"{vm}.pcap", (work / pcap.name).stat().st_size,
+        return Download(f"{vm}.pcap", (work / pcap.name).stat().st_size,
                       then_remove(_chunks(work / pcap.name), work))
 
-    async def dump(self, vm: str) -> Export:
+    async def dump(self, vm: str) -> Download:
         """The guest's memory as an ELF core file (QEMU's dump-guest-memory), which crash,
         gdb and volatility read. The guest pauses while it is written."""
-        host = self.host
-        async with host.locks[vm]:
-            machine = host.live_machine(vm, "dump")
-            work = host.portable.workdir()
-            core = work / f"{vm}-memory.elf"
-            fd = os.open(core, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        core = self.core
+        async with core.locks[vm]:
+            machine = core.live_machine(vm, "dump")
+            work = core.transfers.workdir()
+            elf = work / f"{vm}-memory.elf"
+            fd = os.open(elf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 machine.qmp.send_fd_scm(fd)
                 await machine.execute("getfd", {"fdname": DUMP_FD})
@@ -116,7 +112,7 @@ class Forensics:
                 raise
             finally:
                 os.close(fd)
-        return Export(core.name, core.stat().st_size, then_remove(_chunks(core), work))
+        return Download(elf.name, elf.stat().st_size, then_remove(_chunks(elf), work))
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

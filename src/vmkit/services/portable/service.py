@@ -1,6 +1,6 @@
-"""Export a VM to a portable file and import one, on this host (the API calls these).
+"""Download a VM to a portable file and import one, on this host (the API calls these).
 
-Export freezes the VM's disk layer the way a snapshot does (with the live state when asked:
+Download freezes the VM's disk layer the way a snapshot does (with the live state when asked:
 the guest pauses only for the save), flattens the layer's chain into one standalone disk in
 the format asked for, and hands back the archive as a stream of known length. The VM keeps
 running throughout and nothing of it changes but one more frozen layer below its top.
@@ -19,27 +19,24 @@ import os
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ...machine import disks
+from ...core.boot import host_memory_mib
+from ...core.core import Core
+from ...core.launch import Arrival, Resume, fresh_identity
+from ...core.transfers import Download, then_remove
 from ...errors import ConflictError, HostError, InvalidInputError, NoSpaceError
-from ...machine.identity import Identity, random_mac
-from ...machine import qemu
-from ...machine.argv import nic_mac
-from ...paths import new_id
-from ..snapshots import Resume
-from ...spec import VmSpec, check_spec, make_spec, validate_name
-from ...store import VmRecord
-from ...state import LIVE, VmState
 from ...formats import bundle, tarstream
-from . import libvirt, ova
 from ...formats.tarstream import Member
-
-if TYPE_CHECKING:
-    from ...core.host import Host
+from ...machine import disks, qemu
+from ...machine.identity import Identity, random_mac
+from ...spec import VmSpec, check_spec, make_spec, validate_name
+from ...state import LIVE, VmState
+from ...store import VmRecord
+from . import libvirt, ova
 
 S = VmState
 FORMATS = ("vmkit", "ova", "libvirt")
@@ -49,36 +46,14 @@ EXT4_MAGIC_AT, MBR_MAGIC_AT = 1080, 510
 MAC_RE = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
 
 
-@dataclass
-class Export:
-    filename: str
-    length: int
-    chunks: Iterator[bytes]
-
-
 class Portable:
-    def __init__(self, host: Host) -> None:
-        self.host = host
-
-    @property
-    def work_root(self) -> Path:
-        return self.host.paths.transfers
-
-    def workdir(self) -> Path:
-        """A new private directory for one export, import or download."""
-        self.work_root.mkdir(mode=0o700, exist_ok=True)
-        work = self.work_root / new_id()
-        work.mkdir(mode=0o700)
-        return work
-
-    def clean(self) -> None:
-        """Remove what exports and imports of an earlier daemon left behind."""
-        shutil.rmtree(self.work_root, ignore_errors=True)
+    def __init__(self, core: Core) -> None:
+        self.core = core
 
     # --- export ------------------------------------------------------------------------
 
     async def export(self, vm: str, fmt: str = "vmkit", memory: bool = False,
-                     directory: str | None = None) -> Export:
+                     directory: str | None = None) -> Download:
         if fmt not in FORMATS:
             raise InvalidInputError(f"unknown export format {fmt!r}: use one of "
                                     f"{', '.join(FORMATS)}")
@@ -88,25 +63,25 @@ class Portable:
         if fmt == "libvirt" and not (directory and directory.startswith("/")):
             raise InvalidInputError("a libvirt export names its files by absolute path: give "
                                     "the directory it will be unpacked into")
-        work = self.workdir()
+        work = self.core.transfers.workdir()
         try:
             state = work / bundle.STATE if memory else None
-            rec, layer = await self.host.snapshots.freeze_now(vm, "export", state)
-            members = await self._members(rec, fmt, self.host.paths.disk(layer), state, work,
+            rec, layer = await self.core.layers.freeze_now(vm, "export", state)
+            members = await self._members(rec, fmt, self.core.paths.disk(layer), state, work,
                                           directory)
         except BaseException as e:
             shutil.rmtree(work, ignore_errors=True)
             if isinstance(e, OSError) and e.errno == 28:
                 raise NoSpaceError(f"exporting {vm} needs more space in VMKIT_HOME "
-                                   f"({self.host.paths.root}); free some and try again") from e
+                                   f"({self.core.paths.root}); free some and try again") from e
             raise
         ext = {"vmkit": "vmkit", "ova": "ova", "libvirt": "tar"}[fmt]
-        return Export(f"{vm}.{ext}", tarstream.length(members), then_remove(
+        return Download(f"{vm}.{ext}", tarstream.length(members), then_remove(
             tarstream.chunks(members), work))
 
     async def _members(self, rec: VmRecord, fmt: str, frozen: Path, state: Path | None,
                        work: Path, directory: str | None) -> list[Member]:
-        host = self.host
+        core = self.core
         spec: VmSpec = rec.spec
         try:
             if fmt == "ova":
@@ -116,10 +91,10 @@ class Portable:
                 disk = work / bundle.DISK
                 await _convert(frozen, disk, "qcow2")
         finally:
-            host.snapshots.pending_layers.discard(frozen.stem)
+            core.layers.unpin(frozen.stem)
         capacity = await asyncio.to_thread(disks.virtual_size, disk)
-        boot = host.boot_files(spec)
-        facts = host.host_facts(boot)
+        boot = core.boot.files(spec)
+        facts = core.boot.facts(boot)
         if fmt == "ova":
             return await asyncio.to_thread(ova.members, spec, disk, capacity)
         if fmt == "libvirt":
@@ -134,7 +109,7 @@ class Portable:
                    "state": "paused" if rec.state == S.PAUSED else
                             "running" if rec.state in LIVE else "stopped"},
             "image": {"name": image.name, "digest": image.digest} if (
-                image := host.store.image(spec.image or "")) else None,
+                image := core.store.image(spec.image or "")) else None,
             "qemu": (await asyncio.to_thread(qemu.current)).version,
             "disk_bytes": capacity,
         }
@@ -144,22 +119,7 @@ class Portable:
 
     async def receive(self, chunks: AsyncIterator[bytes]) -> Path:
         """Store an uploaded file in a work directory of its own."""
-        work = self.workdir()
-        upload = work / "upload"
-        try:
-            with open(upload, "wb") as f:
-                async for data in chunks:
-                    f.write(data)
-        except BaseException as e:
-            shutil.rmtree(work, ignore_errors=True)
-            if isinstance(e, OSError) and e.errno == 28:
-                raise NoSpaceError(f"VMKIT_HOME ({self.host.paths.root}) is full: the file "
-                                   "does not fit; free some space") from e
-            raise
-        if upload.stat().st_size == 0:
-            shutil.rmtree(work, ignore_errors=True)
-            raise InvalidInputError("the file to import is empty")
-        return upload
+        return await self.core.transfers.receive(chunks)
 
     async def import_file(self, upload: Path, name: str | None = None, image: str | None = None,
                           ports: list[str] | None = None, filename: str = ""
@@ -189,7 +149,6 @@ class Portable:
 
     async def _import_bundle(self, upload: Path, work: Path, name: str | None,
                              ports: list[str] | None, label: str) -> dict[str, Any]:
-        host = self.host
         found = await asyncio.to_thread(bundle.unpack, upload, work, label)
         upload.unlink()  # free its space before the disk moves into place
         manifest = found.manifest
@@ -197,8 +156,6 @@ class Portable:
         if not isinstance(vm, dict) or vm.get("state") not in ("running", "paused", "stopped") \
                 or not MAC_RE.fullmatch(str(vm.get("mac"))):
             raise InvalidInputError(f"{label} has an invalid manifest: export it again")
-        from ...core.host import host_memory_mib  # (host.py imports this module)
-
         spec = check_spec(vm.get("spec"), host_memory_mib())
         if ports is not None:
             forwards = make_spec(spec.name, ports=ports, network=spec.network).ports
@@ -216,10 +173,7 @@ class Portable:
                                     "again without --memory")
             if renamed:  # a copy beside the original: it needs its own identity
                 mac = random_mac()
-            attached = spec.attachments()
-            nics = ",".join(nic_mac(mac, i) for i in range(len(attached)))
-            private = tuple(i for i, n in enumerate(attached) if n not in ("nat", "restricted"))
-            identity = Identity.new(spec.name, nics, private) if renamed else Identity()
+            identity = fresh_identity(spec, mac) if renamed else Identity()
             resume = Resume(found.state, None, state == "paused", identity)
         elif renamed:
             mac = random_mac()
@@ -242,40 +196,19 @@ class Portable:
 
     async def _create(self, spec: VmSpec, mac: str, disk: Path, label: str, *, start: bool,
                       resume: Resume | None = None) -> dict[str, Any]:
-        host = self.host
         info = await _disk_info(disk, label)
         if info["format"] != "qcow2":
             raise InvalidInputError(f"{label} is damaged: its disk is not a qcow2 image")
         await asyncio.to_thread(_check_root_disk, disk, label)
-        async with host.locks[spec.name]:
-            if host.store.vm(spec.name):
-                raise ConflictError(f"a VM named {spec.name} already exists here; import it "
-                                    "under another name with --name")
-            host.networks.check(spec.attachments())
-            boot = host.boot_files(spec)
-            facts = host.host_facts(boot)
-            vmp = host.paths.vm(spec.name)
-            shutil.rmtree(vmp.dir, ignore_errors=True)
-            vmp.dir.mkdir(mode=0o700)
-            layer = new_id()
-            try:
-                os.rename(disk, host.paths.disk(layer))
-                rec = host.store.add_vm(spec, mac, layer, creating=True)
-                if start:
-                    await host.start(rec, boot, facts, resume)
-                host.store.vm_created(spec.name)
-            except BaseException:
-                await host.discard(spec.name)  # nothing half-made is left behind
-                raise
-        return host.get_vm(spec.name)
 
+        async def move_in(path: Path) -> None:
+            os.rename(disk, path)
 
-def then_remove(chunks: Iterator[bytes], work: Path) -> Iterator[bytes]:
-    """``chunks``, then ``work`` removed (also when the stream is abandoned)."""
-    try:
-        yield from chunks
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        await self.core.launcher.register(spec, Arrival(
+            move_in, mac, resume=resume, start=start,
+            conflict=f"a VM named {spec.name} already exists here; import it under another "
+                     "name with --name"))
+        return self.core.get_vm(spec.name)
 
 
 async def _convert(src: Path, dest: Path, fmt: str, *opts: str) -> None:
@@ -309,7 +242,7 @@ async def _disk_info(path: Path, label: str) -> dict[str, Any]:
             or any(e != str(path) for e in extents)):
         raise InvalidInputError(f"{label} refers to other files (a backing file or external "
                                 "data); flatten it first: qemu-img convert -O qcow2 IN OUT")
-    return info
+    return dict(info)
 
 
 def _check_root_disk(disk: Path, label: str) -> None:

@@ -1,0 +1,40 @@
+"""/v1/templates: snapshots that forks start from, on the snapshots service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from ...core.boot import host_memory_mib
+from ...server import Server
+from ...spec import make_spec
+from ..models import FastTemplate, Template, TemplateCreate
+from ..params import TemplateName
+
+
+def router(server: Server) -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/v1/templates", response_model=list[Template])
+    async def list_templates() -> list[dict[str, Any]]:
+        return server.snapshots.list_templates()
+
+    @api.post("/v1/templates", response_model=Template, status_code=201)
+    async def create_template(body: TemplateCreate) -> dict[str, Any]:
+        return await server.snapshots.create_template(body.name, body.source)
+
+    @api.post("/v1/templates/fast", response_model=Template)
+    async def fast_template(body: FastTemplate) -> dict[str, Any]:
+        """The template 'vmkit run --fast' forks, made on first use (boot once, snapshot)."""
+        spec = make_spec("fast", image=body.image, cpus=body.cpus, memory=body.memory,
+                         network=body.network, host_memory_mib=host_memory_mib())  # checked
+        name = await server.snapshots.fast_template(body.image, spec.cpus, spec.memory_mib,
+                                                    spec.network != "none")
+        return server.snapshots.get_template(name)
+
+    @api.delete("/v1/templates/{name}", status_code=204)
+    async def remove_template(name: TemplateName) -> None:
+        server.snapshots.remove_template(name)
+
+    return api

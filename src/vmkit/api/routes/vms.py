@@ -1,0 +1,84 @@
+"""/v1/vms: a VM's lifecycle (create, start, stop, ..., remove), on the core's registry
+(list, get) and lifecycle (the rest)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from ...core.boot import host_memory_mib
+from ...server import Server
+from ...spec import VmSpec, make_spec
+from ..models import Vm, VmCreate, VmResize
+from ..params import VmName
+
+Timeout = Annotated[float, Query(gt=0, le=3600)]
+
+
+def vm_spec(body: VmCreate) -> VmSpec:
+    """The VM that ``body`` asks for, checked as the CLI's are."""
+    if body.network is None:
+        network: str | list[str] = "none" if body.disposable else "nat"
+    else:  # an empty list asks for no NIC and gets none: never a default that widens
+        network = body.network or "none"
+    return make_spec(
+        body.name, image=body.image, cpus=body.cpus, memory=body.memory, disk=body.disk,
+        ports=body.ports, network=network, auto_remove=body.auto_remove,
+        host_memory_mib=host_memory_mib(), disposable=body.disposable,
+        io_limit=body.io_limit, display=body.display, cdrom=body.cdrom,
+        firmware=body.firmware, ssh_keys=body.ssh_keys, user_data=body.user_data, env=body.env)
+
+
+def router(server: Server) -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/v1/vms", response_model=list[Vm])
+    async def list_vms() -> list[dict[str, Any]]:
+        return server.core.list_vms()
+
+    @api.post("/v1/vms", response_model=Vm, status_code=201)
+    async def create_vm(body: VmCreate) -> dict[str, Any]:
+        """Create a VM and boot it; answers when the guest agent is ready."""
+        return await server.core.vms.create(vm_spec(body))
+
+    @api.get("/v1/vms/{name}", response_model=Vm)
+    async def get_vm(name: VmName) -> dict[str, Any]:
+        return server.core.get_vm(name)
+
+    @api.delete("/v1/vms/{name}", status_code=204)
+    async def remove_vm(name: VmName, force: bool = False) -> None:
+        """Remove a stopped VM and its disk; force=true kills a running one first."""
+        await server.core.vms.remove(name, force)
+
+    @api.post("/v1/vms/{name}/start", response_model=Vm)
+    async def start_vm(name: VmName) -> dict[str, Any]:
+        return await server.core.vms.start(name)
+
+    @api.post("/v1/vms/{name}/stop", response_model=Vm)
+    async def stop_vm(name: VmName, timeout: Timeout = 20.0) -> dict[str, Any]:
+        """Shut down through the guest agent (or ACPI), then force it after ``timeout`` s."""
+        return await server.core.vms.stop(name, timeout)
+
+    @api.post("/v1/vms/{name}/resize", response_model=Vm)
+    async def resize_vm(name: VmName, body: VmResize) -> dict[str, Any]:
+        """New CPUs, memory and/or a bigger disk for a stopped VM."""
+        return await server.core.vms.resize(name, body.cpus, body.memory, body.disk)
+
+    @api.post("/v1/vms/{name}/kill", response_model=Vm)
+    async def kill_vm(name: VmName) -> dict[str, Any]:
+        return await server.core.vms.kill(name)
+
+    @api.post("/v1/vms/{name}/restart", response_model=Vm)
+    async def restart_vm(name: VmName, timeout: Timeout = 20.0) -> dict[str, Any]:
+        return await server.core.vms.restart(name, timeout)
+
+    @api.post("/v1/vms/{name}/pause", response_model=Vm)
+    async def pause_vm(name: VmName) -> dict[str, Any]:
+        return await server.core.vms.pause(name)
+
+    @api.post("/v1/vms/{name}/resume", response_model=Vm)
+    async def resume_vm(name: VmName) -> dict[str, Any]:
+        return await server.core.vms.resume(name)
+
+    return api

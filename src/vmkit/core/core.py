@@ -1,0 +1,77 @@
+"""The Core: the one owner of state on this machine, made of its parts.
+
+The registry (registry.py) keeps the VMs' records, locks and QEMU processes; boot.py the boot
+media; layers.py the disk layers; launch.py the one register-and-launch path; lifecycle.py
+start, stop and removal; guest.py exec, files and console; images.py image builds and
+operations; watch.py follows each QEMU; recovery.py re-attaches on start. Services get the
+Core and register their hooks (``Registry.hooks``); the core never calls a service by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import HostError
+from ..machine import qemu
+from .boot import BootMedia
+from .guest import Guest
+from .images import Images
+from .launch import Launcher
+from .layers import DiskLayers
+from .lifecycle import Lifecycle
+from .recovery import recover
+from .registry import Registry
+from .transfers import Transfers
+from .watch import Watch
+
+
+class Core(Registry):
+    """The VMs of one VMKIT_HOME: ``await Core.open(home)``, build the services on it (they
+    register their hooks), then ``await core.recover()``."""
+
+    boot: BootMedia
+    layers: DiskLayers
+    watch: Watch
+    launcher: Launcher
+    guest: Guest
+    vms: Lifecycle
+    image_ops: Images
+    transfers: Transfers
+
+    @classmethod
+    async def open(cls, home: Path) -> Core:
+        """Take VMKIT_HOME ``home`` for this process: no other vmkitd may use it meanwhile."""
+        core = cls(home)
+        core.open_home()
+        core.boot = BootMedia(core.paths, core.store, core.images)
+        core.layers = DiskLayers(core)
+        core.watch = Watch(core, core.layers)
+        core.launcher = Launcher(core, core.boot, core.layers, core.watch)
+        core.guest = Guest(core)
+        core.vms = Lifecycle(core, core.launcher, core.layers, core.guest)
+        core.transfers = Transfers(core.paths)
+        core.image_ops = Images(core, core.transfers)
+        return core
+
+    def info(self) -> dict[str, Any]:
+        """This host as /v1/info shows it: its home, QEMU, accelerator, limits and counts."""
+        host_json = self.paths.run / "host.json"
+        facts = json.loads(host_json.read_text()) if host_json.exists() else {}
+        try:
+            found: qemu.Qemu | None = qemu.current()
+        except HostError:
+            found = None
+        return {"home": str(self.paths.root), "pid": os.getpid(),
+                "qemu": found.binary if found else None,
+                "qemu_version": found.version if found else None,
+                "qemu_features": list(found.features) if found else [],
+                "accel": facts.get("facts", {}).get("accel"),
+                "accel_reason": facts.get("reason"), "limits": self.limits.describe(),
+                "vms": len(self.store.vms()), "images": len(self.store.images())}
+
+    async def recover(self) -> None:
+        """Re-attach to every VM still running and finish what a stopped daemon left."""
+        await recover(self, self.watch, self.layers, self.transfers)
