@@ -15,9 +15,13 @@ if TYPE_CHECKING:
     from .render import Record
 
 
+# Operations Ctrl-C calls off (vmkitd removes what they made so far); others go on.
+CANCELLABLE = ("image-build", "image-import", "run")
+
+
 def follow(c: Client, op: Record, title: str) -> Record:
     """Follow an operation to its end with a progress bar on stderr; raise if it failed.
-    Ctrl-C cancels an image build or import (vmkitd removes what it made so far)."""
+    Ctrl-C cancels an image build or import, or a run (vmkitd removes what it made)."""
     from rich.markup import escape
     from rich.progress import (
         BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn)
@@ -37,13 +41,14 @@ def follow(c: Client, op: Record, title: str) -> Record:
         try:
             return c.wait_operation(op["id"], on_progress, interval=0.1)
         except KeyboardInterrupt:
-            if op["kind"] not in ("image-build", "image-import"):
+            if op["kind"] not in CANCELLABLE:
                 raise
             progress.update(task, description="cancelling...")
             c.cancel_operation(op["id"])
             with contextlib.suppress(VmkitError):
                 c.wait_operation(op["id"], interval=0.2)
-    sys.stderr.write("Cancelled: nothing was stored.\n")
+    sys.stderr.write("Cancelled: nothing was stored.\n" if op["kind"] != "run" else
+                     f"Cancelled: {op['target']} was not made.\n")
     raise KeyboardInterrupt
 
 

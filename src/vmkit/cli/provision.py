@@ -1,61 +1,17 @@
-"""The client side of provisioning: which ssh key a new VM gets, the files the user names
-(read and checked here, so a mistake names the file before anything boots), and the ssh
-command line of 'vmkit ssh'."""
+"""The ssh command line of 'vmkit ssh': the VM's forwarded port and the private key here that
+it accepts. (Which key a new VM gets is the SDK's: vmkit.client.provision.)"""
 
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..client.provision import USER_KEYS, vmkit_key
 from ..errors import InvalidInputError
-from ..spec import cloud as seed
 
 if TYPE_CHECKING:
     from .render import Record
-
-USER_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")  # the user's own, in order of preference
-
-
-def vmkit_key() -> Path:
-    """vmkit's own key pair, for users who have none: made on first use, private to them."""
-    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share")
-    return data / "vmkit" / "ssh" / "id_ed25519"
-
-
-def default_public_key() -> Path:
-    """The public key a new VM accepts when no --ssh-key is given."""
-    for name in USER_KEYS:
-        pub = Path.home() / ".ssh" / f"{name}.pub"
-        if pub.is_file() and pub.with_suffix("").is_file():
-            return pub
-    key = vmkit_key()
-    if not key.exists():
-        key.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vmkit",
-                        "-f", str(key)], check=True, capture_output=True)
-    return key.with_name(key.name + ".pub")
-
-
-def _read(path: Path, what: str) -> str:
-    try:
-        return path.expanduser().read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) else "it is not a text file"
-        raise InvalidInputError(f"cannot read the {what} {path}: {reason}") from None
-
-
-def read_inputs(ssh_key: Path | None, user_data: Path | None, env: list[str] | None
-                ) -> dict[str, Any]:
-    """create_vm's provisioning arguments from the command line's files, checked."""
-    key = ssh_key or default_public_key()
-    text = _read(user_data, "user data") if user_data else None
-    if text is not None:
-        seed.read_user_data(text, str(user_data))  # the error names the file and line
-    return {"ssh_keys": seed.read_ssh_key(_read(key, "ssh key"), str(key)),
-            "user_data": text, "env": seed.parse_env(env or [])}
 
 
 def _blob(line: str) -> bytes:

@@ -63,8 +63,16 @@ def error(message: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    """``data`` (SDK models, dicts, lists of them) as indented JSON on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, default=_as_json) + "\n")
     sys.stdout.flush()
+
+
+def _as_json(value: Any) -> Any:
+    """An SDK model as the JSON object the API sent (json.dumps calls this for them)."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 # --- pure formatters -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """``vmkit run``: make a VM from an image (booted) or a snapshot (forked), then attach to
-its console or print its name. Its helpers name the VM when the user does not and turn
-``--cdrom FILE.iso`` into a stored image.
+its console or print its name. vmkitd decides the rest (services/run.py): the SDK's
+``Client.run`` and ``POST /v1/runs`` do the same.
 """
 
 from __future__ import annotations
@@ -10,14 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from .common import client, say
-from .images import ensure_image
 from .progress import follow
 from .registry import command
 
 if TYPE_CHECKING:
     import typer
-
-    from ..client import Client
 
 
 @command()
@@ -108,123 +105,18 @@ def run(
       vmkit run -d --fast              # forked from a ready template of tiny
       vmkit run --disposable           # no network; gone, with all it wrote, when it stops
     """
-    from ..errors import InvalidInputError, VmkitError
-    from ..spec import make_spec
-
     c = client()
-    name = _friendly_name(c) if name is None else name  # --name '' is a mistake, not a wish
-    ports = publish or []
-    net = network or ["none" if disposable else "nat"]
-    image = image or (None if cdrom else "tiny")
-    # Check the request here first, so a typo fails before an image build.
-    make_spec(name, image, cpus, memory, disk, ports, net, rm, disposable=disposable,
-              io_limit=io_limit, display=display, firmware=firmware,
-              cdrom=None if cdrom is None else "cd", env=env)
-    if (source or fast) and (cdrom or ssh_key or user_data or env):
-        raise InvalidInputError("a fork runs as its source was made: drop --cdrom, --ssh-key, "
-                                "--user-data and -e")
-    if display != "none" and (source or fast):
-        raise InvalidInputError("a fork runs as its source was made: drop --display")
-    if io_limit and (source or fast):
-        raise InvalidInputError("a fork runs as its source was made: drop --io-limit")
-    if len(net) > 1 and (source or fast):
-        raise InvalidInputError("a fork has one network card, as its source: give one --network")
-    if disposable and (source or fast):
-        raise InvalidInputError("--disposable boots a fresh VM: drop --from/--fast")
-    if (source or fast) and disk:
-        raise InvalidInputError("a fork has its source's disk: drop --disk with --from/--fast")
-    if source and fast:
-        raise InvalidInputError("--from and --fast both choose what to fork: give one")
-    from .provision import read_inputs
-
-    # The user's files are checked before anything is built or booted.
-    provision = read_inputs(ssh_key, user_data, env) if ssh_key or user_data or env else {}
-    if not source:
-        ensure_image(c, "tiny")  # also what vmkitd probes KVM with
-        if image == "debian":
-            ensure_image(c, image)
-        if image and c.get_image(image).get("cloud_init"):
-            provision = provision or read_inputs(None, None, None)
-        elif provision:
-            raise InvalidInputError(f"--ssh-key, --user-data and -e are for images with "
-                                    f"cloud-init (debian); {image or 'a blank disk'} has none")
-    if cdrom:
-        cdrom = _cdrom_image(c, cdrom)
-    from . import render
-
-    if fast:
-        with render.busy(f"Preparing the template of {image} (first use only)..."):
-            source = c.fast_template(image or "tiny", cpus, memory, net[0])["name"]
-    if source:
-        with render.busy(f"Forking {name} from {source}..."):
-            c.fork(source, name, ports, net[0], rm)
-    else:
-        waiting = "Booting" + (" and provisioning" if provision else "")
-        with render.busy(f"{waiting} {name}..."):
-            vm = c.create_vm(name, image=image, cpus=cpus, memory=memory, disk=disk,
-                             ports=ports, network=net, auto_remove=rm, disposable=disposable,
-                             io_limit=io_limit, display=display, cdrom=cdrom,
-                             firmware=firmware, **provision)
-        if (done := vm.get("cloud_init")) and done["status"] != "done":
-            raise VmkitError(f"cloud-init failed in {name}: {done['detail']}. The VM runs on: "
-                             f"see 'vmkit exec {name} -- cloud-init status --long'")
-        if not (limits := c.info().get("limits", "")).startswith("cgroup"):
-            sys.stderr.write(f"warning: CPU and memory limits are {limits}\n")
+    op = c.start_run(image, name, cpus=cpus, memory=memory, disk=disk, ports=publish or [],
+                     network=network, auto_remove=rm, disposable=disposable,
+                     io_limit=io_limit, display=display, cdrom=cdrom, firmware=firmware,
+                     ssh_key=ssh_key, user_data=user_data, env=env, source=source, fast=fast)
+    name = op.target
+    follow(c, op, f"Running [bold]{name}[/bold]")
+    if not source and not fast and not (limits := c.info().limits).startswith("cgroup"):
+        sys.stderr.write(f"warning: CPU and memory limits are {limits}\n")
     if detach:
         say(name)
         return
     from .console import attach_and_report
 
     attach_and_report(c, name)
-
-
-ADJECTIVES = (
-    "agile amber bold brave bright brisk calm clever cosmic crisp curious daring eager fancy "
-    "fearless fluffy gentle giddy glad golden happy hardy humble jolly keen kind lively lucky "
-    "mellow merry mighty nimble noble plucky polite proud quick quiet rapid shiny silent sleek "
-    "snappy spry steady sunny swift tidy vivid wise witty zesty").split()
-NOUNS = (
-    "badger beaver bison cheetah condor crane dingo dolphin eagle falcon ferret finch fox "
-    "gazelle gecko heron ibis jackal koala lemur lynx marmot marten moose narwhal ocelot otter "
-    "owl panda pelican penguin puffin quokka rabbit raven robin salmon seal sparrow stoat swan "
-    "tapir tiger toucan turtle walrus weasel wombat yak zebra").split()
-
-
-def _friendly_name(c: Client) -> str:
-    """adjective-noun, lowercase, not taken by an existing VM."""
-    import random
-
-    taken = {vm["name"] for vm in c.list_vms()}
-    for _ in range(50):
-        candidate = f"{random.choice(ADJECTIVES)}-{random.choice(NOUNS)}"
-        if candidate not in taken:
-            return candidate
-    return f"{candidate}-{random.randrange(10000)}"
-
-
-def _cdrom_image(c: Client, cdrom: str) -> str:
-    """The image name of --cdrom. A path (it has a '/' or ends in .iso) is imported on first
-    use under the file's name; a later run reuses that image while the file is unchanged."""
-    import re
-
-    from ..errors import InvalidInputError, NotFoundError
-
-    if "/" not in cdrom and not cdrom.lower().endswith(".iso"):
-        return cdrom  # an image name; vmkitd says if there is none
-    path = Path(cdrom).expanduser().absolute()
-    name = re.sub(r"[^A-Za-z0-9-]+", "-", path.stem).strip("-")[:63] or "cdrom"
-    try:
-        image = c.get_image(name)
-    except NotFoundError:
-        follow(c, c.import_image(name, path), f"Importing [bold]{name}[/bold]")
-        return name
-    try:
-        stat = path.stat()
-    except OSError as e:
-        raise InvalidInputError(f"cannot read {cdrom}: {e.strerror}") from None
-    if image["kind"] == "iso" and image.get("source") == {
-            "path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
-        return name
-    raise InvalidInputError(
-        f"image {name} exists and is not this file as it is now: use --cdrom {name} for the "
-        f"stored one, or 'vmkit image import {cdrom} --name NAME' for this one")

@@ -24,6 +24,8 @@ _SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGN
 # forwards still work); none: no NIC at all.
 NETWORKS = ("nat", "restricted", "none")
 FIRMWARES = ("bios", "uefi")
+# Images vmkit builds itself whose guests run cloud-init (ssh keys, user data, -e).
+CLOUD_INIT_BUILDS = ("debian",)
 DISPLAYS = ("none", "vnc")  # vnc: a VNC server that vmkitd proxies (vmkit vnc, the dashboard)
 
 
