@@ -37,6 +37,7 @@ log = logging.getLogger("vmkit.core")
 AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
 PC_AGENT_TIMEOUT = 300.0  # the same for a full OS (systemd under TCG takes a minute or more)
 S = VmState
+MAX_SOCKET_PATH = 107  # bytes of a Unix socket's path (sun_path, less its final NUL)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,17 @@ async def _agent_or_exit(machine: Machine, timeout: float) -> None:
     finally:
         for task in (connect, exited):
             task.cancel()
+
+
+def _check_socket_paths(vmp: VmPaths, home: Path) -> None:
+    """QEMU's sockets live in the VM's directory; a Unix socket's path has at most 107
+    bytes. Say so plainly, rather than let QEMU fail on it."""
+    longest = max((vmp.qmp, vmp.agent, vmp.console, vmp.vnc), key=lambda p: len(bytes(p)))
+    if len(bytes(longest)) > MAX_SOCKET_PATH:
+        raise InvalidInputError(
+            f"the socket {longest} would have a path of {len(bytes(longest))} bytes, more "
+            f"than the {MAX_SOCKET_PATH} a Unix socket allows: use a shorter VMKIT_HOME than "
+            f"{home} ({len(bytes(home))} bytes) or a shorter VM name")
 
 
 class Launcher:
@@ -243,6 +255,7 @@ class Launcher:
         machine/jail.py) so that it sees only the VM's own files: ``disk`` and the layers
         below it, ``boot``'s kernel, initrd and CD, and ``ram``."""
         core = self.core
+        _check_socket_paths(vmp, core.paths.root)
         await asyncio.to_thread(self.boot.write, spec, boot)
         if core.jail is not None:
             files = jail.vm_files(vmp.dir, boot.files(), disk, disk_writable, ram)
