@@ -19,34 +19,42 @@ if TYPE_CHECKING:
 CANCELLABLE = ("image-build", "image-import", "run")
 
 
-def follow(c: Client, op: Record, title: str) -> Record:
+def follow(c: Client, op: Record, title: str, transient: bool = False) -> Record:
     """Follow an operation to its end with a progress bar on stderr; raise if it failed.
+    ``transient``: the bar goes when done, and scripts (stderr not a terminal) get none.
     Ctrl-C cancels an image build or import, or a run (vmkitd removes what it made)."""
+    if transient and not sys.stderr.isatty():
+        return _wait(c, op, None)
     from rich.markup import escape
     from rich.progress import (
         BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn)
 
-    from ..errors import VmkitError
     from . import render
 
     columns = (SpinnerColumn(), TextColumn(title), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, console=render.err()) as progress:
+    with Progress(*columns, console=render.err(), transient=transient) as progress:
         task = progress.add_task(escape(op.get("message") or "starting"), total=1.0)
 
         def on_progress(op: Record) -> None:
             progress.update(task, completed=op.get("progress") or 0.0,
                             description=escape(op.get("message") or ""))
 
-        try:
-            return c.wait_operation(op["id"], on_progress, interval=0.1)
-        except KeyboardInterrupt:
-            if op["kind"] not in CANCELLABLE:
-                raise
-            progress.update(task, description="cancelling...")
-            c.cancel_operation(op["id"])
-            with contextlib.suppress(VmkitError):
-                c.wait_operation(op["id"], interval=0.2)
+        return _wait(c, op, on_progress)
+
+
+def _wait(c: Client, op: Record, on_progress: Callable[[Record], None] | None) -> Record:
+    from ..errors import VmkitError
+
+    try:
+        return c.wait_operation(op["id"], on_progress, interval=0.1)
+    except KeyboardInterrupt:
+        if op["kind"] not in CANCELLABLE:
+            raise
+        sys.stderr.write("\rcancelling...\n")
+        c.cancel_operation(op["id"])
+        with contextlib.suppress(VmkitError):
+            c.wait_operation(op["id"], interval=0.2)
     sys.stderr.write("Cancelled: nothing was stored.\n" if op["kind"] != "run" else
                      f"Cancelled: {op['target']} was not made.\n")
     raise KeyboardInterrupt

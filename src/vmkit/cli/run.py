@@ -111,7 +111,7 @@ def run(
                      io_limit=io_limit, display=display, cdrom=cdrom, firmware=firmware,
                      ssh_key=ssh_key, user_data=user_data, env=env, source=source, fast=fast)
     name = op.target
-    follow(c, op, f"Running [bold]{name}[/bold]")
+    follow(c, op, f"Running [bold]{name}[/bold]", transient=True)
     if not source and not fast and not (limits := c.info().limits).startswith("cgroup"):
         sys.stderr.write(f"warning: CPU and memory limits are {limits}\n")
     if detach:

@@ -129,6 +129,7 @@ class Client(Connection):
             op = c.build_image("tiny", force=True)
             c.wait_operation(op.id, lambda op: print(f"{op.progress:.0%} {op.message}"))
         """
+        delay = min(0.01, interval)  # short at first: many operations end within a second
         while True:
             op = self.operation(op_id)
             if on_progress:
@@ -137,7 +138,8 @@ class Client(Connection):
                 raise VmkitError(op.error or "the operation failed")
             if op.state == "succeeded":
                 return op
-            time.sleep(interval)
+            time.sleep(delay)
+            delay = min(delay * 2, interval)
 
     # --- VMs --------------------------------------------------------------------------
 
