@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 Change = tuple[str, str]  # (kind, name)
 OVERFLOW: Change = ("overflow", "")  # too many changes queued: re-read the whole list
@@ -52,6 +52,29 @@ class Changes:
         finally:
             with self._lock:
                 self._subscribers.discard(entry)
+
+
+async def bursts(queue: asyncio.Queue[Change], idle: float) -> AsyncIterator[list[Change]]:
+    """What ``queue`` receives, a burst at a time: all that is queued when the first change
+    comes, each change once (a VM that changed twice is looked at once, as it is now). An
+    empty burst after ``idle`` seconds without any; ends at CLOSED."""
+    while True:
+        try:
+            first = await asyncio.wait_for(queue.get(), idle)
+        except TimeoutError:
+            yield []
+            continue
+        changes = [first]
+        while not queue.empty():
+            changes.append(queue.get_nowait())
+        burst: list[Change] = []
+        for change in dict.fromkeys(changes):
+            if change[0] == CLOSED[0]:  # the daemon stops: what came before, then the end
+                if burst:
+                    yield burst
+                return
+            burst.append(change)
+        yield burst
 
 
 def _put(queue: asyncio.Queue[Change], change: Change) -> None:

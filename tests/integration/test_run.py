@@ -85,6 +85,8 @@ def test_a_run_is_checked_before_it_starts_and_can_be_called_off(daemon: object,
         client.start_run(name="never", source="nothing", disk="2G")
     with pytest.raises(vmkit.NotFoundError, match="image"):
         client.start_run(image="no-such-image", name="never")
+    with pytest.raises(vmkit.InvalidInputError, match="smaller than the image"):
+        client.start_run(name="never", disk="1M")
     assert not any(v.name == "never" for v in client.list_vms())
 
     op = client.start_run(name="called-off", network="restricted")

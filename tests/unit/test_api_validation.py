@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from vmkit.api.app import create_app
+from vmkit.core.lifecycle import Lifecycle
 from vmkit.errors import NotFoundError
+from vmkit.services.migration import Migrations
 from vmkit.spec import VmSpec
 
 from .fake_server import Recording, fake_server
@@ -44,6 +46,8 @@ class FakeCore:
 class _FakeLifecycle:
     def __init__(self, calls: list[tuple[str, Any]]) -> None:
         self.calls = calls
+
+    create_from = Lifecycle.create_from  # the real check of a request, then the fake create
 
     async def create(self, spec: VmSpec) -> dict[str, Any]:
         self.calls.append(("create_vm", spec))
@@ -193,8 +197,15 @@ def test_create_valid_reaches_host(client: TestClient, core: FakeCore) -> None:
 
 # --- each resource's routes reach its service ------------------------------------------------
 
-_SERVICES = {name: Recording() for name in ("networks", "snapshots", "migrations", "portable",
-                                             "forensics", "stats", "display")}
+class _Migrations(Recording):
+    """Records each call, and finds the destination as the real service does."""
+
+    peer = Migrations.peer
+
+
+_SERVICES = {name: Recording() for name in ("networks", "snapshots", "portable", "forensics",
+                                             "stats", "display")}
+_SERVICES["migrations"] = _Migrations()
 _SERVICE_APP = create_app(fake_server(_CORE, **_SERVICES))
 
 
@@ -210,7 +221,8 @@ _SERVICE_APP = create_app(fake_server(_CORE, **_SERVICES))
     ("GET", "/v1/templates", None, "snapshots", ("list_templates", ())),
     ("POST", "/v1/templates", {"name": "t1", "source": "web@s1"}, "snapshots",
      ("create_template", ("t1", "web@s1"))),
-    ("POST", "/v1/templates/fast", {}, "snapshots", ("fast_template", ("tiny", 1, 256, True))),
+    ("POST", "/v1/templates/fast", {}, "snapshots",
+     ("ensure_fast_template", ("tiny", 1, "256M", "nat"))),
     ("DELETE", "/v1/templates/t1", None, "snapshots", ("remove_template", ("t1",))),
     ("GET", "/v1/networks", None, "networks", ("all", ())),
     ("POST", "/v1/networks", {"name": "lab"}, "networks", ("create", ("lab", None, False))),

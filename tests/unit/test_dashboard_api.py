@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from vmkit.api.app import create_app
+from vmkit.core.registry import Registry
 from vmkit.errors import NotFoundError
 from vmkit.events import Changes
 
@@ -32,6 +33,8 @@ class FakeCore:
     def __init__(self) -> None:
         self.changes = Changes()
         self.guest = _FakeGuest()
+
+    feed = Registry.feed  # the real feed, on this fake's changes and VMs
 
     def list_vms(self) -> list[dict[str, Any]]:
         self.changes.publish("vm", "a")

@@ -12,7 +12,8 @@ from ..images.store import ImageStore
 from ..machine.accel import probe_host
 from ..machine.argv import OVMF_VARS, BootFiles, HostFacts
 from ..paths import HomePaths
-from ..spec import VmSpec, cloud
+from ..errors import InvalidInputError
+from ..spec import VmSpec, cloud, format_size
 from ..store import Store
 
 
@@ -20,6 +21,14 @@ def host_memory_mib() -> int:
     """This host's memory, in MiB."""
     with open("/proc/meminfo") as f:
         return int(f.readline().split()[1]) // 1024
+
+
+def check_disk_fits(spec: VmSpec, boot: BootFiles) -> None:
+    """A VM's disk holds at least its image."""
+    if spec.disk_bytes is not None and spec.disk_bytes < boot.rootfs_bytes:
+        raise InvalidInputError(
+            f"disk {format_size(spec.disk_bytes)} is smaller than the image "
+            f"{spec.image} ({format_size(boot.rootfs_bytes)}); use at least that")
 
 
 class BootMedia:

@@ -1,10 +1,11 @@
 """The Core: the one owner of state on this machine, made of its parts.
 
-The registry (registry.py) keeps the VMs' records, locks and QEMU processes; boot.py the boot
-media; layers.py the disk layers; launch.py the one register-and-launch path; lifecycle.py
-start, stop and removal; guest.py exec, files and console; images.py image builds and
-operations; watch.py follows each QEMU; recovery.py re-attaches on start. Services get the
-Core and register their hooks (``Registry.hooks``); the core never calls a service by name.
+The registry (registry.py) keeps the VMs' records, locks and QEMU processes; request.py says
+what a new VM is asked to be; boot.py the boot media; layers.py the disk layers; launch.py
+the one register-and-launch path; lifecycle.py start, stop and removal; guest.py exec, files,
+console and serial log; images.py image builds and operations; watch.py follows each QEMU;
+recovery.py re-attaches on start. Services get the Core and register their hooks
+(``Registry.hooks``); the core never calls a service by name.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import hosts
 from ..errors import HostError
 from ..machine import qemu
 from .boot import BootMedia
@@ -71,6 +73,11 @@ class Core(Registry):
                 "accel": facts.get("facts", {}).get("accel"),
                 "accel_reason": facts.get("reason"), "limits": self.limits.describe(),
                 "vms": len(self.store.vms()), "images": len(self.store.images())}
+
+    def peers(self) -> list[dict[str, str]]:
+        """The other vmkit hosts registered here ('vmkit host add'), without their tokens:
+        {"name", "url"} each."""
+        return [{"name": p.name, "url": p.url} for p in hosts.load(self.paths).values()]
 
     async def recover(self) -> None:
         """Re-attach to every VM still running and finish what a stopped daemon left."""

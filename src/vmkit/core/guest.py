@@ -4,13 +4,15 @@ waiting for cloud-init."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, VmkitError
 from ..machine.agent import GuestAgent
 from ..machine.console import ConsoleHub
+from ..paths import open_nofollow
 from .registry import Registry
 
 
@@ -58,9 +60,12 @@ class Guest:
             hub = self.core.consoles[name] = ConsoleHub(self.core.paths.vm(name).console)
         return hub
 
-    def serial_log(self, name: str) -> Path:
+    def log(self, name: str, follow: bool = False) -> AsyncIterator[bytes]:
+        """The VM's serial console log, kept on disk across restarts; with ``follow``, what
+        it writes next too, for as long as it runs. An unknown VM raises here, at once."""
         self.core.record(name)
-        return self.core.paths.vm(name).serial_log
+        return _read_log(self.core.paths.vm(name).serial_log,
+                         lambda: follow and self.core.is_live(name))
 
     async def cloud_init(self, name: str) -> dict[str, Any]:
         """Wait for cloud-init in the new guest to finish: {"status": "done" | "error", ...}.
@@ -91,3 +96,17 @@ def _guest_path(path: str) -> str:
     if not path.startswith("/") or "\0" in path:
         raise InvalidInputError(f"guest path {path!r} must be absolute, e.g. NAME:/root/file")
     return path
+
+
+async def _read_log(path: Path, more: Callable[[], bool]) -> AsyncIterator[bytes]:
+    """The log at ``path``, then what is written to it while ``more()`` (the VM runs and the
+    client follows)."""
+    with contextlib.suppress(OSError), open_nofollow(path) as f:
+        while True:
+            data = f.read(65536)
+            if data:
+                yield data
+            elif not more():
+                return  # a stopped VM writes nothing more: a follower is done
+            else:
+                await asyncio.sleep(0.2)

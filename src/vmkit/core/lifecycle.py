@@ -12,12 +12,13 @@ from ..machine import disks
 from ..spec import VmSpec, format_size, resized
 from ..state import VmState, require
 from ..store import VmRecord
-from .boot import host_memory_mib
+from .boot import check_disk_fits, host_memory_mib
 from .discard import discard
 from .guest import Guest
 from .launch import Arrival, Launcher
 from .layers import DiskLayers
 from .registry import Registry
+from .request import VmRequest
 
 
 S = VmState
@@ -31,15 +32,17 @@ class Lifecycle:
         self.layers = layers
         self.guest = guest
 
+    async def create_from(self, req: VmRequest) -> dict[str, Any]:
+        """Create the VM ``req`` asks for (as ``create``), checked as the CLI's are and
+        refused if it wants more memory than this host has."""
+        return await self.create(req.spec(host_memory_mib()))
+
     async def create(self, spec: VmSpec) -> dict[str, Any]:
         """Create ``spec`` on its image (or a blank disk) and boot it; returns when the guest
         agent answers, and for a cloud-init image when cloud-init is done ("cloud_init")."""
         core = self.core
         boot = self.launcher.boot.files(spec)
-        if spec.disk_bytes is not None and spec.disk_bytes < boot.rootfs_bytes:
-            raise InvalidInputError(
-                f"disk {format_size(spec.disk_bytes)} is smaller than the image "
-                f"{spec.image} ({format_size(boot.rootfs_bytes)}); use at least that")
+        check_disk_fits(spec, boot)
 
         async def disk(path: Path) -> None:
             if boot.rootfs is None:

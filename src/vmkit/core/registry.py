@@ -10,13 +10,13 @@ import os
 import sqlite3
 import subprocess
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConflictError, HostError, LaunchError, NotFoundError
-from ..events import Changes
+from ..events import OVERFLOW, Changes, bursts
 from ..images.store import ImageStore
 from ..machine import jail
 from ..machine.console import ConsoleHub
@@ -151,6 +151,29 @@ class Registry:
 
     def get_vm(self, name: str) -> dict[str, Any]:
         return self.describe(self.record(name))
+
+    async def feed(self, idle: float) -> AsyncIterator[tuple[str, Any] | None]:
+        """What changes here, as (event, data), for /v1/events: first ("vms", every VM), then
+        ("vm", {"name", "vm"}) each time a VM changes (vm: None once removed), ("snapshots",
+        {"vm"}) when a VM's snapshots do, and "vms" again after changes came faster than
+        they were read. None after ``idle`` seconds without a change; ends when the daemon
+        stops (Changes.close)."""
+        with self.changes.subscribe() as queue:
+            yield "vms", self.list_vms()  # after subscribing, so no change falls between
+            async for burst in bursts(queue, idle):
+                if not burst:
+                    yield None
+                for kind, name in burst:
+                    if kind == OVERFLOW[0]:
+                        yield "vms", self.list_vms()
+                    elif kind == "vm":
+                        try:
+                            vm: dict[str, Any] | None = self.get_vm(name)
+                        except NotFoundError:
+                            vm = None
+                        yield "vm", {"name": name, "vm": vm}
+                    else:
+                        yield kind, {"vm": name}
 
     def has_vm(self, name: str) -> bool:
         return self.store.vm(name) is not None

@@ -47,6 +47,8 @@ from typing import Any
 
 import httpx
 
+from .. import hosts
+from ..core.boot import host_memory_mib
 from ..core.core import Core
 from ..core.launch import Arrival
 from ..errors import (AgentError, ConflictError, HostError, InvalidInputError, MigrationError,
@@ -57,7 +59,7 @@ from ..machine import disks, jail, kernel_log, memory, qemu
 from ..machine.process import Machine, log_tail
 from ..networks.ports import check_ports_free, free_port
 from ..paths import open_nofollow
-from ..spec import PortForward, VmSpec, with_ports
+from ..spec import PortForward, VmSpec, check_spec, validate_name, with_ports
 from ..state import VmState, require
 from ..store import Operation, VmRecord
 
@@ -97,9 +99,11 @@ class Migrations:
 
     # --- destination side ----------------------------------------------------------------
 
-    async def accept(self, spec: VmSpec, mac: str, disk_bytes: int, disk_used: int,
+    async def accept(self, sent: Any, mac: str, disk_bytes: int, disk_used: int,
                      theirs: str, address: str, postcopy: bool = False) -> dict[str, Any]:
-        """Make ``spec`` here, waiting for its disk (NBD) and state (migration stream)."""
+        """Make the VM of the spec the source ``sent`` here (checked as a user's), waiting for
+        its disk (NBD) and state (migration stream) at ``address``."""
+        spec = check_spec(sent, host_memory_mib())
         core = self.core
         ours = (await asyncio.to_thread(qemu.current)).version
         if ours.split(".")[:2] != theirs.split(".")[:2]:
@@ -245,6 +249,18 @@ class Migrations:
         return machine
 
     # --- source side ----------------------------------------------------------------------
+
+    def peer(self, host: str | None = None, url: str | None = None, token: str | None = None,
+             ca: str | None = None) -> Peer:
+        """The destination: the ``host`` registered here, or the one at ``url`` with
+        ``token`` (and ``ca`` to trust for its TLS)."""
+        if host is not None:
+            known = hosts.get(self.core.paths, validate_name(host, "host"))
+            return Peer(known.url, known.token, known.ca)
+        if url and token:
+            return Peer(hosts.check_url(url), token, ca)
+        raise InvalidInputError("give the destination's url and token, or the name of a "
+                                "registered host ('vmkit host ls')")
 
     def start(self, name: str, peer: Peer, postcopy: bool = False, verify: bool | None = None,
               watch: float | None = None, ports: list[str] | None = None) -> dict[str, Any]:

@@ -15,15 +15,17 @@ import asyncio
 import contextlib
 import random
 import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..core.boot import check_disk_fits
 from ..core.core import Core
 from ..core.images import Progress
+from ..core.request import VmRequest
 from ..errors import ConflictError, InvalidInputError, VmkitError
 from ..images.store import BUILDERS
-from ..spec import CLOUD_INIT_BUILDS, VmSpec, make_spec, validate_name
+from ..spec import CLOUD_INIT_BUILDS, VmSpec, validate_name
 from ..store import Operation
 
 ADJECTIVES = (
@@ -91,17 +93,18 @@ class Runs:
     def _check(self, req: RunRequest, name: str) -> VmSpec:
         """The spec to boot (or, for a fork, the request checked as one would be)."""
         forked = req.source is not None or req.fast
-        networks = req.networks or ["none" if req.disposable else "nat"]
         image = req.image or (None if req.cdrom else "tiny")
         cdrom = self._cdrom(req.cdrom)[0] if req.cdrom else None
-        spec = make_spec(name, image, req.cpus, req.memory, req.disk, req.ports, networks,
-                         req.auto_remove, disposable=req.disposable, io_limit=req.io_limit,
-                         display=req.display, firmware=req.firmware, cdrom=cdrom,
-                         ssh_keys=req.ssh_keys, user_data=req.user_data, env=req.env)
+        spec = VmRequest(  # no networks: the default, as for POST /v1/vms (default_network)
+            name, image, req.cpus, req.memory, req.disk, req.ports, req.networks or None,
+            req.auto_remove, req.disposable, io_limit=req.io_limit, display=req.display,
+            cdrom=cdrom, firmware=req.firmware, ssh_keys=req.ssh_keys, user_data=req.user_data,
+            env=req.env).spec()
         if forked:
-            _check_fork(req, networks)
-        elif image is not None and self.core.store.image(image) is None \
-                and image not in BUILDERS:
+            _check_fork(req)
+        elif image is not None and self.core.store.image(image) is not None:
+            check_disk_fits(spec, self.core.boot.files(replace(spec, cdrom=None)))
+        elif image is not None and image not in BUILDERS:
             self.core.images.get(image)  # raises NotFoundError, with its hint
         provisioned = req.ssh_keys or req.user_data or req.env
         if provisioned and not forked and not self._cloud_init(image):
@@ -203,7 +206,7 @@ def _scaled(progress: Progress, image: str) -> Progress:
     return lambda fraction, message: progress(0.9 * fraction, f"image {image}: {message}")
 
 
-def _check_fork(req: RunRequest, networks: list[str]) -> None:
+def _check_fork(req: RunRequest) -> None:
     """A fork runs as its source was made: refuse what would make it otherwise."""
     if req.cdrom or req.ssh_keys or req.user_data or req.env:
         raise InvalidInputError("a fork runs as its source was made: drop --cdrom, --ssh-key, "
@@ -212,7 +215,7 @@ def _check_fork(req: RunRequest, networks: list[str]) -> None:
         raise InvalidInputError("a fork runs as its source was made: drop --display")
     if req.io_limit:
         raise InvalidInputError("a fork runs as its source was made: drop --io-limit")
-    if len(networks) > 1:
+    if len(req.networks) > 1:
         raise InvalidInputError("a fork has one network card, as its source: give one --network")
     if req.disposable:
         raise InvalidInputError("--disposable boots a fresh VM: drop --from/--fast")

@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..core.boot import host_memory_mib
 from ..core.core import Core
 from ..core.describe import snapshot_label
 from ..core.launch import Arrival, Resume, fresh_identity
@@ -340,6 +341,16 @@ class Snapshots:
         self.store.remove_template(name)
         if self.store.snapshot(snap.id) is None:
             shutil.rmtree(self.paths.snapshot(snap.id).dir, ignore_errors=True)
+
+    async def ensure_fast_template(self, image: str = "tiny", cpus: int = 1,
+                                   memory: str = "256M", network: str = "nat"
+                                   ) -> dict[str, Any]:
+        """The template ``run --fast`` forks for a VM of these settings (checked as a new
+        VM's are), made on first use; see fast_template."""
+        spec = make_spec("fast", image=image, cpus=cpus, memory=memory, network=network,
+                         host_memory_mib=host_memory_mib())
+        return self.get_template(await self.fast_template(image, spec.cpus, spec.memory_mib,
+                                                          spec.network != "none"))
 
     async def fast_template(self, image: str, cpus: int, memory_mib: int, nic: bool) -> str:
         """The template ``run --fast`` forks: made on first use by booting ``image`` once and

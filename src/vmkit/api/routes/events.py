@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from ...errors import NotFoundError
 from ...server import Server
 from ..responses import content
 
@@ -32,36 +30,10 @@ def router(server: Server) -> APIRouter:
 
 
 async def event_stream(server: Server) -> AsyncIterator[bytes]:
-    """The body of /v1/events; ends when the daemon stops (Changes.close)."""
-    core = server.core
-    with core.changes.subscribe() as queue:
-        yield _sse("vms", core.list_vms())  # after subscribing, so no change falls between
-        while True:
-            try:
-                first = await asyncio.wait_for(queue.get(), KEEPALIVE)
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            changes = [first]
-            while not queue.empty():  # a burst of changes: each VM once, as it is now
-                changes.append(queue.get_nowait())
-            for kind, name in dict.fromkeys(changes):
-                if kind == "closed":
-                    return
-                if kind == "overflow":
-                    yield _sse("vms", core.list_vms())
-                elif kind == "vm":
-                    yield _sse("vm", {"name": name, "vm": _vm_or_none(server, name)})
-                else:
-                    yield _sse(kind, {"vm": name})
+    """The body of /v1/events (Registry.feed); ends when the daemon stops."""
+    async for event in server.core.feed(KEEPALIVE):
+        yield b": keepalive\n\n" if event is None else _sse(*event)
 
 
 def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-def _vm_or_none(server: Server, name: str) -> dict[str, Any] | None:
-    try:
-        return server.core.get_vm(name)
-    except NotFoundError:
-        return None

@@ -3,20 +3,16 @@ its serial console log."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from ...errors import InvalidInputError, TooLargeError, VmkitError, to_body
-from ...paths import open_nofollow
 from ...server import Server
 from ..models import MAX_STDIN_BYTES, ExecRequest
 from ..params import VmName
@@ -49,9 +45,8 @@ def router(server: Server) -> APIRouter:
     @api.get("/v1/vms/{name}/logs", responses=content("text/plain"))
     async def logs(name: VmName, follow: bool = False) -> StreamingResponse:
         """The VM's serial console output, kept on disk across restarts."""
-        path = server.core.guest.serial_log(name)  # here: an unknown VM is a 404, not a cut stream
-        return StreamingResponse(read_log(path, lambda: follow and server.core.is_live(name)),
-                                 media_type="text/plain")
+        log = server.core.guest.log(name, follow)  # here: an unknown VM is a 404, not a cut stream
+        return StreamingResponse(log, media_type="text/plain")
 
     return api
 
@@ -83,16 +78,3 @@ async def ndjson(events: AsyncIterator[tuple[str, bytes | int]]) -> AsyncIterato
     except VmkitError as e:
         yield json.dumps(to_body(e)).encode() + b"\n"
 
-
-async def read_log(path: Path, more: Callable[[], bool]) -> AsyncIterator[bytes]:
-    """The log at ``path``, then what is written to it while ``more()`` (the VM runs and the
-    client follows)."""
-    with contextlib.suppress(OSError), open_nofollow(path) as f:
-        while True:
-            data = f.read(65536)
-            if data:
-                yield data
-            elif not more():
-                return  # a stopped VM writes nothing more: a follower is done
-            else:
-                await asyncio.sleep(0.2)

@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ... import hosts
 from ...server import Server
 from ..models import HostInfo, RemoteHost
 
@@ -23,6 +22,6 @@ def router(server: Server, ui_url: str | None) -> APIRouter:
     async def list_hosts() -> list[dict[str, Any]]:
         """The other vmkit hosts registered here ('vmkit host add'), without their tokens:
         where the dashboard can migrate VMs to."""
-        return [{"name": p.name, "url": p.url} for p in hosts.load(server.core.paths).values()]
+        return server.core.peers()
 
     return api

@@ -7,12 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ... import hosts
-from ...core.boot import host_memory_mib
 from ...errors import InvalidInputError
 from ...server import Server
-from ...services.migration import Peer
-from ...spec import check_spec, validate_name
 from ..models import (FinishMigration, IncomingMigration, IncomingReady, MemoryDigest,
                       MigrateRequest, Operation, Vm)
 from ..params import VmName
@@ -27,8 +23,9 @@ def router(server: Server) -> APIRouter:
     async def migrate(name: VmName, body: MigrateRequest) -> dict[str, Any]:
         """Move the running VM to another vmkit host, given by URL and token or by the name
         it is registered under here ('vmkit host add'); follow the returned operation."""
-        return server.migrations.start(name, destination(server, body), body.postcopy,
-                                       body.verify, body.watch, body.ports)
+        peer = server.migrations.peer(body.host, body.url, body.token, body.ca)
+        return server.migrations.start(name, peer, body.postcopy, body.verify, body.watch,
+                                       body.ports)
 
     @api.post("/v1/vms/{name}/migrate/cancel", status_code=204)
     async def cancel_migration(name: VmName) -> None:
@@ -42,9 +39,8 @@ def router(server: Server) -> APIRouter:
         if not request.scope.get("server"):
             raise InvalidInputError("migrations arrive over TCP ('vmkitd --listen')")
         address = request.scope["server"][0]  # where the source reached us: NBD listens there
-        spec = check_spec(body.spec, host_memory_mib())
-        return await server.migrations.accept(spec, body.mac, body.disk_bytes, body.disk_used,
-                                              body.qemu, address, body.postcopy)
+        return await server.migrations.accept(body.spec, body.mac, body.disk_bytes,
+                                              body.disk_used, body.qemu, address, body.postcopy)
 
     @api.post("/v1/migrations/{name}/digest", response_model=MemoryDigest)
     async def migration_digest(name: VmName) -> dict[str, str]:
@@ -65,13 +61,3 @@ def router(server: Server) -> APIRouter:
 
     return api
 
-
-def destination(server: Server, body: MigrateRequest) -> Peer:
-    """The host that ``body`` names: one registered here, or the one at its url and token."""
-    if body.host is not None:
-        known = hosts.get(server.core.paths, validate_name(body.host, "host"))
-        return Peer(known.url, known.token, known.ca)
-    if body.url and body.token:
-        return Peer(hosts.check_url(body.url), body.token, body.ca)
-    raise InvalidInputError("give the destination's url and token, or the name of a "
-                            "registered host ('vmkit host ls')")

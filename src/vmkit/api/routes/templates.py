@@ -6,9 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ...core.boot import host_memory_mib
 from ...server import Server
-from ...spec import make_spec
 from ..models import FastTemplate, Template, TemplateCreate
 from ..params import TemplateName
 
@@ -27,11 +25,8 @@ def router(server: Server) -> APIRouter:
     @api.post("/v1/templates/fast", response_model=Template)
     async def fast_template(body: FastTemplate) -> dict[str, Any]:
         """The template 'vmkit run --fast' forks, made on first use (boot once, snapshot)."""
-        spec = make_spec("fast", image=body.image, cpus=body.cpus, memory=body.memory,
-                         network=body.network, host_memory_mib=host_memory_mib())  # checked
-        name = await server.snapshots.fast_template(body.image, spec.cpus, spec.memory_mib,
-                                                    spec.network != "none")
-        return server.snapshots.get_template(name)
+        return await server.snapshots.ensure_fast_template(body.image, body.cpus, body.memory,
+                                                           body.network)
 
     @api.delete("/v1/templates/{name}", status_code=204)
     async def remove_template(name: TemplateName) -> None:

@@ -7,27 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from ...core.boot import host_memory_mib
+from ...core.request import VmRequest
 from ...server import Server
-from ...spec import VmSpec, make_spec
 from ..models import Vm, VmCreate, VmResize
 from ..params import VmName
 
 Timeout = Annotated[float, Query(gt=0, le=3600)]
-
-
-def vm_spec(body: VmCreate) -> VmSpec:
-    """The VM that ``body`` asks for, checked as the CLI's are."""
-    if body.network is None:
-        network: str | list[str] = "none" if body.disposable else "nat"
-    else:  # an empty list asks for no NIC and gets none: never a default that widens
-        network = body.network or "none"
-    return make_spec(
-        body.name, image=body.image, cpus=body.cpus, memory=body.memory, disk=body.disk,
-        ports=body.ports, network=network, auto_remove=body.auto_remove,
-        host_memory_mib=host_memory_mib(), disposable=body.disposable,
-        io_limit=body.io_limit, display=body.display, cdrom=body.cdrom,
-        firmware=body.firmware, ssh_keys=body.ssh_keys, user_data=body.user_data, env=body.env)
 
 
 def router(server: Server) -> APIRouter:
@@ -40,7 +25,7 @@ def router(server: Server) -> APIRouter:
     @api.post("/v1/vms", response_model=Vm, status_code=201)
     async def create_vm(body: VmCreate) -> dict[str, Any]:
         """Create a VM and boot it; answers when the guest agent is ready."""
-        return await server.core.vms.create(vm_spec(body))
+        return await server.core.vms.create_from(VmRequest(**body.model_dump()))
 
     @api.get("/v1/vms/{name}", response_model=Vm)
     async def get_vm(name: VmName) -> dict[str, Any]:
