@@ -95,9 +95,9 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class VmCreate(Body):
-    name: VmName = Field(description="1-63 letters, digits and '-'; also the guest's hostname",
-                         examples=["web"])
+class VmFields(Body):
+    """A new VM's fields, but its name: VmCreate and RunCreate share them (core/request.py's
+    VmRequest is what they become)."""
     image: ImageName | None = Field("tiny", description="null: a blank disk")
     cpus: int = Field(1, description="virtual CPUs, 1-64")
     memory: str = Field("256M", max_length=32, description="e.g. 256M, 1G (MiB if no unit)")
@@ -131,35 +131,17 @@ class VmCreate(Body):
                                         "environment variables for the guest and its runcmd")
 
 
-class RunCreate(Body):
-    """What ``vmkit run`` asks for; every field has the CLI's default."""
+class VmCreate(VmFields):
+    name: VmName = Field(description="1-63 letters, digits and '-'; also the guest's hostname",
+                         examples=["web"])
+
+
+class RunCreate(VmFields):
+    """What ``vmkit run`` asks for: a VM as ``POST /v1/vms`` takes it, or a fork of one."""
     name: VmName | None = Field(None, description="null: a generated one, such as brave-otter")
-    image: ImageName | None = Field(None, description="null: tiny (a blank disk with cdrom); "
-                                    "tiny and debian are built if this host lacks them")
-    cpus: int = Field(1, description="virtual CPUs, 1-64")
-    memory: str = Field("256M", max_length=32, description="e.g. 256M, 1G (MiB if no unit)")
-    disk: str | None = Field(None, max_length=32, description="disk size; default: the image's")
-    ports: list[PortText] = Field([], max_length=64,
-                                  description="docker-style [ADDR:]HOSTPORT:GUESTPORT[/udp]")
-    networks: list[NetworkName] = Field([], max_length=8, description="one NIC each: nat, "
-                                        "restricted, none or a private network; empty: nat "
-                                        "(none if disposable)")
-    auto_remove: bool = Field(False, description="remove the VM when it stops")
-    disposable: bool = Field(False, description="remove the VM and everything it wrote when "
-                                                "it stops; no NIC unless a network is given")
-    io_limit: str | None = Field(None, max_length=32, description="disk throttling, e.g. "
-                                 "300iops,20M")
-    display: Literal["none", "vnc"] = Field("none", description="vnc: a VNC server")
     cdrom: str | None = Field(None, max_length=4096, description="an ISO image's name, or the "
                               "absolute path of an ISO file on the daemon's host (imported "
                               "on first use)")
-    firmware: Literal["bios", "uefi"] = Field("bios", description="SeaBIOS or UEFI (OVMF)")
-    ssh_keys: str | None = Field(None, max_length=16384, description="cloud-init images: "
-                                 "OpenSSH public keys of the user vmkit makes ('debian')")
-    user_data: str | None = Field(None, max_length=1 << 20, description="cloud-init images: "
-                                  "a #cloud-config document, checked before boot")
-    env: dict[EnvKey, EnvValue] = Field({}, max_length=256, description="cloud-init images: "
-                                        "environment variables for the guest and its runcmd")
     source: Source | None = Field(None, description="fork it from VM@SNAPSHOT, a template or "
                                   "a running VM instead of booting")
     fast: bool = Field(False, description="fork it from a ready template of the image, made "

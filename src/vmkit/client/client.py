@@ -182,9 +182,9 @@ class Client(Connection):
             provision = read_inputs(None, None, None)  # the caller's default key
         if cdrom is not None and ("/" in cdrom or cdrom.lower().endswith(".iso")):
             cdrom = str(Path(cdrom).expanduser().absolute())  # vmkitd imports it
-        networks = [network] if isinstance(network, str) else list(network or [])
+        image = image or (None if cdrom else "tiny")  # a blank disk for an installer CD
         body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "disk": disk,
-                "ports": list(ports), "networks": networks, "auto_remove": auto_remove,
+                "ports": list(ports), "network": network, "auto_remove": auto_remove,
                 "disposable": disposable, "io_limit": io_limit, "display": display,
                 "cdrom": cdrom, "firmware": firmware, "source": source, "fast": fast,
                 **provision}

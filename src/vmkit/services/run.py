@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import random
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,25 +51,11 @@ class Forks(Protocol):
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What to run; the defaults are the CLI's (``vmkit run``)."""
-    name: str | None = None  # None: a generated one, such as brave-otter
-    image: str | None = None  # None: tiny, or a blank disk with ``cdrom``
-    cpus: int = 1
-    memory: str = "256M"
-    disk: str | None = None
-    ports: list[str] = field(default_factory=list)
-    networks: list[str] = field(default_factory=list)  # empty: nat (none if disposable)
-    auto_remove: bool = False
-    disposable: bool = False
-    io_limit: str | None = None
-    display: str = "none"
-    cdrom: str | None = None  # an image name: the client imports a file first
-    firmware: str = "bios"
-    ssh_keys: str | None = None
-    user_data: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    """What to run: the VM (an empty name: a generated one, such as brave-otter; its
+    ``cdrom`` may be an ISO file's absolute path, imported on first use), or a fork of it."""
+    vm: VmRequest
     source: str | None = None  # fork from VM@SNAP, a template, or a running VM
-    fast: bool = False  # fork from the ready template of ``image``, made on first use
+    fast: bool = False  # fork from the ready template of the image, made on first use
 
 
 class Runs:
@@ -79,7 +65,7 @@ class Runs:
 
     def start(self, req: RunRequest) -> dict[str, Any]:
         """Check ``req`` and start running it; returns the operation to follow."""
-        name = self._free_name() if req.name is None else validate_name(req.name)
+        name = validate_name(req.vm.name) if req.vm.name else self._free_name()
         if self.core.has_vm(name):
             raise ConflictError(f"a VM named {name} already exists; choose another name or "
                                 f"remove it with 'vmkit rm {name}'")
@@ -93,20 +79,16 @@ class Runs:
     def _check(self, req: RunRequest, name: str) -> VmSpec:
         """The spec to boot (or, for a fork, the request checked as one would be)."""
         forked = req.source is not None or req.fast
-        image = req.image or (None if req.cdrom else "tiny")
-        cdrom = self._cdrom(req.cdrom)[0] if req.cdrom else None
-        spec = VmRequest(  # no networks: the default, as for POST /v1/vms (default_network)
-            name, image, req.cpus, req.memory, req.disk, req.ports, req.networks or None,
-            req.auto_remove, req.disposable, io_limit=req.io_limit, display=req.display,
-            cdrom=cdrom, firmware=req.firmware, ssh_keys=req.ssh_keys, user_data=req.user_data,
-            env=req.env).spec()
+        vm, image = req.vm, req.vm.image
+        cdrom = self._cdrom(vm.cdrom)[0] if vm.cdrom else None
+        spec = replace(vm, name=name, cdrom=cdrom).spec()
         if forked:
             _check_fork(req)
         elif image is not None and self.core.store.image(image) is not None:
             check_disk_fits(spec, self.core.boot.files(replace(spec, cdrom=None)))
         elif image is not None and image not in BUILDERS:
             self.core.images.get(image)  # raises NotFoundError, with its hint
-        provisioned = req.ssh_keys or req.user_data or req.env
+        provisioned = vm.ssh_keys or vm.user_data or vm.env
         if provisioned and not forked and not self._cloud_init(image):
             raise InvalidInputError(f"--ssh-key, --user-data and -e are for images with "
                                     f"cloud-init (debian); {image or 'a blank disk'} has none")
@@ -177,7 +159,7 @@ class Runs:
             for image in dict.fromkeys(("tiny", spec.image)):  # tiny: the KVM probe's kernel
                 if image is not None and self.core.store.image(image) is None:
                     await self.core.image_ops.ensure(image, _scaled(progress, image))
-        if req.cdrom and (iso := self._cdrom(req.cdrom))[1] is not None:
+        if req.vm.cdrom and (iso := self._cdrom(req.vm.cdrom))[1] is not None:
             await self.core.image_ops.ensure(iso[0], _scaled(progress, iso[0]), iso[1])
         source = req.source
         if req.fast:
@@ -186,7 +168,7 @@ class Runs:
                                                     spec.memory_mib, spec.network != "none")
         if source is not None:
             progress(0.95, f"forking {name} from {source}")
-            await self.forks.fork(source, name, req.ports, spec.network, req.auto_remove)
+            await self.forks.fork(source, name, req.vm.ports, spec.network, spec.auto_remove)
             return
         progress(0.9, f"booting {name}" + (" and provisioning it" if spec.ssh_keys else ""))
         vm = await self.core.vms.create(spec)
@@ -208,20 +190,19 @@ def _scaled(progress: Progress, image: str) -> Progress:
 
 def _check_fork(req: RunRequest) -> None:
     """A fork runs as its source was made: refuse what would make it otherwise."""
-    if req.cdrom or req.ssh_keys or req.user_data or req.env:
+    vm = req.vm
+    if vm.cdrom or vm.ssh_keys or vm.user_data or vm.env:
         raise InvalidInputError("a fork runs as its source was made: drop --cdrom, --ssh-key, "
                                 "--user-data and -e")
-    if req.display != "none":
+    if vm.display != "none":
         raise InvalidInputError("a fork runs as its source was made: drop --display")
-    if req.io_limit:
+    if vm.io_limit:
         raise InvalidInputError("a fork runs as its source was made: drop --io-limit")
-    if len(req.networks) > 1:
+    if isinstance(vm.network, list) and len(vm.network) > 1:
         raise InvalidInputError("a fork has one network card, as its source: give one --network")
-    if req.disposable:
+    if vm.disposable:
         raise InvalidInputError("--disposable boots a fresh VM: drop --from/--fast")
-    if req.disk:
+    if vm.disk:
         raise InvalidInputError("a fork has its source's disk: drop --disk with --from/--fast")
     if req.source and req.fast:
         raise InvalidInputError("--from and --fast both choose what to fork: give one")
-
-

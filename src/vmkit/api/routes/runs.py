@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from ...core.request import VmRequest
 from ...server import Server
 from ...services.run import RunRequest
 from ..models import Operation, RunCreate
@@ -20,6 +21,7 @@ def router(server: Server) -> APIRouter:
         (``source``, ``fast``); the request is checked before this answers. Follow the
         operation (kind "run", target: the VM's name) to its end; DELETE it to call the run
         off (nothing of the VM is left)."""
-        return server.runs.start(RunRequest(**body.model_dump()))
+        vm = VmRequest(**{**body.model_dump(exclude={"source", "fast"}), "name": body.name or ""})
+        return server.runs.start(RunRequest(vm, body.source, body.fast))
 
     return api
