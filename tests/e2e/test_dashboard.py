@@ -74,9 +74,14 @@ def wait_for(driver: Any, css: str, what: str) -> Any:
 
 
 def wait_until(driver: Any, check: Any, what: str) -> Any:
+    """Wait for ``check``; one that read an element the live page has just re-rendered
+    (stale) is asked again, as a person would look again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(check, message=what)
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)
+                         ).until(check, message=what)
 
 
 def click(driver: Any, css: str, what: str) -> None:

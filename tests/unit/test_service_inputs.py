@@ -196,3 +196,14 @@ def test_bursts_end_at_once_at_a_lone_closed() -> None:
         return [b async for b in bursts(queue, 10.0)]
 
     assert asyncio.run(main()) == []
+
+
+# --- resize ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("disk", ["", "  "])
+def test_resize_to_an_empty_disk_size_is_refused_before_the_vm_is_looked_at(disk: str) -> None:
+    from vmkit.core.lifecycle import Lifecycle
+
+    lifecycle = Lifecycle(cast(Any, None), cast(Any, None), cast(Any, None), cast(Any, None))
+    with pytest.raises(InvalidInputError, match="needs a size"):
+        asyncio.run(lifecycle.resize("web", disk=disk))

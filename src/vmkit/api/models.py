@@ -22,7 +22,7 @@ from ..models import (CloudInit as CloudInit, Error as Error, FileChange as File
                       PortForward as PortForward, RemoteHost as RemoteHost, Snapshot as Snapshot,
                       Template as Template, Vm as Vm, VmStats as VmStats,
                       VncDisplay as VncDisplay)
-from ..spec import NAME_PATTERN, validate_name
+from ..spec import DISPLAYS, FIRMWARES, NAME_PATTERN, validate_name
 
 NAME_SCHEMA = {"type": "string", "pattern": f"^{NAME_PATTERN}$", "minLength": 1,
                "maxLength": 63}
@@ -86,6 +86,12 @@ NetworkName = Annotated[str, _named("network"), WithJsonSchema(NAME_SCHEMA)]
 Source = Annotated[str, checked(_check_source), WithJsonSchema(SOURCE_SCHEMA)]
 
 
+# Fields of a few values: an enum in the schema, checked by spec.make_spec, whose message
+# names the choices as the CLI's does ("invalid firmware 'efi': use bios or uefi").
+Display = Annotated[str, Field(max_length=32), WithJsonSchema({"enum": list(DISPLAYS)})]
+Firmware = Annotated[str, Field(max_length=32), WithJsonSchema({"enum": list(FIRMWARES)})]
+
+
 EnvKey = Annotated[str, Field(max_length=128)]
 EnvValue = Annotated[str, Field(max_length=4096)]
 
@@ -116,12 +122,12 @@ class VmFields(Body):
                                                 "it stops; no NIC unless a network is given")
     io_limit: str | None = Field(None, max_length=32, description="disk throttling: "
                                  "operations and/or bytes per second, e.g. 300iops,20M")
-    display: Literal["none", "vnc"] = Field("none", description="vnc: a VNC server, reached "
+    display: Display = Field("none", description="vnc: a VNC server, reached "
                                             "through vmkitd ('vmkit vnc', the dashboard)")
     cdrom: ImageName | None = Field(None, description="an ISO image ('vmkit image "
                               "import') in the CD drive; with image null, installs an OS on a "
                               "blank disk of size 'disk'")
-    firmware: Literal["bios", "uefi"] = Field("bios", description="for images booted by "
+    firmware: Firmware = Field("bios", description="for images booted by "
                                               "firmware: SeaBIOS or UEFI (OVMF)")
     ssh_keys: str | None = Field(None, max_length=16384, description="cloud-init images: "
                                  "OpenSSH public keys of the user vmkit makes ('debian')")

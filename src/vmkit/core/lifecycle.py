@@ -62,6 +62,8 @@ class Lifecycle:
         root filesystem to the disk at its next boot."""
         if cpus is None and memory is None and disk is None:
             raise InvalidInputError("nothing to change: give --cpus, --memory and/or --disk")
+        if disk is not None and not disk.strip():
+            raise InvalidInputError("--disk needs a size, e.g. 4G")
         core = self.core
         async with core.locks[name]:
             rec = core.record(name)

@@ -58,6 +58,7 @@ class Forensics:
     async def start_capture(self, vm: str) -> dict[str, Any]:
         """Record every packet of the VM's NIC, both ways, into a pcap (QEMU's filter-dump)."""
         core = self.core
+        core.live_machine(vm, "capture")  # at once, not after the lock of a VM booting
         async with core.locks[vm]:
             machine = core.live_machine(vm, "capture")
             if core.record(vm).spec.network == "none":
@@ -79,6 +80,10 @@ class Forensics:
     async def stop_capture(self, vm: str) -> Download:
         """End the VM's capture; the pcap, streamed (and then removed here)."""
         core = self.core
+        core.record(vm)
+        if vm not in self._captures:  # at once, not after the lock of a VM booting
+            raise NotFoundError(f"VM {vm} is not being captured; start with "
+                                f"'vmkit capture {vm} -o FILE'")
         async with core.locks[vm]:
             core.record(vm)
             pcap, _ = self._captures.pop(vm, (None, 0))
@@ -97,6 +102,7 @@ class Forensics:
         """The guest's memory as an ELF core file (QEMU's dump-guest-memory), which crash,
         gdb and volatility read. The guest pauses while it is written."""
         core = self.core
+        core.live_machine(vm, "dump")  # at once, not after the lock of a VM booting
         async with core.locks[vm]:
             machine = core.live_machine(vm, "dump")
             work = core.transfers.workdir()
