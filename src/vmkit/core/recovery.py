@@ -45,8 +45,6 @@ async def recover(core: Registry, watch: Watch, layers: DiskLayers, transfers: T
     core.limits.clean()
     await layers.collect_garbage()
     transfers.clean()
-    for hook in core.hooks.opened:
-        hook()
     core.networks.restore()
 
 

@@ -39,8 +39,6 @@ class Hooks:
 
     # Re-attaching to a VM's QEMU after a daemon restart: undo what was left half done.
     reattach: list[Callable[[VmRecord, Machine], Awaitable[None]]] = field(default_factory=list)
-    # Once every VM is re-attached: clean up after a daemon that died.
-    opened: list[Callable[[], None]] = field(default_factory=list)
     # Before a VM is removed: raise ConflictError if something still needs it.
     removal: list[Callable[[str], None]] = field(default_factory=list)
 

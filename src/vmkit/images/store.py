@@ -205,7 +205,7 @@ class ImageStore:
         return d
 
     def boot_files(self, image: ImageRecord) -> BootFiles:
-        """How a VM boots ``image`` (without the VM's own media: see Host.boot_files)."""
+        """How a VM boots ``image`` (without the VM's own media: see core/boot.py)."""
         if image.kind == "iso":
             raise InvalidInputError(
                 f"image {image.name!r} is a CD image: boot it with --cdrom {image.name} (and "
