@@ -47,7 +47,7 @@ def _wait(c: Client, op: Record, on_progress: Callable[[Record], None] | None) -
     from ..errors import VmkitError
 
     try:
-        return c.wait_operation(op["id"], on_progress, interval=0.1)
+        return c.wait_operation(op["id"], on_progress, interval=0.05)
     except KeyboardInterrupt:
         if op["kind"] not in CANCELLABLE:
             raise

@@ -157,7 +157,7 @@ class Client(Connection):
 
         ``options`` are those of :meth:`start_run`, with the CLI's defaults."""
         op = self.start_run(image, name, **options)
-        self.wait_operation(op.id, on_progress, interval=0.1)
+        self.wait_operation(op.id, on_progress, interval=0.05)
         return self.get_vm(op.target)
 
     def start_run(self, image: str | None = None, name: str | None = None, *, cpus: int = 1,
