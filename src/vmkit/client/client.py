@@ -19,7 +19,6 @@ from ..models import (Capture, ExportedFile, FileChange, HostInfo, Image, Networ
 from ..paths import HomePaths, default_home
 from ..spec import CLOUD_INIT_BUILDS
 from .connection import LONG, PROVISION, Connection, seg
-from .provision import read_inputs
 
 if TYPE_CHECKING:
     from httpx_ws import WebSocketSession
@@ -176,6 +175,8 @@ class Client(Connection):
         images only, read here. The rest as for :meth:`create_vm`."""
         if self.local and not self._answers():
             self.start_daemon()
+        from .provision import read_inputs  # here: it imports YAML, which only runs need
+
         forked = source is not None or fast
         provision = read_inputs(ssh_key, user_data, env) if ssh_key or user_data or env else {}
         if not provision and not forked and self._cloud_init(image or (None if cdrom else "tiny")):
