@@ -540,12 +540,7 @@ class Client(Connection):
     def read_file(self, name: str, path: str) -> Iterator[bytes]:
         """The guest file at absolute ``path``, in chunks:
         ``b"".join(c.read_file("web", "/etc/hostname"))``."""
-        response = self._send("GET", f"/vms/{seg(name)}/files", stream=True,
-                              params={"path": path}, timeout=LONG)
-        try:
-            yield from response.iter_bytes()
-        finally:
-            response.close()
+        return self._stream(f"/vms/{seg(name)}/files", {"path": path}, LONG)
 
     def write_file(self, name: str, path: str, data: bytes | Iterable[bytes]) -> int:
         """Write ``data`` (bytes, or chunks of them) to the guest file at absolute ``path``;
@@ -557,12 +552,7 @@ class Client(Connection):
     def logs(self, name: str, follow: bool = False) -> Iterator[bytes]:
         """The VM's serial console output (kept across restarts), in chunks; with ``follow``,
         go on with new output until the VM stops."""
-        response = self._send("GET", f"/vms/{seg(name)}/logs", stream=True,
-                              params={"follow": follow}, timeout=None)
-        try:
-            yield from response.iter_bytes()
-        finally:
-            response.close()
+        return self._stream(f"/vms/{seg(name)}/logs", {"follow": follow}, None)
 
     def console(self, name: str) -> AbstractContextManager[WebSocketSession]:
         """A websocket session to the VM's serial console (httpx_ws): bytes sent are typed

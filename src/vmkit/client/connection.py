@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -153,6 +153,15 @@ class Connection:
     def _call(self, method: str, path: str, into: type[T], **kw: Any) -> T:
         """Send a request and read its JSON answer as ``into`` (a model, or a list of them)."""
         return parse(into, self._send(method, path, **kw).content, f"{method} {path}")
+
+    def _stream(self, path: str, params: dict[str, Any], timeout: float | None
+                ) -> Iterator[bytes]:
+        """GET ``path``'s answer in chunks, as they come (sent at the first ``next``)."""
+        response = self._send("GET", path, stream=True, params=params, timeout=timeout)
+        try:
+            yield from response.iter_bytes()
+        finally:
+            response.close()
 
     def _do(self, method: str, path: str, **kw: Any) -> None:
         """Send a request whose answer says nothing but that it succeeded."""

@@ -126,9 +126,9 @@ class Launcher:
         answers), or, for an incoming migration, when QEMU waits for it. On any failure
         nothing of it is left behind."""
         core = self.core
-        if spec.memory_mib > host_memory_mib():
+        if spec.memory_mib > (host := host_memory_mib()):
             raise InvalidInputError(f"memory {spec.memory_mib}M is more than this host has "
-                                    f"({host_memory_mib()}M)")
+                                    f"({host}M)")
         async with core.locks[spec.name]:
             if core.store.vm(spec.name):
                 raise ConflictError(arrival.conflict or (

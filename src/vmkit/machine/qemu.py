@@ -41,11 +41,21 @@ class Qemu:
 
     @property
     def release(self) -> tuple[int, int]:
-        major, minor, *_ = (self.version.split(".") + ["0", "0"])
-        return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (0, 0)
+        return release(self.version)
+
+    def loads_states_of(self, version: str) -> bool:
+        """Whether this QEMU can load a VM state saved by QEMU ``version``: only one of the
+        same release (major.minor) is sure to."""
+        return release(version) == self.release != (0, 0)
 
     def has(self, feature: str) -> bool:
         return feature in self.features
+
+
+def release(version: str) -> tuple[int, int]:
+    """(major, minor) of a QEMU version such as "10.0.2"; (0, 0) if it is not one."""
+    major, minor, *_ = (version.split(".") + ["0", "0"])
+    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (0, 0)
 
 
 def find() -> str:

@@ -105,10 +105,10 @@ class Migrations:
         its disk (NBD) and state (migration stream) at ``address``."""
         spec = check_spec(sent, host_memory_mib())
         core = self.core
-        ours = (await asyncio.to_thread(qemu.current)).version
-        if ours.split(".")[:2] != theirs.split(".")[:2]:
-            raise ConflictError(f"incompatible QEMU versions: {theirs} there, {ours} here; "
-                                "migrate between hosts with the same QEMU release")
+        ours = await asyncio.to_thread(qemu.current)
+        if not ours.loads_states_of(theirs):
+            raise ConflictError(f"incompatible QEMU versions: {theirs} there, {ours.version} "
+                                "here; migrate between hosts with the same QEMU release")
         if postcopy and core.jail and not jail.userfaultfd_allowed():
             raise ConflictError(
                 "post-copy needs userfaultfd, which this host keeps from unprivileged "

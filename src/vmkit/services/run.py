@@ -98,7 +98,7 @@ class Runs:
         """The image name of a run's CD, and the ISO file to import first, if it is one not
         stored yet. A path (it has a '/' or ends in .iso) is imported under the file's name
         on first use; a later run reuses that image while the file is unchanged."""
-        if "/" not in cdrom and not cdrom.lower().endswith(".iso"):
+        if not _is_file(cdrom):
             return cdrom, None  # an image name; the boot says if there is none
         path = Path(cdrom)
         if not path.is_absolute():
@@ -159,8 +159,9 @@ class Runs:
             for image in dict.fromkeys(("tiny", spec.image)):  # tiny: the KVM probe's kernel
                 if image is not None and self.core.store.image(image) is None:
                     await self.core.image_ops.ensure(image, _scaled(progress, image))
-        if req.vm.cdrom and (iso := self._cdrom(req.vm.cdrom))[1] is not None:
-            await self.core.image_ops.ensure(iso[0], _scaled(progress, iso[0]), iso[1])
+        if req.vm.cdrom and _is_file(req.vm.cdrom) and spec.cdrom:  # checked by _cdrom
+            await self.core.image_ops.ensure(spec.cdrom, _scaled(progress, spec.cdrom),
+                                             Path(req.vm.cdrom))
         source = req.source
         if req.fast:
             progress(0.9, f"preparing the template of {spec.image} (first use only)")
@@ -175,6 +176,11 @@ class Runs:
         if (done := vm.get("cloud_init")) and done["status"] != "done":
             raise VmkitError(f"cloud-init failed in {name}: {done['detail']}. The VM runs on: "
                              f"see 'vmkit exec {name} -- cloud-init status --long'")
+
+
+def _is_file(cdrom: str) -> bool:
+    """Whether a run's ``cdrom`` names an ISO file (else a stored image)."""
+    return "/" in cdrom or cdrom.lower().endswith(".iso")
 
 
 async def _finish(task: asyncio.Task[None]) -> None:

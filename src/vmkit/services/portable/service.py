@@ -165,12 +165,12 @@ class Portable:
         spec = replace(spec, name=name or spec.name, auto_remove=False, disposable=False)
         resume = None
         if found.state is not None:
-            ours = (await asyncio.to_thread(qemu.current)).version
+            ours = await asyncio.to_thread(qemu.current)
             theirs = str(manifest.get("qemu", "unknown"))
-            if ours.split(".")[:2] != theirs.split(".")[:2]:
+            if not ours.loads_states_of(theirs):
                 raise ConflictError(f"{label} holds a running VM saved by QEMU {theirs}; this "
-                                    f"host has QEMU {ours}, which cannot load it; export it "
-                                    "again without --memory")
+                                    f"host has QEMU {ours.version}, which cannot load it; "
+                                    "export it again without --memory")
             if renamed:  # a copy beside the original: it needs its own identity
                 mac = random_mac()
             identity = fresh_identity(spec, mac) if renamed else Identity()
