@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +14,8 @@ import httpx
 import pytest
 
 import vmkit
-from vmkit.client import Client
-from vmkit.client.connection import parse
+from vmkit.client import Client, answers
+from vmkit.client.answers import Answer, Record
 from vmkit.errors import DaemonError, NotFoundError, VmkitError
 from vmkit.models import (ApiModel, CloudInit, FileChange, Image, Operation, PortForward, Snapshot,
                           Vm)
@@ -118,19 +120,54 @@ def test_the_cli_prints_models_as_the_json_the_api_sent(capsys: pytest.CaptureFi
 
 def test_answers_are_parsed_into_models_and_lists() -> None:
     body = json.dumps([VM, {**VM, "name": "db"}]).encode()
-    vms = parse(list[Vm], body, "GET /vms")
+    vms = answers.VMS.read(body, "GET /vms", plain=False)
     assert [type(v) for v in vms] == [Vm, Vm] and vms[1].name == "db"
-    assert parse(Image, json.dumps({"name": "tiny", "digest": "d", "kind": "tiny", "size": 1,
-                                    "disk": "1G", "created": 1.0}).encode(), "x").format == "raw"
+    image = {"name": "tiny", "digest": "d", "kind": "tiny", "size": 1, "disk": "1G",
+             "created": 1.0}
+    assert answers.IMAGE.read(json.dumps(image).encode(), "x", plain=False).format == "raw"
+
+
+def test_every_answer_names_a_model() -> None:
+    for name, answer in vars(answers).items():
+        if isinstance(answer, Answer) and answer.model is not None:
+            assert issubclass(getattr(vmkit, answer.model), ApiModel), name
+            assert answer._adapted() is answer._adapted()  # built once
+
+
+def test_plain_answers_are_records_read_by_key_or_attribute() -> None:
+    vms = answers.VMS.read(json.dumps([VM]).encode(), "GET /vms", plain=True)
+    assert vms == [VM] and isinstance(vms[0], Record)
+    assert (vms[0].state, vms[0]["state"], vms[0].ports[0].guest_port) == ("running",) * 2 + (80,)
+    with pytest.raises(AttributeError, match="nothing"):
+        vms[0].nothing
+    assert answers.SAVED_FILE.make(True, path="/a", bytes=1, sha256="s").path == "/a"
 
 
 def test_an_answer_the_sdk_cannot_read_says_so() -> None:
     with pytest.raises(DaemonError, match=r"answer to GET /vms/web .* \(state: Input should "
                                           r"be .*\); are vmkit and vmkitd the same version\?"):
-        parse(Vm, json.dumps({**VM, "state": "exploded"}).encode(), "GET /vms/web")
+        answers.VM.read(json.dumps({**VM, "state": "exploded"}).encode(), "GET /vms/web", False)
     with pytest.raises(DaemonError, match=r"\(0\.cpus: Field required\)"):
-        parse(list[Vm], json.dumps([{k: v for k, v in VM.items() if k != "cpus"}]).encode(),
-              "GET /vms")
+        answers.VMS.read(json.dumps([{k: v for k, v in VM.items() if k != "cpus"}]).encode(),
+                         "GET /vms", False)
+    for plain in (True, False):
+        with pytest.raises(DaemonError, match="answer to GET /vms is not what this SDK reads"):
+            answers.VMS.read(b"<html>", "GET /vms", plain)
+
+
+def test_a_plain_client_and_the_cli_never_import_pydantic() -> None:
+    """The CLI's client reads answers without pydantic: its import costs a command ~60 ms."""
+    script = """
+import json, sys, httpx
+import vmkit.cli.main
+from vmkit.cli import common
+c = common.client()
+c._http = httpx.Client(transport=httpx.MockTransport(
+    lambda r: httpx.Response(200, json=VM)), base_url="http://vmkitd")
+assert c.get_vm("web").ports[0].host_port == 8080
+assert "pydantic" not in sys.modules, "pydantic was imported"
+"""
+    subprocess.run([sys.executable, "-c", f"VM = {VM!r}\n{script}"], check=True)
 
 
 def _client(answer: Callable[[httpx.Request], httpx.Response]) -> Client:

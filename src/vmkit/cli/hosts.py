@@ -69,7 +69,7 @@ def host_add(
 
     peer = hosts.peer(name, url, token, ca)
     if check:
-        with Client(url=peer.url, token=peer.token, ca=peer.ca) as remote:
+        with Client(url=peer.url, token=peer.token, ca=peer.ca, plain=True) as remote:
             try:
                 remote.info()
             except UnauthorizedError:

@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..errors import NotFoundError, VmkitError, error_from_body
-from ..models import (Capture, ExportedFile, FileChange, HostInfo, Image, Network, Operation,
-                      SavedFile, Snapshot, Template, Vm, VmStats, VncDisplay)
 from ..paths import HomePaths, default_home
 from ..spec import CLOUD_INIT_BUILDS
+from . import answers as A
 from .connection import LONG, PROVISION, Connection, seg
 
 if TYPE_CHECKING:
     from httpx_ws import WebSocketSession
+
+    from ..models import (Capture, ExportedFile, FileChange, HostInfo, Image, Network,
+                          Operation, SavedFile, Snapshot, Template, Vm, VmStats, VncDisplay)
 
 
 @dataclass
@@ -53,36 +55,39 @@ class Client(Connection):
 
     Results are pydantic models from ``vmkit.models``, read by attribute: ``Vm``, ``Image``,
     ``Snapshot``, ``Operation``... (the dict-style reads of older versions, ``vm["state"]``,
-    still work until vmkit 0.3). Failures raise a ``vmkit.VmkitError`` subclass whose message
-    says what to do: ``NotFoundError``, ``ConflictError``, ``InvalidStateError``,
-    ``InvalidInputError``, ``DaemonError`` when vmkitd cannot be reached...
+    still work until vmkit 0.3). ``Client(plain=True)`` returns dicts instead, whose keys
+    are also attributes, and never imports pydantic (the CLI does so).
+
+    Failures raise a ``vmkit.VmkitError`` subclass whose message says what to do:
+    ``NotFoundError``, ``ConflictError``, ``InvalidStateError``, ``InvalidInputError``,
+    ``DaemonError`` when vmkitd cannot be reached...
 
     Names of VMs, images, snapshots, templates and networks are 1-63 letters, digits and '-'.
     """
 
     @classmethod
-    def for_host(cls, name: str, home: Path | None = None) -> Client:
+    def for_host(cls, name: str, home: Path | None = None, plain: bool = False) -> Client:
         """A client of the host registered as ``name`` ('vmkit host add'), with its URL,
         token and CA: ``with Client.for_host("lab") as lab: lab.list_vms()``."""
         from .. import hosts
 
         peer = hosts.get(HomePaths(home or default_home()), name)
-        return cls(url=peer.url, token=peer.token, home=home, ca=peer.ca)
+        return cls(url=peer.url, token=peer.token, home=home, ca=peer.ca, plain=plain)
 
     # --- host and images --------------------------------------------------------------
 
     def info(self) -> HostInfo:
         """The daemon and its host: QEMU and its version, the accelerator (kvm or tcg), how
         CPU and memory limits are enforced, counts of VMs and images."""
-        return self._call("GET", "/info", HostInfo)
+        return self._call("GET", "/info", A.HOST_INFO)
 
     def list_images(self) -> list[Image]:
         """Every stored image: ``[i.name for i in c.list_images()]``."""
-        return self._call("GET", "/images", list[Image])
+        return self._call("GET", "/images", A.IMAGES)
 
     def get_image(self, name: str) -> Image:
         """The image ``name``; raises NotFoundError if there is none."""
-        return self._call("GET", f"/images/{seg(name, 'image')}", Image)
+        return self._call("GET", f"/images/{seg(name, 'image')}", A.IMAGE)
 
     def build_image(self, name: str = "tiny", force: bool = False, builder: str | None = None,
                     **debian: Any) -> Operation:
@@ -94,13 +99,13 @@ class Client(Connection):
             c.wait_operation(c.build_image("debian", release="trixie", packages="git").id)
         """
         params = {"force": force, **({"builder": builder} if builder else {}), **debian}
-        return self._call("POST", f"/images/{seg(name, 'image')}/build", Operation,
+        return self._call("POST", f"/images/{seg(name, 'image')}/build", A.OPERATION,
                           params=params)
 
     def import_image(self, name: str, path: str | Path) -> Operation:
         """Start importing a disk image (qcow2, raw, vmdk, vdi), an ISO or a block device at
         ``path`` on the daemon's host as image ``name``; returns the operation."""
-        return self._call("POST", f"/images/{seg(name, 'image')}/import", Operation,
+        return self._call("POST", f"/images/{seg(name, 'image')}/import", A.OPERATION,
                           json={"path": str(Path(path).absolute())})
 
     def remove_image(self, name: str) -> None:
@@ -111,13 +116,13 @@ class Client(Connection):
 
     def operation(self, op_id: str) -> Operation:
         """The operation ``op_id`` as it is now: its state, progress (0-1) and message."""
-        return self._call("GET", f"/operations/{seg(op_id, 'operation')}", Operation)
+        return self._call("GET", f"/operations/{seg(op_id, 'operation')}", A.OPERATION)
 
     def cancel_operation(self, op_id: str) -> Operation:
         """Cancel a running image build or import; vmkitd removes what it made so far.
         Returns the operation, which soon ends failed ("cancelled: nothing was stored");
         ConflictError if it is not a running build or import."""
-        return self._call("DELETE", f"/operations/{seg(op_id, 'operation')}", Operation)
+        return self._call("DELETE", f"/operations/{seg(op_id, 'operation')}", A.OPERATION)
 
     def wait_operation(self, op_id: str, on_progress: Callable[[Operation], None] | None = None,
                        interval: float = 0.25) -> Operation:
@@ -189,7 +194,7 @@ class Client(Connection):
                 "disposable": disposable, "io_limit": io_limit, "display": display,
                 "cdrom": cdrom, "firmware": firmware, "source": source, "fast": fast,
                 **provision}
-        return self._call("POST", "/runs", Operation, json=body)
+        return self._call("POST", "/runs", A.OPERATION, json=body)
 
     def _cloud_init(self, image: str | None) -> bool:
         """Whether VMs of ``image`` run cloud-init (an image not built yet: by its name)."""
@@ -203,11 +208,11 @@ class Client(Connection):
 
     def list_vms(self) -> list[Vm]:
         """Every VM, whatever its state: ``{vm.name: vm.state for vm in c.list_vms()}``."""
-        return self._call("GET", "/vms", list[Vm])
+        return self._call("GET", "/vms", A.VMS)
 
     def get_vm(self, name: str) -> Vm:
         """VM ``name``; raises NotFoundError if there is none."""
-        return self._call("GET", f"/vms/{seg(name)}", Vm)
+        return self._call("GET", f"/vms/{seg(name)}", A.VM)
 
     def create_vm(self, name: str, image: str | None = "tiny", cpus: int = 1,
                   memory: str = "256M", disk: str | None = None, ports: Iterable[str] = (),
@@ -238,10 +243,10 @@ class Client(Connection):
                 "disposable": disposable, "io_limit": io_limit, "display": display,
                 "cdrom": cdrom, "firmware": firmware, "ssh_keys": ssh_keys,
                 "user_data": user_data, "env": env or {}}
-        return self._call("POST", "/vms", Vm, json=body, timeout=PROVISION)
+        return self._call("POST", "/vms", A.VM, json=body, timeout=PROVISION)
 
     def _action(self, name: str, action: str, **params: Any) -> Vm:
-        return self._call("POST", f"/vms/{seg(name)}/{action}", Vm, params=params,
+        return self._call("POST", f"/vms/{seg(name)}/{action}", A.VM, params=params,
                           timeout=LONG)
 
     def start_vm(self, name: str) -> Vm:
@@ -273,7 +278,7 @@ class Client(Connection):
                   disk: str | None = None) -> Vm:
         """New CPUs, memory and/or a bigger disk for a stopped VM; the guest sees them at its
         next start: ``c.resize_vm("web", cpus=2, memory="1G", disk="8G")``."""
-        return self._call("POST", f"/vms/{seg(name)}/resize", Vm,
+        return self._call("POST", f"/vms/{seg(name)}/resize", A.VM,
                           json={"cpus": cpus, "memory": memory, "disk": disk})
 
     def remove_vm(self, name: str, force: bool = False) -> None:
@@ -285,26 +290,26 @@ class Client(Connection):
     def list_snapshots(self, vm: str) -> list[Snapshot]:
         """The snapshots of VM ``vm``; ``parent`` links them into a tree, and ``current``
         marks the one its state descends from."""
-        return self._call("GET", f"/vms/{seg(vm)}/snapshots", list[Snapshot])
+        return self._call("GET", f"/vms/{seg(vm)}/snapshots", A.SNAPSHOTS)
 
     def create_snapshot(self, vm: str, name: str | None = None, memory: bool = True
                         ) -> Snapshot:
         """Snapshot the disk, and memory + devices if the VM runs (unless ``memory=False``);
         ``name`` defaults to snap1, snap2...: ``c.create_snapshot("web", "before-upgrade")``."""
-        return self._call("POST", f"/vms/{seg(vm)}/snapshots", Snapshot,
+        return self._call("POST", f"/vms/{seg(vm)}/snapshots", A.SNAPSHOT,
                           json={"name": name, "memory": memory}, timeout=LONG)
 
     def get_snapshot(self, vm: str, name: str) -> Snapshot:
         """Snapshot ``name`` of VM ``vm``."""
         return self._call("GET", f"/vms/{seg(vm)}/snapshots/{seg(name, 'snapshot')}",
-                          Snapshot)
+                          A.SNAPSHOT)
 
     def restore_snapshot(self, vm: str, name: str) -> Vm:
         """Bring VM ``vm`` back to snapshot ``name``; what happened since is gone. With memory
         the VM runs on from that moment; a disk-only snapshot leaves a stopped VM stopped and
         reboots a running one. Returns the VM."""
         return self._call("POST", f"/vms/{seg(vm)}/snapshots/{seg(name, 'snapshot')}/restore",
-                          Vm, timeout=LONG)
+                          A.VM, timeout=LONG)
 
     def remove_snapshot(self, vm: str, name: str) -> None:
         """Remove a snapshot; refused (ConflictError) while forks or templates use it."""
@@ -321,16 +326,16 @@ class Client(Connection):
         """
         body = {"source": source, "name": name, "ports": list(ports), "network": network,
                 "auto_remove": auto_remove}
-        return self._call("POST", "/forks", Vm, json=body, timeout=LONG)
+        return self._call("POST", "/forks", A.VM, json=body, timeout=LONG)
 
     def list_templates(self) -> list[Template]:
         """Every template: memory snapshots kept under a name, ready to fork."""
-        return self._call("GET", "/templates", list[Template])
+        return self._call("GET", "/templates", A.TEMPLATES)
 
     def create_template(self, name: str, source: str) -> Template:
         """Keep a snapshot as template ``name``: ``source`` is VM@SNAPSHOT, or a running VM
         (snapshotted now). ``fork(name, ...)`` then makes VMs of it."""
-        return self._call("POST", "/templates", Template,
+        return self._call("POST", "/templates", A.TEMPLATE,
                           json={"name": name, "source": source}, timeout=LONG)
 
     def fast_template(self, image: str = "tiny", cpus: int = 1, memory: str = "256M",
@@ -338,7 +343,7 @@ class Client(Connection):
         """The template 'vmkit run --fast' forks, for these settings; made on first use:
         ``c.fork(c.fast_template().name, "quick")``."""
         body = {"image": image, "cpus": cpus, "memory": memory, "network": network}
-        return self._call("POST", "/templates/fast", Template, json=body, timeout=LONG)
+        return self._call("POST", "/templates/fast", A.TEMPLATE, json=body, timeout=LONG)
 
     def remove_template(self, name: str) -> None:
         """Remove a template; refused (ConflictError) while VMs forked from it need it."""
@@ -366,7 +371,7 @@ class Client(Connection):
         whose ports the VM holds until the switch)."""
         body = {"url": url, "token": token, "ca": ca, "postcopy": postcopy, "verify": verify,
                 "watch": watch, "ports": None if ports is None else list(ports)}
-        return self._call("POST", f"/vms/{seg(name)}/migrate", Operation, json=body)
+        return self._call("POST", f"/vms/{seg(name)}/migrate", A.OPERATION, json=body)
 
     def cancel_migration(self, name: str) -> None:
         """Cancel the migration of VM ``name``; it keeps running here."""
@@ -394,7 +399,8 @@ class Client(Connection):
         body = {"format": format, "memory": memory, "directory": str(dest) if unpacked else None}
         saved = self._download(f"/vms/{seg(name)}/export", dest, unpacked, on_progress,
                                json=body)
-        return ExportedFile.model_validate({**saved.model_dump(), "format": format})
+        return A.EXPORTED_FILE.make(self.plain, path=saved.path, bytes=saved.bytes,
+                                    sha256=saved.sha256, format=format)
 
     def import_vm(self, path: Path, name: str | None = None, image: str | None = None,
                   ports: Iterable[str] | None = None,
@@ -421,7 +427,7 @@ class Client(Connection):
                                   if v is not None}
         if ports is not None:
             params["port"] = list(ports)
-        return self._call("POST", "/imports", Vm, params={**params, "filename": path.name},
+        return self._call("POST", "/imports", A.VM, params={**params, "filename": path.name},
                           content=chunks(), headers={"content-length": str(total)},
                           timeout=httpx.Timeout(30.0, read=None, write=None))
 
@@ -429,7 +435,7 @@ class Client(Connection):
 
     def list_networks(self) -> list[Network]:
         """Every private network, with the VMs on it."""
-        return self._call("GET", "/networks", list[Network])
+        return self._call("GET", "/networks", A.NETWORKS)
 
     def create_network(self, name: str, subnet: str | None = None, isolated: bool = False
                        ) -> Network:
@@ -437,7 +443,7 @@ class Client(Connection):
         ``create_vm(..., network=name)``: a Linux bridge when vmkitd runs as root, else a
         switch of vmkitd's, always isolated (see the result's ``driver``). ``subnet``: e.g.
         10.77.0.0/24, default a free /24; ``isolated``: no route out of the host."""
-        return self._call("POST", "/networks", Network,
+        return self._call("POST", "/networks", A.NETWORK,
                           json={"name": name, "subnet": subnet, "isolated": isolated})
 
     def remove_network(self, name: str) -> None:
@@ -449,12 +455,12 @@ class Client(Connection):
     def vnc_display(self, name: str) -> VncDisplay:
         """The VNC server of a VM run with display vnc: its Unix socket and password (new for
         each QEMU process)."""
-        return self._call("GET", f"/vms/{seg(name)}/display", VncDisplay)
+        return self._call("GET", f"/vms/{seg(name)}/display", A.VNC_DISPLAY)
 
     def stats(self, name: str) -> VmStats:
         """CPU, memory, disk and network counters of VM ``name``:
         ``c.stats("web").cpu_percent``."""
-        return self._call("GET", f"/vms/{seg(name)}/stats", VmStats)
+        return self._call("GET", f"/vms/{seg(name)}/stats", A.VM_STATS)
 
     def diff(self, name: str, before: str | None = None, after: str | None = None
              ) -> list[FileChange]:
@@ -465,7 +471,7 @@ class Client(Connection):
                 print(f.change, f.path)
         """
         params = {k: v for k, v in (("from", before), ("to", after)) if v is not None}
-        return self._call("GET", f"/vms/{seg(name)}/diff", list[FileChange], params=params,
+        return self._call("GET", f"/vms/{seg(name)}/diff", A.FILE_CHANGES, params=params,
                           timeout=LONG)
 
     def dump_vm(self, name: str, dest: Path,
@@ -480,7 +486,7 @@ class Client(Connection):
 
     def start_capture(self, name: str) -> Capture:
         """Start recording the VM's network traffic; ``stop_capture`` ends it."""
-        return self._call("POST", f"/vms/{seg(name)}/capture", Capture)
+        return self._call("POST", f"/vms/{seg(name)}/capture", A.CAPTURE)
 
     def stop_capture(self, name: str, dest: Path,
                      on_progress: Callable[[int, int], None] | None = None) -> SavedFile:
@@ -545,9 +551,9 @@ class Client(Connection):
     def write_file(self, name: str, path: str, data: bytes | Iterable[bytes]) -> int:
         """Write ``data`` (bytes, or chunks of them) to the guest file at absolute ``path``;
         returns the number of bytes written: ``c.write_file("web", "/root/a.txt", b"hi")``."""
-        written = self._call("PUT", f"/vms/{seg(name)}/files", dict[str, int],
+        written = self._call("PUT", f"/vms/{seg(name)}/files", A.JSON,
                              params={"path": path}, content=data, timeout=LONG)
-        return written["bytes"]
+        return int(written["bytes"])
 
     def logs(self, name: str, follow: bool = False) -> Iterator[bytes]:
         """The VM's serial console output (kept across restarts), in chunks; with ``follow``,

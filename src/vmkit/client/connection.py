@@ -10,21 +10,22 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
 
 from ..errors import DaemonError, HostError, VmkitError, error_from_body
-from ..models import SavedFile
 from ..paths import HomePaths, default_home
 from ..spec import validate_name
+from .answers import SAVED_FILE, Answer
+
+if TYPE_CHECKING:
+    from ..models import SavedFile
 
 LONG = 600.0  # seconds: creating, starting and stopping VMs wait for the guest
 PROVISION = 3600.0  # creating a VM waits for cloud-init, which may install packages
 
 T = TypeVar("T")
-_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}  # one per answer type: they cost a schema each
 
 
 def seg(name: str, what: str = "VM") -> str:
@@ -33,29 +34,17 @@ def seg(name: str, what: str = "VM") -> str:
     return urllib.parse.quote(validate_name(name, what), safe="")
 
 
-def parse(into: type[T], body: bytes, what: str) -> T:
-    """vmkitd's JSON answer ``body`` to ``what`` (e.g. "GET /vms/web") as ``into``: a model,
-    or a list of them. The one place the SDK reads what vmkitd sends."""
-    adapter = _ADAPTERS.get(into)
-    if adapter is None:
-        adapter = _ADAPTERS[into] = TypeAdapter(into)
-    try:
-        return adapter.validate_json(body)  # type: ignore[no-any-return]
-    except ValidationError as e:
-        problem = e.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "the answer"
-        raise DaemonError(f"vmkitd's answer to {what} is not what this SDK reads ({where}: "
-                          f"{problem['msg']}); are vmkit and vmkitd the same version?") from None
-
-
 class Connection:
     """The connection under a :class:`vmkit.Client`: use the Client, which has every call."""
 
     def __init__(self, url: str | None = None, token: str | None = None,
                  home: Path | None = None, autostart: bool = False, timeout: float = 30.0,
-                 ca: str | None = None) -> None:
+                 ca: str | None = None, plain: bool = False) -> None:
         """Local daemon by default (starting it when ``autostart``); ``url`` for a remote one,
-        with ``ca`` the CA file to trust for an https URL with a certificate of its own."""
+        with ``ca`` the CA file to trust for an https URL with a certificate of its own.
+        ``plain``: answers as dicts whose keys are also attributes, not models (pydantic is
+        then never imported: the CLI starts faster)."""
+        self.plain = plain
         self.paths = HomePaths(home or default_home())
         self.local = url is None  # this host's vmkitd, over its Unix socket
         self.autostart = autostart and self.local
@@ -150,9 +139,9 @@ class Connection:
                     "(vmkit host add --ca)")
         return f"{error or 'connection refused'}; is 'vmkitd --listen' running there?"
 
-    def _call(self, method: str, path: str, into: type[T], **kw: Any) -> T:
+    def _call(self, method: str, path: str, into: Answer[T], **kw: Any) -> T:
         """Send a request and read its JSON answer as ``into`` (a model, or a list of them)."""
-        return parse(into, self._send(method, path, **kw).content, f"{method} {path}")
+        return into.read(self._send(method, path, **kw).content, f"{method} {path}", self.plain)
 
     def _stream(self, path: str, params: dict[str, Any], timeout: float | None
                 ) -> Iterator[bytes]:
@@ -193,4 +182,4 @@ class Connection:
         if done != total:
             raise DaemonError(f"the download from vmkitd broke off after {done} of {total} "
                               "bytes")
-        return SavedFile(path=str(dest), bytes=done, sha256=sha256)
+        return SAVED_FILE.make(self.plain, path=str(dest), bytes=done, sha256=sha256)
