@@ -99,6 +99,17 @@ async def _agent_or_exit(machine: Machine, timeout: float) -> None:
             task.cancel()
 
 
+async def _log_where_the_cpus_are(name: str, machine: Machine) -> None:
+    """A guest that never answered: log each vCPU's instruction pointer, for whoever debugs a
+    boot that hung (a quiet kernel prints nothing on the console to say where)."""
+    with contextlib.suppress(Exception):  # a diagnosis, never a second failure
+        registers = await asyncio.wait_for(machine.execute(
+            "human-monitor-command", {"command-line": "info registers -a"}), 2.0)
+        rips = [line.split()[0] for line in str(registers).splitlines()
+                if line.startswith("RIP=")]
+        log.warning("VM %s did not become ready; its vCPUs are at %s", name, ", ".join(rips))
+
+
 def _check_socket_paths(vmp: VmPaths, home: Path) -> None:
     """QEMU's sockets live in the VM's directory; a Unix socket's path has at most 107
     bytes. Say so plainly, rather than let QEMU fail on it."""
@@ -224,6 +235,7 @@ class Launcher:
                 if resume is not None and not machine.exited.is_set():
                     await identity.apply(machine.agent, resume.identity)
         except VmkitError as e:
+            await _log_where_the_cpus_are(name, machine)
             core.stopping.add(name)
             await machine.kill()
             self._raise_if_removed(name)
