@@ -35,6 +35,7 @@ from .watch import Watch
 
 log = logging.getLogger("vmkit.core")
 AGENT_TIMEOUT = 60.0  # seconds from QEMU start until the guest agent must answer
+KICK_AFTER = 15.0  # seconds of silence after which a tiny guest's vCPUs are woken (_kick)
 PC_AGENT_TIMEOUT = 300.0  # the same for a full OS (systemd under TCG takes a minute or more)
 S = VmState
 MAX_SOCKET_PATH = 107  # bytes of a Unix socket's path (sun_path, less its final NUL)
@@ -85,29 +86,45 @@ def with_ssh_port(spec: VmSpec, boot: BootFiles) -> VmSpec:
     return replace(spec, ports=(*spec.ports, PortForward(free_port(), 22)))
 
 
-async def _agent_or_exit(machine: Machine, timeout: float) -> None:
+async def _agent_or_exit(machine: Machine, timeout: float, name: str, kick: bool) -> None:
     """Wait for the guest agent, or for QEMU to exit: a guest that dies while booting is
-    reported at once (by the caller), not after the agent's whole timeout."""
+    reported at once (by the caller), not after the agent's whole timeout. With ``kick``, a
+    guest still silent after KICK_AFTER seconds has its vCPUs woken (see _kick)."""
     connect = asyncio.ensure_future(machine.agent.connect(timeout=timeout))
     exited = asyncio.ensure_future(machine.exited.wait())
+    kicks = asyncio.ensure_future(_kick(machine, name) if kick else asyncio.Event().wait())
     try:
-        await asyncio.wait((connect, exited), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((connect, exited, kicks), return_when=asyncio.FIRST_COMPLETED)
         if connect.done():
             connect.result()  # raises the agent's error
     finally:
-        for task in (connect, exited):
+        for task in (connect, exited, kicks):
             task.cancel()
 
 
-async def _log_where_the_cpus_are(name: str, machine: Machine) -> None:
-    """A guest that never answered: log each vCPU's instruction pointer, for whoever debugs a
-    boot that hung (a quiet kernel prints nothing on the console to say where)."""
+async def _kick(machine: Machine, name: str) -> None:
+    """Under TCG on a loaded host, a tiny guest's boot (2-5 s, 15 s at worst when busy) now and
+    then stops for good with every vCPU halted in the idle loop: a wake-up lost between
+    QEMU's timer and its halted vCPU. Pausing and resuming the vCPUs makes each look again at
+    what is pending; a guest that was only slow loses nothing by it."""
+    while True:
+        await asyncio.sleep(KICK_AFTER)
+        await _log_where_the_cpus_are(name, machine, f"silent after {KICK_AFTER:.0f} s; "
+                                                     "waking them")
+        with contextlib.suppress(VmkitError):
+            await machine.execute("stop")
+            await machine.execute("cont")
+
+
+async def _log_where_the_cpus_are(name: str, machine: Machine, what: str) -> None:
+    """Log each vCPU's instruction pointer of a guest that does not answer, for whoever
+    debugs a boot that hung (a quiet kernel prints nothing on the console to say where)."""
     with contextlib.suppress(Exception):  # a diagnosis, never a second failure
         registers = await asyncio.wait_for(machine.execute(
             "human-monitor-command", {"command-line": "info registers -a"}), 2.0)
         rips = [line.split()[0] for line in str(registers).splitlines()
                 if line.startswith("RIP=")]
-        log.warning("VM %s did not become ready; its vCPUs are at %s", name, ", ".join(rips))
+        log.warning("VM %s: %s; its vCPUs are at %s", name, what, ", ".join(rips))
 
 
 def _check_socket_paths(vmp: VmPaths, home: Path) -> None:
@@ -230,12 +247,13 @@ class Launcher:
                     return
                 await machine.execute("cont")
             if boot.agent:  # an installer CD or an imported disk may have no agent
-                await _agent_or_exit(
-                    machine, AGENT_TIMEOUT if boot.profile == "tiny" else PC_AGENT_TIMEOUT)
+                tiny = boot.profile == "tiny"
+                await _agent_or_exit(machine, AGENT_TIMEOUT if tiny else PC_AGENT_TIMEOUT,
+                                     name, kick=tiny)
                 if resume is not None and not machine.exited.is_set():
                     await identity.apply(machine.agent, resume.identity)
         except VmkitError as e:
-            await _log_where_the_cpus_are(name, machine)
+            await _log_where_the_cpus_are(name, machine, "did not become ready")
             core.stopping.add(name)
             await machine.kill()
             self._raise_if_removed(name)
