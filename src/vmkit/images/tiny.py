@@ -4,7 +4,8 @@ the package registry.
 The image is three files:
   vmlinux      the Debian cloud kernel, uncompressed, booted through its PVH entry point
   initrd.cpio  busybox + the virtio modules; it mounts the root disk and switches to it
-  rootfs.raw   ext4 root: busybox, qemu-guest-agent and its libraries, resize2fs, init scripts
+  rootfs.raw   ext4 root: busybox, qemu-guest-agent and its libraries, resize2fs, GNU wget,
+               init scripts
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from .kernel import extract_vmlinux
 Progress = Callable[[float, str], None]
 
 KERNEL_META = "linux-image-cloud-amd64"
-ROOTS = ["busybox-static", "qemu-guest-agent", "e2fsprogs", "netcat-openbsd", "perl-base"]
+ROOTS = ["busybox-static", "qemu-guest-agent", "e2fsprogs", "netcat-openbsd", "perl-base",
+         "wget"]
+# Debian builds busybox's wget without FEATURE_WGET_TIMEOUT, yet its option parser still takes
+# -T and stores the number through a null pointer: "wget -T 5 URL" segfaults (exit 139) before
+# connecting, whatever the URL. GNU wget replaces it. busybox-static's shell runs its own
+# applets before any file in PATH, so the applet is renamed in the binary's sorted name table
+# (the order stays: "wc" < "wgex" < "which"), and the shell finds /usr/bin/wget. Debian's
+# dynamic busybox as /bin/sh would find it too, but costs ~130 ms a shell start under TCG:
+# every 'vmkit exec' runs one.
+BROKEN_APPLETS = {b"\0wc\0wget\0which\0": b"\0wc\0wgex\0which\0"}
 # Follow dependencies only into shared libraries: the guest needs the agent's libraries, not the
 # packaging machinery (perl, dpkg, init-system-helpers) its Debian package also depends on.
 LIBRARY_PREFIXES = ("lib", "zlib", "gcc-")
@@ -41,10 +51,11 @@ MODULE_SIG_MAGIC = b"~Module signature appended~\n"
 ROOTFS_SIZE = "1G"  # sparse: the file holds ~40 MiB; a VM asked for more grows it at boot
 LIB_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64"]
 # Beyond busybox: the agent, resize2fs to grow the root disk, a netcat that speaks UDP
-# (as "netcat": busybox's shell runs its own "nc" applet before any file in PATH), and perl
-# alone (no modules) for the two system calls a fork's new identity needs (identity.py).
+# (as "netcat": "nc" stays busybox's), perl alone (no modules) for the two system calls a
+# fork's new identity needs (identity.py), the shell, and an HTTP client that works.
 BINARIES = {"usr/sbin/qemu-ga": "usr/sbin/qemu-ga", "sbin/resize2fs": "sbin/resize2fs",
-            "bin/nc.openbsd": "usr/bin/netcat", "usr/bin/perl": "usr/bin/perl"}
+            "bin/nc.openbsd": "usr/bin/netcat", "usr/bin/perl": "usr/bin/perl",
+            "usr/bin/wget": "usr/bin/wget"}
 
 
 def run_tool(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -95,7 +106,14 @@ def download(packages: list[str], cache: Path) -> list[Path]:
 
 def _install_busybox(bb_root: Path, dest: Path) -> None:
     (dest / "bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(bb_root / "bin/busybox", dest / "bin/busybox")
+    binary = bb_root / "bin/busybox"
+    data = binary.read_bytes()
+    for name, renamed in BROKEN_APPLETS.items():
+        if data.count(name) != 1:
+            raise ImageError(f"{binary} does not list its applets as vmkit expects: this "
+                             "busybox-static is not the one the tiny image was made for")
+        data = data.replace(name, renamed)
+    _put(dest, "bin/busybox", data, 0o755)
     for applet in run_tool([str(bb_root / "bin/busybox"), "--list-full"]).split():
         link = dest / applet
         if link.exists() or link.is_symlink():
@@ -156,6 +174,8 @@ def _assemble_rootfs(unpacked: Path, rootfs: Path) -> None:
     _put(rootfs, "etc/shadow", b"root::19000:0:99999:7:::\n", 0o600)
     _put(rootfs, "etc/group", b"root:x:0:\n")
     _put(rootfs, "etc/hosts", b"127.0.0.1 localhost\n")
+    # glibc's default without this file asks DNS before /etc/hosts, even for "localhost".
+    _put(rootfs, "etc/nsswitch.conf", b"hosts: files dns\n")
     _put(rootfs, "etc/os-release", b'NAME="vmkit tiny"\nID=vmkit-tiny\n')
     # Check with the guest's own loader that every library each binary needs is there.
     for binary in BINARIES.values():
