@@ -44,7 +44,7 @@ class Daemon:
                                      env=self.env, stdout=log, stderr=log,
                                      start_new_session=True)
         deadline = time.monotonic() + 20
-        with vmkit.Client(home=self.home) as c:
+        with vmkit.Client(home=self.home, autostart=False) as c:  # wait for this daemon
             while True:
                 try:
                     c.info()
@@ -65,7 +65,7 @@ class Daemon:
             self.proc.wait(timeout=20)
 
     def client(self) -> vmkit.Client:
-        return vmkit.Client(home=self.home)
+        return vmkit.Client(home=self.home, autostart=False)  # tests start their daemons
 
     def cli(self, *args: str, input: bytes | None = None, timeout: float = 300
             ) -> subprocess.CompletedProcess[bytes]:

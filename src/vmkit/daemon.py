@@ -1,6 +1,8 @@
 """vmkitd: serves the API on a Unix socket private to its user, and on TCP only when asked
 (``--listen ADDR:PORT``), where every request needs the token in VMKIT_HOME/run/token
 ('vmkit host token' shows it), over TLS when given a certificate (``--tls-cert/--tls-key``).
+With ``--cluster URL[,URL...]`` it joins the cluster whose state is in that etcd, and serves
+the cluster's token instead (every member takes the same one).
 
 VMs are QEMU processes of their own: stopping or killing vmkitd leaves them running, and the
 next vmkitd re-attaches to them.
@@ -24,6 +26,8 @@ from typing import Any
 import uvicorn
 
 from .api.app import create_app
+from .cluster.etcd import Tls, check_endpoints
+from .cluster.membership import ClusterConfig, check_config
 from .errors import VmkitError
 from .core.registry import AlreadyRunningError
 from .server import Server
@@ -96,10 +100,12 @@ def check_tls(listen: str | None, cert: Path | None, key: Path | None
     return cert, key
 
 
-async def serve(home: Path, listen: str | None, tls: tuple[Path, Path] | None = None) -> None:
-    server = await Server.open(home)
+async def serve(home: Path, listen: str | None, tls: tuple[Path, Path] | None = None,
+                cluster: ClusterConfig | None = None) -> None:
+    server = await Server.open(home, cluster)
     paths = server.core.paths
-    token = load_token(paths)  # made now, so that 'vmkit host token' can show it
+    # made now, so that 'vmkit host token' can show it; a cluster's members share one
+    token = server.cluster.token if server.cluster else load_token(paths)
     ui = ui_url(listen, tls is not None) if listen else None
     listeners = [(_api_server(create_app(server, ui_url=ui)), bind_unix(paths.socket))]
     if listen:
@@ -142,15 +148,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tls-cert", type=Path, metavar="PEM",
                         help="serve TCP over TLS with this certificate (and --tls-key)")
     parser.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's key")
+    parser.add_argument("--cluster", metavar="URL[,URL...]",
+                        help="join the cluster whose state is in this etcd (its members' "
+                             "client URLs); needs --listen")
+    parser.add_argument("--host-name", metavar="NAME", default=socket.gethostname().split(".")[0],
+                        help="this host's name in the cluster (default: the hostname)")
+    for opt, what in (("ca", "the CA of etcd's certificates"),
+                      ("cert", "a client certificate for etcd"), ("key", "its key")):
+        parser.add_argument(f"--etcd-{opt}", metavar="PEM", help=what)
+    parser.add_argument("--cluster-ca", metavar="PEM",
+                        help="the CA that signed the members' --tls-cert: members check each "
+                             "other's API with it (default: the public CAs)")
+    parser.add_argument("--cluster-memory", type=int, metavar="MIB",
+                        help="memory this host offers the cluster's VMs (default: all of it)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # qemu.qmp logs every refused connect and every disconnect; vmkit reports what matters.
     logging.getLogger("qemu.qmp").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
+    # httpx logs every request at INFO: a cluster member renews its lease every few seconds.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         tls = check_tls(args.listen, args.tls_cert, args.tls_key)
-        asyncio.run(serve(args.home or default_home(), args.listen, tls))
+        cluster = check_config(check_endpoints(args.cluster), args.host_name, args.listen,
+                               tls is not None, Tls(args.etcd_ca, args.etcd_cert, args.etcd_key),
+                               args.cluster_memory, args.cluster_ca) if args.cluster else None
+        asyncio.run(serve(args.home or default_home(), args.listen, tls, cluster))
     except VmkitError as e:
         print(f"vmkitd: {e.message}", file=sys.stderr)
         sys.exit(EXIT_ALREADY_RUNNING if isinstance(e, AlreadyRunningError) else 1)

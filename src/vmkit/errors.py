@@ -14,6 +14,7 @@
     ├── QmpError                  QEMU's monitor failed or refused a command (HTTP 500)
     ├── MigrationError            a move failed, or its guest failed there (HTTP 502)
     ├── AgentError                the guest agent failed or timed out (HTTP 502)
+    ├── ClusterError              etcd cannot be reached or has lost quorum (HTTP 503)
     └── DaemonError               the CLI/SDK cannot reach vmkitd (client side only)
 
 The API turns each class into an HTTP status and a ``{"error": kind, "message": ...}`` body
@@ -84,6 +85,10 @@ class AgentError(VmkitError):
     status, kind = 502, "agent"
 
 
+class ClusterError(VmkitError):
+    status, kind = 503, "cluster"
+
+
 class DaemonError(VmkitError):
     status, kind = 503, "daemon"
 
@@ -94,6 +99,7 @@ _BY_KIND = {
         InvalidInputError, TooLargeError, UnauthorizedError, NotFoundError, ConflictError,
         InvalidStateError, HostError,
         NoSpaceError, ImageError, LaunchError, QmpError, MigrationError, AgentError, DaemonError,
+        ClusterError,
     )
 }
 

@@ -146,6 +146,10 @@ class Vm(ApiModel):
     cdrom: str | None = None
     firmware: Literal["bios", "uefi"] = "bios"
     ssh_keys: str | None = Field(None, description="public keys the guest's user accepts")
+    restart: Literal["no", "on-failure", "always"] = Field(
+        "no", description="when vmkitd starts it again by itself (see VmCreate)")
+    ips: list[str] = Field([], description="the guest's addresses, as its agent last "
+                           "reported them (refreshed in the background; empty when stopped)")
     cloud_init: CloudInit | None = Field(None, description="on creation of a cloud-init "
                                          "image: how provisioning ended")
 
@@ -197,6 +201,22 @@ class HostInfo(ApiModel):
     images: int
     ui: str | None = Field(None, description="the dashboard's URL, when vmkitd serves TCP "
                                              "('vmkitd --listen')")
+
+
+class HostUsage(ApiModel):
+    """How busy this host is (the dashboard's host summary)."""
+    cpus: int
+    cpu_percent: float = Field(description="of all CPUs, over a quarter of a second")
+    load: list[float] = Field(description="load averages over 1, 5 and 15 minutes")
+    memory_total_bytes: int
+    memory_used_bytes: int = Field(description="total less what is available")
+    disk_path: str = Field(description="VMKIT_HOME, whose filesystem the disk figures are of")
+    disk_total_bytes: int
+    disk_used_bytes: int
+    vms: int
+    vms_running: int
+    vm_cpus: int = Field(description="virtual CPUs of the VMs running")
+    vm_memory_bytes: int = Field(description="memory given to the VMs running")
 
 
 class Snapshot(ApiModel):
@@ -312,3 +332,77 @@ class SavedFile(ApiModel):
 class ExportedFile(SavedFile):
     """A VM the SDK exported (for the libvirt format, ``path`` is the directory)."""
     format: Literal["vmkit", "ova", "libvirt"]
+
+
+# --- a cluster of hosts (vmkitd --cluster) ---------------------------------------------------
+
+class ClusterHost(ApiModel):
+    """A member of the cluster ('vmkit cluster hosts'): its state, capacity and use. A host
+    that is down shows what it last published, or only its name and URL."""
+    name: str
+    url: str
+    state: Literal["ready", "cordoned", "draining", "down"]
+    cpus: int | None = Field(None, description="the host's CPUs")
+    cpus_used: int | None = Field(None, description="vCPUs of its running VMs")
+    memory_mib: int | None = Field(None, description="the host's memory")
+    memory_used_mib: int | None = Field(None, description="memory of its running VMs")
+    disk_free_bytes: int | None = Field(None, description="free space in its VMKIT_HOME")
+    accel: str | None = None
+    qemu_version: str | None = None
+    images: list[tuple[str, str]] = Field([], description="(name, digest) of its images")
+    vms: list[str] = Field([], description="the names of its VMs")
+    seen: float | None = Field(None, description="when it last published its facts (epoch)")
+
+
+class ClusterVm(Vm):
+    """A VM of the cluster ('vmkit --cluster NAME ls'): a Vm, with the host it is on."""
+    host: str
+
+
+class Placement(ApiModel):
+    """Where the cluster put (or finds) a VM, and why that host ('vmkit run -v')."""
+    name: str
+    host: str
+    url: str = Field(description="the host's API, which serves the VM's own calls")
+    why: dict[str, str] = Field({}, description="each host: why it was chosen, or why not")
+
+
+# --- backups (vmkit backup) ------------------------------------------------------------------
+
+class BackupRepo(ApiModel):
+    """A borg repository backups go to ('vmkit backup repo ls')."""
+    name: str
+    location: str = Field(description="a path on the daemon's host, or ssh://USER@HOST/PATH")
+    encryption: str = Field(description="borg's mode: none, repokey or repokey-blake2")
+
+
+class Backup(ApiModel):
+    """One backup of a VM, an archive in a borg repository ('vmkit backup ls')."""
+    id: str = Field(description="VM.YYYYMMDDTHHMMSS (UTC), the archive's name")
+    repo: str
+    vm: str | None
+    time: str = Field(description="when it was taken, ISO 8601 (local time of the daemon)")
+    kind: Literal["full", "incremental"] | None
+    memory: bool = Field(description="it holds memory and devices: restored, the VM runs on")
+    size: int = Field(description="bytes of the disk image (and memory) it restores")
+    deduplicated_size: int | None = Field(
+        None, description="bytes it added to the repository when taken (null if unknown)")
+    read_bytes: int = Field(0, description="bytes QEMU's backup job read from the running "
+                                           "VM's disk (0: read from its disk chain)")
+    base: str | None = Field(None, description="the backup an incremental one builds on")
+
+
+class BackupSchedule(ApiModel):
+    """A VM's backup schedule and how its runs went ('vmkit backup schedule ls')."""
+    vm: str
+    repo: str
+    every: int = Field(description="seconds between backups")
+    keep: dict[str, int] = Field(description="borg prune's rules: last, hourly, daily, weekly, "
+                                             "monthly -> how many")
+    next_run: float = Field(description="when the next backup is due (epoch)")
+    last_run: float | None = None
+    last_ok: bool | None = None
+    last_error: str | None = None
+    runs: int = 0
+    failures: int = 0
+    missed: int = Field(0, description="runs that fell due while vmkitd was not running")

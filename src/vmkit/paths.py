@@ -142,6 +142,11 @@ class VmPaths:
         return self.dir / "serial.log"
 
     @property
+    def serial_times(self) -> Path:
+        """When the serial log grew: "OFFSET UNIX-TIME" lines (core/logtimes.py)."""
+        return self.dir / "serial.times"
+
+    @property
     def qemu_log(self) -> Path:
         return self.dir / "qemu.log"
 

@@ -336,6 +336,11 @@ class Store:
         rows = self._rows("SELECT * FROM operations WHERE id = ?", (op_id,))
         return Operation(*rows[0]) if rows else None
 
+    def operations(self, limit: int) -> list[Operation]:
+        """The ``limit`` latest operations, newest first."""
+        rows = self._rows("SELECT * FROM operations ORDER BY created DESC LIMIT ?", (limit,))
+        return [Operation(*row) for row in rows]
+
     def fail_interrupted_operations(self) -> None:
         """Operations still 'running' belong to a daemon that died; they will not finish."""
         self._write("UPDATE operations SET state = 'failed', error = ? WHERE state = 'running'",

@@ -121,7 +121,9 @@ def test_duplicate_name_and_port_in_use(daemon: Daemon) -> None:
             fails(daemon, "run", "-d", "--name", "port1", "--network", "restricted",
                   "-p", f"{port}:80", match=f"host port 127.0.0.1:{port}/tcp is not available")
         assert_nothing_left(daemon, "port1")
-        fails(daemon, "start", "dup1", match="VM dup1 is running; start needs it")
+        again = daemon.cli("start", "dup1")  # as docker: a no-op with a note, not an error
+        assert (again.returncode, again.stdout) == (0, b"dup1\n"), again.stderr
+        assert b"dup1 is running already" in again.stderr
     finally:
         ok(daemon, "rm", "-f", "dup1")
 
@@ -197,3 +199,32 @@ def test_snapshot_fork_template_commands_and_their_bad_input(daemon: Daemon) -> 
         daemon.cli("template", "rm", "snapcli-t")
         daemon.cli("rm", "-f", "snapcli")
     assert_nothing_left(daemon, "snapcli")
+
+
+def test_stop_start_twice_logs_inspect_format_version_completion(daemon: Daemon) -> None:
+    ok(daemon, "run", "-d", "-n", "twice1", "--network", "restricted")
+    try:
+        r = daemon.cli("start", "twice1")  # runs already: a note, and success (as docker)
+        assert r.returncode == 0 and r.stdout == b"twice1\n"
+        assert r.stderr.decode().strip() == "vmkit: twice1 is running already"
+        assert ok(daemon, "inspect", "-f", "{{.state}} {{.restart}}", "twice1") == \
+            "running no\n"
+        log = ok(daemon, "logs", "-n", "1", "twice1")
+        assert log.count("\n") <= 1 and "\x1b" not in log and "\r" not in log
+        assert "\x1b[6n" in daemon.cli("logs", "--raw", "twice1").stdout.decode()
+        assert ok(daemon, "logs", "--since", "10m", "twice1") == ok(daemon, "logs", "twice1")
+        fails(daemon, "logs", "--since", "yesterday", "twice1", match="such as 10m, 2h")
+        ok(daemon, "update", "--restart", "on-failure", "twice1")
+        assert ok(daemon, "inspect", "-f", "{{.restart}}", "twice1") == "on-failure\n"
+        fails(daemon, "update", "--restart", "sometimes", "twice1", match="'no', 'on-failure' or 'always'")
+        ok(daemon, "stop", "twice1")
+        r = daemon.cli("stop", "twice1", "twice1")
+        assert r.returncode == 0 and r.stdout == b"twice1\ntwice1\n"
+        assert "twice1 is stopped already" in r.stderr.decode()
+        assert "twice1 is stopped already" in daemon.cli("kill", "twice1").stderr.decode()
+        assert "IP" in ok(daemon, "ls").splitlines()[0]
+    finally:
+        ok(daemon, "rm", "-f", "twice1")
+    assert ok(daemon, "--version").startswith("vmkit ")
+    assert "complete -o default -F _vmkit_completion vmkit" in ok(daemon, "completion", "bash")
+    fails(daemon, "completion", "tcsh", match="bash, zsh and fish")

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -16,6 +17,8 @@ import pytest
 
 import vmkit
 
+from vmkit.formats.files import LIBVIRT_POOL
+
 from ..conftest import Daemon
 from .test_snapshots import COUNTER, count, out
 
@@ -23,6 +26,19 @@ from .test_snapshots import COUNTER, count, out
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    """A directory libvirt's QEMU (user libvirt-qemu) can reach: in libvirt's pool when it
+    is installed, else in /tmp (pytest's tmp is private)."""
+    import tempfile
+
+    pool = LIBVIRT_POOL if LIBVIRT_POOL.is_dir() else Path("/tmp")
+    path = Path(tempfile.mkdtemp(prefix="vmkit-lv-", dir=pool))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -171,9 +187,9 @@ def test_an_ova_with_an_unsupported_disk_is_refused(client, files, daemon) -> No
         client.get_vm("other")
 
 
-def test_plain_disk_images_import(client, vm, other, files) -> None:
-    client.export_vm(vm, files / "lv", format="libvirt")
-    qcow2 = files / "lv" / "ex1.qcow2"
+def test_plain_disk_images_import(client, vm, other, files, reachable) -> None:
+    client.export_vm(vm, reachable / "lv", format="libvirt")
+    qcow2 = reachable / "lv" / "ex1.qcow2"
     raw = files / "ex1-raw.img"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)], check=True)
     for path, name in ((qcow2, "from-qcow2"), (raw, "from-raw")):
@@ -199,19 +215,43 @@ def test_disks_that_cannot_be_imported(client, files, daemon) -> None:
     assert client.list_vms() == []
 
 
+def test_libvirt_export_refuses_a_place_libvirt_cannot_read(client, files) -> None:
+    # pytest's tmp is private (0700): libvirt's QEMU could not open the disk there. Checked
+    # by the client before asking vmkitd for anything, so no VM is needed.
+    with pytest.raises(vmkit.InvalidInputError) as refused:
+        client.export_vm("ex1", files / "lv", format="libvirt")
+    message = str(refused.value)
+    assert "libvirt-qemu" in message and f"-o {LIBVIRT_POOL}/lv" in message
+    assert not (files / "lv").exists()
+
+
 def _virsh(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True,
                           text=True, timeout=60)
 
 
-def test_libvirt_export_defines_and_boots_in_virsh(client, vm, files) -> None:
+def _libvirt_missing() -> str | None:
+    """Why libvirt cannot start a domain here, or None: libvirtd answers, and virtlogd (which
+    libvirt hands each QEMU's log to) listens."""
     if shutil.which("virsh") is None or _virsh("version").returncode != 0:
-        pytest.skip("needs libvirtd (Debian's libvirt-daemon-system) running")
-    client.export_vm(vm, files / "lv", format="libvirt")
+        return "needs libvirtd (Debian's libvirt-daemon-system) running"
+    with socket.socket(socket.AF_UNIX) as s:
+        if s.connect_ex("/run/libvirt/virtlogd-sock") != 0:
+            return "needs virtlogd running beside libvirtd (libvirt-daemon-system starts both)"
+    return None
+
+
+def test_libvirt_export_defines_and_boots_in_virsh(client, make_vm, reachable) -> None:
+    if why := _libvirt_missing():
+        pytest.skip(why)  # before booting anything
+    # Into libvirt's pool, as the README says: the packaged libvirtd runs QEMU as libvirt-qemu.
+    vm = make_vm("ex1")["name"]
+    client.exec(vm, ["sh", "-c", "echo exported > /root/marker && sync"])
+    client.export_vm(vm, reachable / "lv", format="libvirt")
     domain = "ex1"
     _virsh("destroy", domain)
     _virsh("undefine", domain)
-    defined = _virsh("define", str(files / "lv" / "ex1.xml"))
+    defined = _virsh("define", str(reachable / "lv" / "ex1.xml"))
     assert defined.returncode == 0, defined.stderr
     try:
         started = _virsh("start", domain)

@@ -93,3 +93,57 @@ def test_logs_keep_serial_output(client: vmkit.Client, make_vm) -> None:
     log = b"".join(client.logs("log1"))
     assert b"marker-2-in-log" in log
     assert b"BusyBox" in log  # the guest's boot output is there too
+
+
+def test_terminal_through_the_sdk(client: vmkit.Client, make_vm) -> None:
+    make_vm("tty2")
+    with client.terminal("tty2", rows=20, cols=70) as t:
+        t.send(b"stty size; exit 9\n")  # typed before the prompt: the terminal keeps it
+        out = b""
+        while isinstance(got := t.receive(timeout=60), bytes):
+            out += got
+    assert got == 9 and b"20 70" in out
+    # More output than the helper's segments hold (256 KiB each), all of it, in order.
+    script = "head -c 700000 /dev/zero | tr '\\0' x; echo; echo the-end"
+    with client.terminal("tty2", ["sh", "-c", script]) as t:
+        out = b""
+        while isinstance(got := t.receive(timeout=120), bytes):
+            out += got
+    assert got == 0 and out.count(b"x") == 700000 and out.endswith(b"the-end\r\n")
+    import pytest
+
+    with pytest.raises(vmkit.NotFoundError), client.terminal("no-such-vm") as t:
+        t.receive(timeout=10)
+
+
+def test_cp_r_both_ways_keeps_modes_and_times(daemon: Daemon, make_vm, tmp_path: Path) -> None:
+    make_vm("cp5")
+    src = tmp_path / "site"
+    (src / "sub").mkdir(parents=True)
+    (src / "run.sh").write_bytes(b"#!/bin/sh\n")
+    (src / "sub" / "key").write_bytes(os.urandom(5000))
+    os.chmod(src / "run.sh", 0o750)
+    os.chmod(src / "sub" / "key", 0o600)
+    for f in (src / "run.sh", src / "sub" / "key"):
+        os.utime(f, (1577934245, 1577934245))
+    r = daemon.cli("cp", str(src), "cp5:/root/")
+    assert r.returncode == 1 and b"is a directory: copy it with -r" in r.stderr
+    assert daemon.cli("cp", "-r", str(src), "cp5:/root/").returncode == 0  # -> /root/site
+    assert daemon.cli("cp", str(src / "run.sh"), "cp5:/root/renamed").returncode == 0
+    seen = daemon.cli("exec", "cp5", "--", "stat", "-c", "%n %a %Y %U",
+                      "/root/site/run.sh", "/root/site/sub/key", "/root/renamed").stdout
+    assert seen.decode().splitlines() == ["/root/site/run.sh 750 1577934245 root",
+                                          "/root/site/sub/key 600 1577934245 root",
+                                          "/root/renamed 750 1577934245 root"]
+    back = tmp_path / "back"
+    assert daemon.cli("cp", "-r", "cp5:/root/site", str(back)).returncode == 0
+    assert (back / "sub" / "key").read_bytes() == (src / "sub" / "key").read_bytes()
+    for rel, mode in (("run.sh", 0o750), ("sub/key", 0o600)):
+        st = (back / rel).stat()
+        assert (st.st_mode & 0o777, int(st.st_mtime)) == (mode, 1577934245)
+    assert daemon.cli("cp", "cp5:/root/renamed", str(tmp_path)).returncode == 0
+    assert (tmp_path / "renamed").stat().st_mode & 0o777 == 0o750
+    r = daemon.cli("cp", "cp5:/root/site", str(tmp_path))
+    assert r.returncode == 1 and b"cp5:/root/site is a directory: copy it with -r" in r.stderr
+    r = daemon.cli("cp", "cp5:/root/none", str(tmp_path))
+    assert r.returncode == 1 and r.stderr.strip() == b"vmkit: cp5:/root/none does not exist"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -11,7 +13,7 @@ import pytest
 
 import vmkit
 
-from ..conftest import qemu_pids
+from ..conftest import free_port, qemu_pids
 
 
 def test_exec_returns_output_and_exit_code(client: vmkit.Client, make_vm) -> None:
@@ -190,3 +192,103 @@ def test_resize_a_stopped_vm(client: vmkit.Client, make_vm) -> None:
     assert 300_000 < int(guest("grep MemTotal /proc/meminfo").split()[1]) < 393_216  # KiB
     assert int(guest("df -k /").splitlines()[-1].split()[1]) > 1_500_000  # grown to ~2G
     assert guest("cat /root/kept") == "kept"
+
+
+def _wait_for(what, deadline: float = 60.0):  # type: ignore[no-untyped-def]
+    end = time.monotonic() + deadline
+    while not (value := what()) and time.monotonic() < end:
+        time.sleep(0.2)
+    return value
+
+
+def test_restart_always_brings_a_vm_back_after_a_crash_and_a_poweroff_not_a_stop(
+        client: vmkit.Client, make_vm) -> None:
+    vm = make_vm("back1", restart="always")
+    assert vm["restart"] == "always"
+    os.kill(vm["pid"], signal.SIGKILL)  # a crash
+    assert _wait_for(lambda: (v := client.get_vm("back1"))["state"] == "running"
+                     and v["pid"] != vm["pid"] and v)
+    assert client.exec("back1", "cat /proc/uptime").exit_code == 0  # a string, split
+    pid = client.get_vm("back1")["pid"]
+    with contextlib.suppress(vmkit.AgentError):  # the agent may go down with the guest
+        list(client.exec_stream("back1", ["sh", "-c", "poweroff &"]))  # its own shutdown
+    assert _wait_for(lambda: (v := client.get_vm("back1"))["state"] == "running"
+                     and v["pid"] != pid)
+    client.stop_vm("back1")  # asked for: it stays stopped
+    time.sleep(2)  # longer than the first back-off (0.5 s, doubling after short runs)
+    assert client.get_vm("back1")["state"] == "stopped"
+
+
+def test_restart_on_failure_brings_vms_back_when_vmkitd_starts_again(own_daemon) -> None:
+    """A host reboot, as vmkitd sees it: every QEMU gone while it was not running."""
+    d = own_daemon()
+    with d.client() as c:
+        c.create_vm("boot1", network="restricted", restart="on-failure")
+        c.create_vm("boot2", network="restricted")
+        pids = [c.get_vm(n)["pid"] for n in ("boot1", "boot2")]
+    d.kill9()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    d.start()
+    with d.client() as c:
+        assert _wait_for(lambda: c.get_vm("boot1")["state"] == "running")
+        assert c.get_vm("boot2")["state"] == "crashed"  # no policy: left as it is
+        assert _wait_for(lambda: c.get_vm("boot1")["ips"]) == ["10.0.2.15"]  # the agent's
+        for n in ("boot1", "boot2"):
+            c.remove_vm(n, force=True)
+
+
+def _take_port(sock: socket.socket, port: int) -> None:
+    """Listen on 127.0.0.1:``port`` as soon as it is free (a VM's QEMU just died)."""
+    end = time.monotonic() + 10
+    while True:
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            return
+        except OSError:
+            assert time.monotonic() < end, f"port {port} stayed taken"
+            time.sleep(0.005)
+
+
+def test_start_and_stop_are_idempotent_and_a_stop_calls_off_a_waiting_restart(
+        client: vmkit.Client, make_vm) -> None:
+    port = free_port()
+    vm = make_vm("idem1", ports=[f"{port}:80"])
+    assert client._http.post("/v1/vms/idem1/start").status_code == 304  # as docker's API
+    assert client.start_vm("idem1")["pid"] == vm["pid"]  # the SDK: nothing done, no error
+    assert client.update_vm("idem1", restart="always")["restart"] == "always"  # running
+    os.kill(vm["pid"], signal.SIGKILL)
+    with socket.socket() as taken:  # while its port is taken, every restart fails and the
+        _take_port(taken, port)     # next one waits (0.5 s, then 1 s, 2 s...)
+        assert _wait_for(lambda: client.get_vm("idem1")["state"] == "crashed")
+        assert client._http.post("/v1/vms/idem1/stop").status_code == 304  # calls it off
+    time.sleep(3)  # longer than any restart could still wait by now
+    assert client.kill_vm("idem1")["state"] == "crashed"  # down: the SDK returns it as is
+    assert client.update_vm("idem1", restart="no")["restart"] == "no"
+
+
+def test_logs_since_a_time_survive_a_vmkitd_restart(own_daemon) -> None:
+    d = own_daemon()
+    with d.client() as c:
+        c.create_vm("since1", network="restricted")
+
+        def say(word: str) -> None:
+            assert c.exec("since1", f"sh -c 'echo {word} > /dev/ttyS0'").exit_code == 0
+
+        def log(**kw: object) -> bytes:
+            return b"".join(c.logs("since1", **kw))  # type: ignore[arg-type]
+
+        say("early-words")
+        # once vmkitd has dated them (it looks once a second), a read from now leaves them out
+        assert _wait_for(lambda: b"early-words" not in log(since=time.time()), deadline=20)
+        since = time.time()
+        assert b"early-words" in log(since="1h") and b"early-words" in log(tail=1)
+    d.kill9()  # the dates are on disk: a new vmkitd reads from them
+    d.start()
+    with d.client() as c:
+        say("late-words")
+        assert _wait_for(lambda: b"late-words" in log(since=since))
+        assert b"early-words" not in log(since=since)
+        assert b"late-words" in log(since=time.time() - 30, tail=1)
+        c.remove_vm("since1", force=True)

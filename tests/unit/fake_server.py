@@ -28,6 +28,7 @@ def fake_server(core: object, **services: object) -> Server:
     if unknown := set(services) - names:
         raise TypeError(f"Server has no service {unknown}")
     given: dict[str, Any] = {name: services.get(name, Unreachable(name)) for name in names}
+    given["cluster"] = services.get("cluster")  # None: a vmkitd in no cluster
     return Server(core=cast(Any, core), **given)  # the fakes stand in for the real types
 
 

@@ -105,7 +105,7 @@ def test_an_endless_file_is_refused_before_its_first_byte() -> None:
 
 
 def test_a_directory_is_named_as_such() -> None:
-    with pytest.raises(InvalidInputError, match=r"/root is a directory.*tar"):
+    with pytest.raises(InvalidInputError, match=r"/root is a directory.*cp -r"):
         read(FakeGuestFile(None, (1 << 63) - 1, read_error="Is a directory"), "/root")
     with pytest.raises(AgentError, match="Input/output error"):
         read(FakeGuestFile(None, 10, read_error="Input/output error"))

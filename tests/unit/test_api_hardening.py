@@ -113,6 +113,7 @@ def _sdk_calls(tmp: Path) -> dict[str, Callable[[Client, str], Any]]:
         "start_vm": lambda c, n: c.start_vm(n),
         "stop_vm": lambda c, n: c.stop_vm(n),
         "resize_vm": lambda c, n: c.resize_vm(n, cpus=2),
+        "update_vm": lambda c, n: c.update_vm(n, restart="always"),
         "kill_vm": lambda c, n: c.kill_vm(n),
         "restart_vm": lambda c, n: c.restart_vm(n),
         "pause_vm": lambda c, n: c.pause_vm(n),
@@ -124,6 +125,9 @@ def _sdk_calls(tmp: Path) -> dict[str, Callable[[Client, str], Any]]:
         "restore_snapshot": lambda c, n: c.restore_snapshot("pf1", n),
         "remove_snapshot": lambda c, n: c.remove_snapshot("pf1", n),
         "remove_template": lambda c, n: c.remove_template(n),
+        "get_template": lambda c, n: c.get_template(n),
+        "get_network": lambda c, n: c.get_network(n),
+        "cancel_capture": lambda c, n: c.cancel_capture(n),
         "migrate": lambda c, n: c.migrate(n, "http://127.0.0.1:1", "t"),
         "cancel_migration": lambda c, n: c.cancel_migration(n),
         "export_vm": lambda c, n: c.export_vm(n, tmp / "e.tar"),
@@ -140,6 +144,15 @@ def _sdk_calls(tmp: Path) -> dict[str, Callable[[Client, str], Any]]:
         "write_file": lambda c, n: c.write_file(n, "/tmp/x", b"x"),
         "logs": lambda c, n: list(c.logs(n)),
         "console": lambda c, n: c.console(n),
+        "terminal": lambda c, n: c.terminal(n).__enter__(),
+        "remove_backup_repo": lambda c, n: c.remove_backup_repo(n),
+        "set_backup_schedule": lambda c, n: c.set_backup_schedule(n, "1h"),
+        "remove_backup_schedule": lambda c, n: c.remove_backup_schedule(n),
+        "where": lambda c, n: c.where(n),
+        "unplace": lambda c, n: c.unplace(n, "h1"),
+        "moved": lambda c, n: c.moved(n, "h1"),
+        "send_vm": lambda c, n: c.send_vm(n, "h1"),
+        "mark_host": lambda c, n: c.mark_host(n, "ready"),
     }
 
 
@@ -148,7 +161,8 @@ def test_sdk_table_names_every_method_with_a_name(tmp_path: Path) -> None:
              if not name.startswith("_")
              and {"name", "vm", "op_id"} & set(inspect.signature(f).parameters)}
     named -= {"for_host", "create_vm", "fork", "create_template", "create_network",
-              "import_vm", "run", "start_run"}  # their names travel in the body or the
+              "import_vm", "run", "start_run", "add_backup_repo", "create_backup",
+              "restore_backup", "list_backups", "place"}  # their names travel in the body or the
     # query, not the path
     assert named <= set(_sdk_calls(tmp_path))
 
@@ -238,8 +252,10 @@ def test_405_says_what_is_allowed(client: Any) -> None:
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     r = client.options("/v1/vms/web/snapshots")  # two routes share this path
     assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
-    r = client.patch("/v1/vms/web")
-    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET"
+    r = client.put("/v1/vms/web")
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, PATCH"
+    assert r.json() == {"error": "method_not_allowed", "message": "/v1/vms/web does not take "
+                        "PUT, only DELETE, GET, PATCH; see /docs for the API"}
 
 
 # --- exec: stdin and argv ------------------------------------------------------------------

@@ -181,7 +181,21 @@ def test_create_rejects(client: TestClient, core: FakeCore, body: dict[str, Any]
 
 def test_create_not_json(client: TestClient, core: FakeCore) -> None:
     r = client.post("/v1/vms", content=b"{not json", headers={"content-type": "application/json"})
-    assert_error(r, 422, "invalid_input")
+    assert "not valid JSON" in assert_error(r, 422, "invalid_input")
+    assert core.calls == []
+
+
+@pytest.mark.parametrize("body,headers", [
+    (b'{"name": "web"}', {}),  # JSON sent without its content type
+    (b'["web"]', {"content-type": "application/json"}),
+    (b'"web"', {"content-type": "application/json"}),
+])
+def test_a_body_that_is_no_object_says_so(client: TestClient, core: FakeCore, body: bytes,
+                                          headers: dict[str, str]) -> None:
+    msg = assert_error(client.post("/v1/vms", content=body, headers=headers), 422,
+                       "invalid_input")
+    assert msg.startswith("the body is not the JSON object this request takes")
+    assert "content-type: application/json" in msg
     assert core.calls == []
 
 
@@ -300,7 +314,8 @@ def locked(core: FakeCore) -> TestClient:
     {"Authorization": "s3cret"},
     {"Authorization": ""},
 ])
-@pytest.mark.parametrize("route", ["/v1/vms", "/v1/vms/web", "/openapi.json"])
+@pytest.mark.parametrize("route", ["/v1/vms", "/v1/vms/web", "/v1/templates/t",
+                                   "/v1/networks/n"])
 def test_token_refused(locked: TestClient, core: FakeCore, headers: dict[str, str],
                        route: str) -> None:
     msg = assert_error(locked.get(route, headers=headers), 401, "unauthorized")
@@ -324,6 +339,14 @@ def test_token_checked_before_validation(locked: TestClient, core: FakeCore) -> 
 def test_non_ascii_token_is_refused(locked: TestClient, core: FakeCore) -> None:
     assert_error(locked.get("/v1/vms", headers={"Authorization": b"Bearer \xe9"}), 401,
                  "unauthorized")
+
+
+@pytest.mark.parametrize("route", ["/openapi.json", "/docs", "/redoc"])
+def test_the_api_description_needs_no_token(locked: TestClient, route: str) -> None:
+    """It holds no data, and client generators need the schema before any token."""
+    r = locked.get(route)
+    assert r.status_code == 200
+    assert ("/v1/vms" if route == "/openapi.json" else "/openapi.json") in r.text
 
 
 def test_no_token_configured_needs_none(client: TestClient) -> None:

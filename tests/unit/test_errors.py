@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vmkit import errors
-from vmkit.errors import (AgentError, ConflictError, DaemonError, HostError, ImageError,
+from vmkit.errors import (AgentError, ClusterError, ConflictError, DaemonError, HostError, ImageError,
                           NoSpaceError,
                           InvalidInputError, InvalidStateError, LaunchError, NotFoundError,
                           MigrationError, QmpError, TooLargeError, UnauthorizedError, VmkitError, error_from_body,
@@ -26,6 +26,7 @@ STATUS = {
     AgentError: (502, "agent"),
     MigrationError: (502, "migration"),
     DaemonError: (503, "daemon"),
+    ClusterError: (503, "cluster"),
 }
 CLASSES = list(STATUS)
 
@@ -83,3 +84,14 @@ def test_missing_message() -> None:
     err = error_from_body({"error": "not_found"})
     assert type(err) is NotFoundError
     assert err.message == "unknown error"
+
+
+def test_a_field_named_like_where_it_was_sent_keeps_its_name() -> None:
+    from vmkit.api.errors import validation_message
+
+    assert validation_message({"loc": ("body", "path"), "type": "extra_forbidden",
+                               "msg": "Extra inputs are not permitted"}).startswith(
+        "unknown field 'path'")
+    assert validation_message({"loc": ("query", "limit"), "type": "int_parsing",
+                               "msg": "Input should be a valid integer"}) == (
+        "limit: Input should be a valid integer")

@@ -27,7 +27,8 @@ VM: dict[str, Any] = {
     "ports": [{"host_addr": "127.0.0.1", "host_port": 8080, "guest_port": 80, "proto": "tcp"}],
     "auto_remove": False, "disposable": False, "io_iops": None, "io_bps": None,
     "created": 1700000000.25, "started": 1700000001.5, "display": "none", "reason": "",
-    "cdrom": None, "firmware": "bios", "ssh_keys": None, "snapshot": "web@snap1",
+    "cdrom": None, "firmware": "bios", "ssh_keys": None, "restart": "always",
+    "ips": ["10.0.2.15"], "snapshot": "web@snap1",
     "forked_from": None, "cloud_init": {"status": "done", "detail": "provisioned in 12 s"},
 }
 OPERATION: dict[str, Any] = {

@@ -18,9 +18,10 @@ from .. import __version__
 from ..server import Server
 from .auth import token_middleware
 from .errors import ERRORS, add_error_handlers
+from .forward import Forward
 from .guards import Guards
-from .routes import (console, events, forensics, forks, guest, hosts, images, migrations,
-                     networks, portable, runs, snapshots, stats, templates, vms)
+from .routes import (backups, cluster, console, events, forensics, forks, guest, hosts, images,
+                     migrations, networks, portable, runs, snapshots, stats, templates, vms)
 
 UI_DIR = Path(__file__).parent.parent / "ui" / "static"
 
@@ -30,6 +31,7 @@ def create_app(server: Server, token: str | None = None, ui_url: str | None = No
     ``ui_url``: where the dashboard is served (the TCP listener's /ui/), for /v1/info."""
     app = FastAPI(title="vmkit", version=__version__, responses=ERRORS,
                   description="Run and manage QEMU virtual machines.")
+    app.add_middleware(Forward, server=server, token=token)  # innermost: after both
     app.add_middleware(Guards)  # added first, so it runs after the token check
     if token is not None:
         app.middleware("http")(token_middleware(token))
@@ -41,11 +43,12 @@ def create_app(server: Server, token: str | None = None, ui_url: str | None = No
         return RedirectResponse("/ui/")
 
     routers = [events.router(server), hosts.router(server, ui_url), images.router(server),
-               vms.router(server), runs.router(server), guest.router(server),
-               snapshots.router(server),
+               vms.router(server), runs.router(server), guest.router(server, token),
+               snapshots.router(server), backups.router(server),
                forks.router(server), templates.router(server), portable.router(server),
                networks.router(server), forensics.router(server), stats.router(server),
-               migrations.router(server), console.router(server, token)]
+               migrations.router(server), console.router(server, token),
+               cluster.router(server)]
     # Every route on its own: app.routes may hold the routers rather than their routes.
     routes = [*app.routes, *(route for router in routers for route in router.routes)]
     for router in routers:

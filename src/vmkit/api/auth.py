@@ -1,7 +1,9 @@
 """The bearer token of the TCP listener.
 
 Every request needs ``Authorization: Bearer <token>``, except the dashboard's static files
-under ``/ui/`` (they hold no data; each data call they make sends the token). Browsers cannot
+under ``/ui/`` and the API's description (``/openapi.json``, ``/docs``, ``/redoc``): they
+hold no data (each data call the dashboard makes sends the token), and client generators and
+people reading the docs need the schema before they have a token. Browsers cannot
 set headers on a WebSocket, so websockets also take the token as the subprotocol
 ``bearer.<token>`` offered next to ``vmkit`` (which the server accepts).
 """
@@ -51,9 +53,13 @@ async def accept(ws: WebSocket, token: str | None) -> bool:
     return False
 
 
+PUBLIC = ("/", "/ui", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
 def public(path: str) -> bool:
-    """The dashboard's static files and the redirect to them: no data, no token."""
-    return path in ("/", "/ui") or path.startswith("/ui/")
+    """The dashboard's static files, the redirect to them and the API's description: no
+    data, no token."""
+    return path in PUBLIC or path.startswith("/ui/")
 
 
 def token_ok(header: str, token: str) -> bool:

@@ -43,11 +43,14 @@ def add_error_handlers(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
             return JSONResponse(to_body(InvalidInputError(
                 "the body could not be read: send JSON in UTF-8 (content-type: "
                 "application/json)")), status_code=422)
-        kind = {404: "not_found", 405: "invalid_input"}.get(exc.status_code, "error")
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
         message = f"{request.method} {request.url.path}: {exc.detail}; see /docs for the API"
         headers = exc.headers
         if exc.status_code == 405:  # every method of the path, not only the first route's
-            headers = {"allow": ", ".join(sorted(allowed_methods(known, request.scope)))}
+            allowed = ", ".join(sorted(allowed_methods(known, request.scope)))
+            headers = {"allow": allowed}
+            message = (f"{request.url.path} does not take {request.method}, only {allowed}; "
+                       "see /docs for the API")
         return JSONResponse({"error": kind, "message": message}, status_code=exc.status_code,
                             headers=headers)
 
@@ -69,7 +72,10 @@ def allowed_methods(routes: Iterable[BaseRoute], scope: Mapping[str, Any]) -> se
 
 def validation_message(error: Mapping[str, Any]) -> str:
     """One sentence for the first thing pydantic found wrong in a request."""
-    where = ".".join(str(p) for p in error["loc"] if p not in ("body", "path", "query"))
+    loc = list(error["loc"])
+    if loc and loc[0] in ("body", "path", "query"):  # where it was sent, not a field's name
+        loc = loc[1:]
+    where = ".".join(str(p) for p in loc)
     if error["type"] == "vmkit":  # one of vmkit's own checks: its message says it all
         return str(error["msg"])
     if error["type"] == "extra_forbidden":
@@ -78,4 +84,7 @@ def validation_message(error: Mapping[str, Any]) -> str:
         return f"{where} is required"
     if error["type"] == "json_invalid":
         return f"the body is not valid JSON ({error.get('ctx', {}).get('error', 'syntax')})"
+    if not where or where.isdigit():  # the body as a whole is wrong (loc: body or body.0)
+        return (f"the body is not the JSON object this request takes ({error['msg']}): send "
+                "one, with content-type: application/json; see /docs")
     return f"{where}: {error['msg']}"

@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 from ..errors import InvalidInputError
 # The response bodies, shared with the SDK: re-exported for the routes ("X as X").
 from ..models import (CloudInit as CloudInit, Error as Error, FileChange as FileChange,
-                      HostInfo as HostInfo, Image as Image, IncomingReady as IncomingReady,
+                      HostInfo as HostInfo, HostUsage as HostUsage, Image as Image, IncomingReady as IncomingReady,
                       MemoryDigest as MemoryDigest, Network as Network, Operation as Operation,
                       PortForward as PortForward, RemoteHost as RemoteHost, Snapshot as Snapshot,
                       Template as Template, Vm as Vm, VmStats as VmStats,
@@ -101,6 +101,12 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+RestartPolicy = Literal["no", "on-failure", "always"]
+RESTART_HELP = ("when vmkitd starts the VM again by itself: on-failure: after its QEMU died "
+                "unasked (a crash, a host reboot); always: also after the guest shut down; "
+                "never after a stop asked for")
+
+
 class VmFields(Body):
     """A new VM's fields, but its name: VmCreate and RunCreate share them (core/request.py's
     VmRequest is what they become)."""
@@ -135,6 +141,7 @@ class VmFields(Body):
                                   "a #cloud-config document, checked before boot")
     env: dict[EnvKey, EnvValue] = Field({}, max_length=256, description="cloud-init images: "
                                         "environment variables for the guest and its runcmd")
+    restart: RestartPolicy = Field("no", description=RESTART_HELP)
 
 
 class VmCreate(VmFields):
@@ -184,6 +191,11 @@ class ExecRequest(Body):
         None, description=f"the command's "
         f"standard input, base64-encoded (any bytes; text as UTF-8), at most "
         f"{MAX_STDIN_BYTES >> 20} MiB decoded")
+
+
+class VmUpdate(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    restart: RestartPolicy | None = Field(None, description=RESTART_HELP)
 
 
 class VmResize(Body):

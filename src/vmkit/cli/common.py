@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 class State:
     home: Path | None = None
     host: str | None = None  # --host: another vmkit host, by its registered name
+    cluster: str | None = None  # --cluster: the cluster through this registered member
     client: Client | None = None
     error_exit = 1  # exit status for vmkit's own errors; exec makes it 125
 
@@ -32,7 +33,11 @@ def client() -> Client:
     if state.client is None:
         from ..client import Client
 
-        if state.host:
+        if state.cluster:
+            from ..client.routing import ClusterClient
+
+            state.client = ClusterClient.for_host(state.cluster, home=state.home, plain=True)
+        elif state.host:
             state.client = Client.for_host(state.host, home=state.home, plain=True)
         else:  # plain: answers as dicts, without importing pydantic (~60 ms a command)
             state.client = Client(home=state.home, autostart=True, plain=True)
@@ -44,6 +49,18 @@ def home_paths() -> HomePaths:
     from ..paths import HomePaths, default_home
 
     return HomePaths(state.home or default_home())
+
+
+def complete_vm(incomplete: str) -> list[str]:
+    """The local VMs' names that start with ``incomplete``, for shell completion (Tab):
+    asked of a running vmkitd over its socket, never starting one; none if there is none."""
+    from .local import get_json
+
+    try:
+        vms = get_json(home_paths().socket, "/v1/vms") or []
+    except Exception:  # noqa: BLE001 - a completion must never print an error
+        return []
+    return [vm["name"] for vm in vms if vm["name"].startswith(incomplete)]
 
 
 def say(line: str) -> None:

@@ -143,3 +143,67 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def run_terminal(client: Any, name: str, argv: list[str] | None) -> int:
+    """Run ``argv`` (root's login shell without it) on a terminal in the guest, with this
+    terminal in raw mode and its window size followed; returns the command's exit code."""
+    import select
+    import shutil
+    import signal
+
+    fd = sys.stdin.fileno()
+    size = shutil.get_terminal_size()
+    resized = threading.Event()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+
+    def on_winch(signum: int, frame: Any) -> None:
+        resized.set()
+        with contextlib.suppress(BlockingIOError):
+            os.write(wake_w, b"w")
+
+    with client.terminal(name, argv, rows=size.lines, cols=size.columns,
+                         term=os.environ.get("TERM", "xterm")) as session:
+        outcome: dict[str, Any] = {}  # "code": the exit code, or "error": what went wrong
+
+        def pump_out() -> None:
+            try:
+                while isinstance(data := session.receive(), bytes):
+                    _write_all(1, data)
+                outcome["code"] = data
+            except BaseException as e:  # noqa: BLE001 - reported to the main thread
+                outcome["error"] = e
+            finally:
+                with contextlib.suppress(OSError):
+                    os.write(wake_w, b"x")
+
+        sys.stdout.flush()
+        previous = signal.signal(signal.SIGWINCH, on_winch)
+        saved = _raw(fd)
+        reader = threading.Thread(target=pump_out, name="terminal-out", daemon=True)
+        reader.start()
+        watched = [wake_r, fd]
+        try:
+            while not outcome:
+                ready, _, _ = select.select(watched, [], [])
+                if resized.is_set():
+                    resized.clear()
+                    size = shutil.get_terminal_size()
+                    session.resize(size.lines, size.columns)
+                if fd in ready and not outcome:
+                    if data := os.read(fd, 4096):
+                        session.send(data)
+                    else:  # the terminal went away: the command's output may still come
+                        watched = [wake_r]
+                if wake_r in ready:
+                    os.read(wake_r, 64)
+        finally:
+            _restore(fd, saved)
+            signal.signal(signal.SIGWINCH, previous)
+            reader.join(timeout=2.0)
+            os.close(wake_r)
+            os.close(wake_w)
+    if "error" in outcome:
+        raise outcome["error"]
+    return int(outcome["code"])

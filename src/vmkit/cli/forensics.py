@@ -13,6 +13,8 @@ from .progress import transfer_progress
 from .registry import command
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import typer
 
     from .render import Record
@@ -46,18 +48,43 @@ def stats(
         metavar="[NAME]...", help="VMs to show. Default: all.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
                        ] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Show them anew every --interval seconds until Ctrl-C, as "
+                              "'docker stats' does.")] = False,
+    interval: Annotated[float, typer.Option(
+        "--interval", metavar="SECONDS", min=0.5, help="Time between readings with --watch.")
+    ] = 2.0,
 ) -> None:
-    """Show CPU, memory, disk and network use of VMs, like 'docker stats --no-stream'.
+    """Show CPU, memory, disk and network use of VMs, like 'docker stats --no-stream' (or,
+    with --watch, like 'docker stats').
 
     CPU is the share of one host CPU used since the last reading (or over a quarter second),
     memory the QEMU process's resident memory against what the guest was given. Network
     counters are the guest's own, read through its agent. vmkitd serves the same counters
     to Prometheus at /metrics.
+
+    [bold]Examples:[/bold]
+
+      vmkit stats
+      vmkit stats -w web db            # refreshed every 2 s until Ctrl-C
+      vmkit stats --json | jq '.[] | {name, cpu_percent}'
     """
-    from . import render
+    import time
 
     c = client()
-    rows = [c.stats(n) for n in (names or [vm["name"] for vm in c.list_vms()])]
+    while True:
+        rows = [c.stats(n) for n in (names or [vm["name"] for vm in c.list_vms()])]
+        if watch and sys.stdout.isatty():
+            sys.stdout.write("\x1b[H\x1b[2J")  # the new table replaces the old one
+        _stats_table(rows, as_json)
+        if not watch:
+            return
+        time.sleep(interval)
+
+
+def _stats_table(rows: Sequence[Record], as_json: bool) -> None:
+    from . import render
+
     if as_json:
         render.print_json(rows)
         return

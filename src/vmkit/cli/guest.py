@@ -1,4 +1,5 @@
-"""Reaching into a VM: its serial console and log, ssh, exec, and copying files in and out."""
+"""Reaching into a VM: its serial console and log, ssh, exec, a shell, and copying files in and
+out."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from .common import client, state
 from .registry import command
@@ -38,16 +39,32 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f",
                                          help="Keep printing new output until the VM stops "
                                               "(or Ctrl-C).")] = False,
+    tail: Annotated[int | None, typer.Option(
+        "--tail", "-n", metavar="N", min=0, show_default=False,
+        help="Only the last N lines (then, with -f, what comes next).")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="T", show_default=False,
+        help="Only what arrived since T: 10m, 2h, 1h30m ago, or an ISO time such as "
+             "2026-12-05T10:00 (local) or ...Z (to the second: up to a second more).")
+                     ] = None,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Keep the terminal's escape sequences and carriage returns.")] = False,
 ) -> None:
-    """Print a VM's serial console output (kept across restarts).
+    """Print a VM's serial console output (kept across restarts), as text: without the
+    terminal's escape sequences unless --raw.
 
     [bold]Examples:[/bold]
 
       vmkit logs web
-      vmkit logs -f web                # follow, like tail -f, until the VM stops
+      vmkit logs -n 20 web             # the last 20 lines
+      vmkit logs -f -n 0 web           # only what comes next, until the VM stops
+      vmkit logs --since 10m web       # what it printed in the last ten minutes
     """
+    from .logtext import clean
+
+    chunks = client().logs(name, follow=follow, tail=tail, since=since)
     out = sys.stdout.buffer
-    for chunk in client().logs(name, follow=follow):
+    for chunk in chunks if raw else clean(chunks):
         out.write(chunk)
         out.flush()
     if follow:
@@ -93,28 +110,39 @@ def exec_(
         metavar="COMMAND", show_default=False,
         help="The command and its arguments; put them after -- so that their options are "
              "not taken as vmkit's.")],
+    interactive: Annotated[bool, typer.Option(
+        "--interactive", "-i", help="Pass standard input even from a terminal (read to its "
+                                    "end, Ctrl-D, before the command starts).")] = False,
+    tty: Annotated[bool, typer.Option(
+        "--tty", "-t", help="Run the command on a terminal in the guest, connected to this "
+                            "one: for interactive programs (sh, top, vi).")] = False,
 ) -> None:
     """Run a command in a VM; its output streams back and its exit status becomes vmkit's.
 
-    Standard input is passed to the command when it is not a terminal. Errors of vmkit itself
-    exit with 125, so they are not mistaken for the command's.
+    Standard input is passed to the command when it is not a terminal (or with -i). With -t
+    (usually -it) the command gets a terminal of the window's size that follows its resizes,
+    as 'docker exec -it' gives. Errors of vmkit itself exit with 125, so they are not
+    mistaken for the command's.
 
     [bold]Examples:[/bold]
 
       vmkit exec web -- ls -la /
       vmkit exec web -- sh -c 'echo $HOSTNAME; uptime'
       echo hello | vmkit exec web -- tr a-z A-Z
+      vmkit exec -it web top
     """
     state.error_exit = 125
+    command = command[1:] if command[:1] == ["--"] else command  # Click keeps "--" here
+    if tty:
+        raise SystemExit(_on_terminal(name, command))
     stdin = None
-    if sys.stdin is not None and not sys.stdin.isatty():
+    if sys.stdin is not None and (interactive or not sys.stdin.isatty()):
         try:
             stdin = sys.stdin.buffer.read() or None
         except OSError:
             stdin = None
     c = client()
     c.get_vm(name)  # starts vmkitd if needed and says clearly when there is no such VM
-    command = command[1:] if command[:1] == ["--"] else command  # Click keeps "--" here
     out, err = sys.stdout.buffer, sys.stderr.buffer
     code = 125
     for stream, data in c.exec_stream(name, command, stdin):
@@ -128,23 +156,63 @@ def exec_(
 
 
 @command()
+def shell(name: Annotated[str, typer.Argument(metavar="NAME", help="A running VM.")]) -> None:
+    """Open a login shell in a VM, as root, on a terminal that follows the window's size.
+
+    It works in every VM with the guest agent (the tiny image included; no ssh needed) and
+    exits with the shell's status. With standard input from a pipe or file there is no
+    terminal: the shell runs what is piped in, as 'ssh host < script' does.
+
+    [bold]Examples:[/bold]
+
+      vmkit shell web
+      vmkit shell web < setup.sh
+      echo 'uname -a' | vmkit shell web
+    """
+    state.error_exit = 125
+    if sys.stdin is not None and sys.stdin.isatty():
+        raise SystemExit(_on_terminal(name, None))
+    from ..client.terminal import LOGIN_SHELL
+
+    exec_(name, LOGIN_SHELL, interactive=True, tty=False)
+
+
+def _on_terminal(name: str, command: list[str] | None) -> int:
+    """Run ``command`` (a login shell without it) on a terminal connected to this one."""
+    from ..errors import InvalidInputError
+
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise InvalidInputError("-t needs a terminal on standard input; drop -t to pass "
+                                "piped input to the command, e.g. echo hi | vmkit exec "
+                                f"{name} -- cat")
+    c = client()
+    c.get_vm(name)  # starts vmkitd if needed and says clearly when there is no such VM
+    from .console import run_terminal
+
+    return run_terminal(c, name, command)
+
+
+@command()
 def cp(
     src: Annotated[str, typer.Argument(
         metavar="SRC", help="NAME:/path in a VM, a local path, or - for stdin.")],
     dst: Annotated[str, typer.Argument(
         metavar="DST", help="NAME:/path in a VM, a local path, or - for stdout.")],
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Copy directories, with all they hold.")] = False,
 ) -> None:
-    """Copy a file between this host and a VM.
+    """Copy files and directories between this host and a VM, keeping modes and times.
 
-    Exactly one of SRC and DST is in the VM, written NAME:/absolute/path. A local '-' means
-    standard input or output. A guest path ending in '/', or a local directory, receives the
-    file under its own name. A failed copy leaves no partial local file behind.
+    Exactly one of SRC and DST is in the VM, written NAME:/absolute/path. A destination that
+    is a directory receives SRC under its own name; otherwise SRC is copied to that name.
+    Directories need -r. Files copied in belong to root. A local '-' means standard input or
+    output (one file's bytes). A failed copy of a file leaves no partial local file behind.
 
     [bold]Examples:[/bold]
 
       vmkit cp ./app.conf web:/etc/app.conf
-      vmkit cp web:/var/log/messages .
-      tar cz src | vmkit cp - web:/root/src.tgz
+      vmkit cp -r ./site web:/srv/            # -> /srv/site
+      vmkit cp -r web:/var/log ./web-logs     # -> ./web-logs, a copy of /var/log
       vmkit cp web:/etc/os-release - | head -3
     """
     from ..errors import InvalidInputError
@@ -154,10 +222,37 @@ def cp(
         raise InvalidInputError(
             "give exactly one guest path, written NAME:/absolute/path, e.g. "
             "'vmkit cp ./file web:/root/file' or 'vmkit cp web:/root/file .'")
+    c = client()
     if into:
-        _copy_in(src, *into)
+        c.get_vm(into[0])  # starts vmkitd if needed and says clearly when there is no such VM
+        if src == "-":
+            _stdin_in(*into)
+        else:
+            from .copying import copy_in
+
+            copy_in(c, src, *into, recursive)
     elif out_of:
-        _copy_out(*out_of, dst)
+        c.get_vm(out_of[0])
+        _copy_out_any(c, *out_of, dst, recursive)
+
+
+def _copy_out_any(c: Any, name: str, path: str, dst: str, recursive: bool) -> None:
+    from ..errors import InvalidInputError
+    from .copying import copy_out_dir, probe, set_mode_and_time
+
+    if dst == "-":
+        _copy_out(name, path, dst)
+        return
+    facts = probe(c, name, path)
+    if facts[0] == "-":
+        raise InvalidInputError(f"{name}:{path} does not exist")
+    if facts[0] == "d" and not recursive:
+        raise InvalidInputError(f"{name}:{path} is a directory: copy it with -r, e.g. "
+                                f"vmkit cp -r {name}:{path} {dst}")
+    if facts[0] == "d":
+        copy_out_dir(c, name, path, dst)
+    elif (target := _copy_out(name, path, dst)) is not None:
+        set_mode_and_time(target, facts)
 
 
 def _guest_path(arg: str) -> tuple[str, str] | None:
@@ -173,38 +268,23 @@ def _guest_path(arg: str) -> tuple[str, str] | None:
 CHUNK = 1 << 20
 
 
-def _copy_in(src: str, name: str, path: str) -> None:
+def _stdin_in(name: str, path: str) -> None:
+    """Write standard input to the guest file ``path``."""
     from ..errors import InvalidInputError
 
     if path.endswith("/"):
-        if src == "-":
-            raise InvalidInputError(f"give the file name to write standard input to, e.g. "
-                                    f"{name}:{path}file")
-        path += os.path.basename(src.rstrip("/"))
-    if src == "-":
-        f = sys.stdin.buffer
-    else:
-        if os.path.isdir(src):
-            raise InvalidInputError(f"{src} is a directory: vmkit cp copies one file; "
-                                    "archive directories with tar, e.g. "
-                                    f"tar cz {src} | vmkit cp - {name}:/root/dir.tgz")
-        try:
-            f = open(src, "rb")  # noqa: SIM115 - closed below
-        except OSError as e:
-            raise InvalidInputError(f"cannot read {src}: {e.strerror}") from None
+        raise InvalidInputError(f"give the file name to write standard input to, e.g. "
+                                f"{name}:{path}file")
 
     def chunks() -> Iterator[bytes]:
-        while data := f.read(CHUNK):
+        while data := sys.stdin.buffer.read(CHUNK):
             yield data
 
-    try:
-        client().write_file(name, path, chunks())
-    finally:
-        if f is not sys.stdin.buffer:
-            f.close()
+    client().write_file(name, path, chunks())
 
 
-def _copy_out(name: str, path: str, dst: str) -> None:
+def _copy_out(name: str, path: str, dst: str) -> Path | None:
+    """Copy one guest file to ``dst`` (stdout for '-'); returns the file written."""
     import tempfile
 
     from ..errors import InvalidInputError
@@ -215,7 +295,7 @@ def _copy_out(name: str, path: str, dst: str) -> None:
         for data in chunks:
             out.write(data)
         out.flush()
-        return
+        return None
     base = path.rstrip("/").rsplit("/", 1)[-1]
     target = Path(dst)
     if target.is_dir():
@@ -241,6 +321,7 @@ def _copy_out(name: str, path: str, dst: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return target
 
 
 def _new_file_mode(target: Path) -> int:

@@ -35,6 +35,8 @@ def host_token() -> None:
 
     The daemon makes it on its first start (VMKIT_HOME/run/token, mode 0600). It guards the
     API that 'vmkitd --listen ADDR:PORT' serves on TCP.
+
+    [bold]Example:[/bold]  vmkit host token   # then, on another host: vmkit host add ...
     """
     from ..errors import InvalidInputError
 
@@ -83,7 +85,10 @@ def host_add(
 def host_ls(
     as_json: Annotated[bool, typer.Option("--json", help="JSON, without the tokens.")] = False,
 ) -> None:
-    """List registered hosts (their tokens stay hidden)."""
+    """List registered hosts (their tokens stay hidden).
+
+    [bold]Example:[/bold]  vmkit host ls
+    """
     from .. import hosts
     from . import render
 
@@ -98,7 +103,10 @@ def host_ls(
 def host_rm(
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Hosts to forget.")],
 ) -> None:
-    """Forget registered hosts (nothing changes on them)."""
+    """Forget registered hosts (nothing changes on them).
+
+    [bold]Example:[/bold]  vmkit host rm lab
+    """
     from .. import hosts
 
     each(names, lambda n: hosts.remove(home_paths(), n))

@@ -51,10 +51,43 @@ def info(
 
 @command()
 def version() -> None:
-    """Print vmkit's version."""
+    """Print vmkit's version (also 'vmkit --version').
+
+    [bold]Example:[/bold]  vmkit version
+    """
     from .. import __version__
 
     say(f"vmkit {__version__}")
+
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+@command()
+def completion(
+    shell: Annotated[str, typer.Argument(metavar="bash|zsh|fish",
+                                         help="The shell to complete vmkit's commands in.")],
+) -> None:
+    """Print the script that makes a shell complete vmkit's commands, options and VM names.
+
+    Load it in the shell's start-up file; the shell then asks vmkit for completions as you
+    press Tab (ordinary commands do not pay for it).
+
+    [bold]Examples:[/bold]
+
+      echo 'source <(vmkit completion bash)' >> ~/.bashrc
+      vmkit completion zsh > "${fpath[1]}/_vmkit"     # then start a new shell
+      vmkit completion fish > ~/.config/fish/completions/vmkit.fish
+    """
+    from ..errors import InvalidInputError
+
+    if shell not in SHELLS:
+        raise InvalidInputError(f"vmkit completes in bash, zsh and fish, not {shell!r}")
+    from typer._completion_shared import get_completion_script
+
+    script = get_completion_script(prog_name="vmkit", complete_var="_VMKIT_COMPLETE",
+                                   shell=shell)
+    say(script.rstrip("\n"))
 
 
 @command()
@@ -68,6 +101,8 @@ def ui(
     vmkitd serves the dashboard on its TCP listener at /ui/: start it with 'vmkitd --listen
     127.0.0.1:8765'. Log in with the token 'vmkit host token' prints; the browser opened here
     is logged in already.
+
+    [bold]Example:[/bold]  vmkit ui --no-open
     """
     from ..errors import InvalidStateError
     from . import render

@@ -47,9 +47,9 @@ vmkit starts its daemon, vmkitd, on first use; every command talks to it.
 # The order of 'vmkit --help': the commands, then the groups. A command or group missing
 # here is listed after the others.
 LISTING = ("run", "ls", "inspect", "start", "stop", "kill", "restart", "pause", "resume", "rm",
-           "console", "resize", "vnc", "ui", "logs", "ssh", "exec", "cp", "fork", "migrate",
-           "export", "import", "dump", "stats", "diff", "capture", "info", "version",
-           "image", "snapshot", "template", "host", "net")
+           "console", "resize", "update", "vnc", "ui", "logs", "ssh", "shell", "exec", "cp",
+           "fork", "migrate", "export", "import", "dump", "stats", "diff", "capture", "info", "version",
+           "completion", "daemon", "image", "snapshot", "template", "host", "cluster", "net")
 
 
 def build_app() -> typer.Typer:
@@ -57,8 +57,13 @@ def build_app() -> typer.Typer:
     import typer
 
     # Importing the command modules registers their commands (vms, for _fast_ls, is in).
-    from . import (forensics, guest, hosts, images, info, migrate, net,  # noqa: F401
-                   portable, run, snapshots)
+    from . import (backups, cluster, daemon, forensics, guest, hosts, images, info,  # noqa: F401
+                   migrate, net, portable, run, snapshots)
+
+    if os.environ.get("_VMKIT_COMPLETE"):  # the shell asks for completions ('vmkit completion')
+        from typer._completion_classes import completion_init
+
+        completion_init()
 
     names = annotation_names()
     settings = {"help_option_names": ["-h", "--help"]}
@@ -75,8 +80,9 @@ def build_app() -> typer.Typer:
         groups[cmd.group].command(cmd.name, help=help_text(cmd.function), **cmd.options)(
             resolve_annotations(cmd.function, names))
     for group_name, typer_group in groups.items():
-        if group_name:
-            app.add_typer(typer_group, name=group_name)
+        if group_name:  # "backup repo": the group repo in the group backup
+            parent, _, leaf = group_name.rpartition(" ")
+            groups[parent].add_typer(typer_group, name=leaf)
     return app
 
 
@@ -99,9 +105,26 @@ def _root(
         "--host", "-H", envvar="VMKIT_HOST", show_default=False, metavar="NAME",
         help="Run the command on another vmkit host ('vmkit host add' registers it).")
                     ] = None,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", "-C", envvar="VMKIT_CLUSTER", show_default=False, metavar="HOST",
+        help="Drive the whole cluster through HOST, any registered member: 'ls' lists every "
+             "VM with its host, VM commands reach the VM's host, 'run' places the VM.")
+                       ] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, expose_value=False, callback=_print_version,
+        help="Print vmkit's version and exit.")] = False,
 ) -> None:
     state.home = home
     state.host = host
+    state.cluster = cluster
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .info import version
+
+        version()
+        raise SystemExit(0)
 
 
 # --- entry point -----------------------------------------------------------------------

@@ -39,7 +39,10 @@ def net_create(
         "--isolated", help="No route out of the host; the host answers only DHCP and DNS.")
     ] = False,
 ) -> None:
-    """Create a private network for VMs (attach them with 'vmkit run --network NAME')."""
+    """Create a private network for VMs (attach them with 'vmkit run --network NAME').
+
+    [bold]Example:[/bold]  vmkit net create lab && vmkit run -d --network lab
+    """
     net = client().create_network(name, subnet, isolated)
     sys.stderr.write(f"Network {net['name']}: {net['subnet']}, gateway {net['gateway']}"
                      f"{', isolated' if net['isolated'] else ', NAT to the outside'}\n")
@@ -51,7 +54,10 @@ def net_ls(
     as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
                        ] = False,
 ) -> None:
-    """List private networks and the VMs on them."""
+    """List private networks and the VMs on them.
+
+    [bold]Example:[/bold]  vmkit net ls
+    """
     from . import render
 
     nets = client().list_networks()
@@ -68,5 +74,8 @@ def net_ls(
 def net_rm(
     names: Annotated[list[str], typer.Argument(metavar="NAME", help="Networks to remove.")],
 ) -> None:
-    """Remove private networks (refused while VMs use them)."""
+    """Remove private networks (refused while VMs use them).
+
+    [bold]Example:[/bold]  vmkit net rm lab
+    """
     each(names, client().remove_network)

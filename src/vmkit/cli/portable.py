@@ -52,7 +52,8 @@ def export(
       vmkit export web -o web.vmkit
       vmkit export web -o web.vmkit --memory     # resumes where it was on import
       vmkit export web -o web.ova --format ova
-      vmkit export web -o web-libvirt --format libvirt && virsh define web-libvirt/web.xml
+      vmkit export web -o /var/lib/libvirt/images/web --format libvirt
+      virsh define /var/lib/libvirt/images/web/web.xml && virsh start web
     """
     from . import render
 

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 
 # Operations Ctrl-C calls off (vmkitd removes what they made so far); others go on.
-CANCELLABLE = ("image-build", "image-import", "run")
+CANCELLABLE = ("image-build", "image-import", "run", "backup", "backup-restore", "backup-verify")
+CANCELLED = {"run": "{target} was not made", "backup-verify": "the backup was not changed",
+             "backup-restore": "VM {target} was not made or rolled back"}
 
 
 def follow(c: Client, op: Record, title: str, transient: bool = False) -> Record:
@@ -55,8 +57,8 @@ def _wait(c: Client, op: Record, on_progress: Callable[[Record], None] | None) -
         c.cancel_operation(op["id"])
         with contextlib.suppress(VmkitError):
             c.wait_operation(op["id"], interval=0.2)
-    sys.stderr.write("Cancelled: nothing was stored.\n" if op["kind"] != "run" else
-                     f"Cancelled: {op['target']} was not made.\n")
+    said = CANCELLED.get(op["kind"], "nothing was stored").format(target=op["target"])
+    sys.stderr.write(f"Cancelled: {said}.\n")
     raise KeyboardInterrupt
 
 

@@ -7,7 +7,7 @@ import base64
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..client.provision import USER_KEYS, vmkit_key
+from ..client.provision import USER_KEYS, given_keys, vmkit_key
 from ..errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -20,9 +20,10 @@ def _blob(line: str) -> bytes:
 
 
 def private_key_for(keys: str) -> Path | None:
-    """The private key here whose public half the VM accepts."""
+    """The private key here whose public half the VM accepts: one given with --ssh-key at
+    its creation (newest first), the user's own in ~/.ssh, or vmkit's."""
     wanted = {_blob(line) for line in keys.splitlines() if line.strip()}
-    candidates = [Path.home() / ".ssh" / f"{n}.pub" for n in USER_KEYS]
+    candidates = given_keys()[::-1] + [Path.home() / ".ssh" / f"{n}.pub" for n in USER_KEYS]
     candidates += sorted((Path.home() / ".ssh").glob("*.pub")) + [
         vmkit_key().with_name(vmkit_key().name + ".pub")]
     for pub in candidates:

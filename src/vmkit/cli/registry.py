@@ -55,8 +55,11 @@ def annotation_names() -> dict[str, Any]:
     """What the commands' string annotations name besides their own module's globals."""
     import typer
 
+    from .common import complete_vm
+
     names = Annotated[list[str], typer.Argument(metavar="NAME", help="One or more VMs.",
-                                                show_default=False)]
+                                                show_default=False,
+                                                autocompletion=complete_vm)]
     stop_timeout = Annotated[float, typer.Option(
         "--timeout", "-t", metavar="SECONDS",
         help="How long to wait for a clean shutdown before forcing the VM off.")]

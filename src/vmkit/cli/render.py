@@ -89,6 +89,12 @@ def image(vm: Record) -> str:
     return vm["image"] or f"(blank, cd {vm.get('cdrom') or '-'})"
 
 
+def address(vm: Record) -> str:
+    """A VM's first IPv4 address (else its first), for a table: '-' when none is known."""
+    ips = vm.get("ips") or []
+    return next((ip for ip in ips if ":" not in ip), ips[0] if ips else "-")
+
+
 def ports(vm: Record) -> str:
     return ", ".join(port(p) for p in vm.get("ports") or ())
 
@@ -187,3 +193,43 @@ def fields(pairs: Iterable[tuple[str, Cell]]) -> None:
         f"{_paint(key + ':', 'bold', color)}{' ' * (width - len(key) - 1)}"
         f"{_paint(text, style, color)}\n" for key, (text, style) in styled))
     sys.stdout.flush()
+
+
+# --- inspect -f ------------------------------------------------------------------------
+
+
+def template(fmt: str, data: Any) -> str:
+    """docker's ``inspect -f`` for vmkit's JSON: each ``{{.a.b}}`` is replaced by that field
+    (keys of the API's JSON, list items by number: ``{{.ports.0.host_port}}``), ``{{json
+    .a}}`` by it as JSON, ``{{.}}`` by everything. Text, numbers and null print as they
+    are (null as nothing), true/false in lower case, lists and objects as JSON."""
+    import re
+
+    from ..errors import InvalidInputError
+
+    def one(m: re.Match[str]) -> str:
+        as_json, path = bool(m.group(1)), m.group(2)
+        value = data
+        for key in filter(None, path.split(".")):
+            if isinstance(value, dict) and key in value:
+                value = value[key]
+            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                value = value[int(key)]
+            elif isinstance(value, list):
+                raise InvalidInputError(f"no item {key!r} in {{{{.{path}}}}}: the list has "
+                                        f"{len(value)} item{'s' * (len(value) != 1)}")
+            else:
+                known = ", ".join(sorted(value)) if isinstance(value, dict) else "none"
+                raise InvalidInputError(f"no field {key!r} in {{{{.{path}}}}}; fields there: "
+                                        f"{known}")
+        if as_json or isinstance(value, (dict, list)):
+            return json.dumps(value, default=_as_json)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return "" if value is None else str(value)
+
+    pattern = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
+    if "{{" in pattern.sub("", fmt):
+        raise InvalidInputError(f"cannot read the format {fmt!r}: write fields as {{{{.name}}}}"
+                                ", {{.ports.0.host_port}} or {{json .ports}}")
+    return pattern.sub(one, fmt)

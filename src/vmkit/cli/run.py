@@ -47,6 +47,11 @@ def run(
     detach: Annotated[bool, typer.Option(
         "--detach", "-d", help="Print the VM's name and return instead of attaching.")] = False,
     rm: Annotated[bool, typer.Option("--rm", help="Remove the VM when it stops.")] = False,
+    restart: Annotated[str, typer.Option(
+        "--restart", metavar="no|on-failure|always",
+        help="Start the VM again by itself: on-failure after its QEMU died unasked (a crash, "
+             "a host reboot: see 'vmkit daemon install'); always also after the guest shut "
+             "down. Never after 'vmkit stop'.")] = "no",
     disposable: Annotated[bool, typer.Option(
         "--disposable", help="For untrusted software: no network card unless --network is "
                              "given, and when it stops the VM is removed with every change "
@@ -88,6 +93,19 @@ def run(
         "--env", "-e", metavar="KEY=VALUE", show_default=False,
         help="cloud-init images: an environment variable for the guest's shells and your "
              "runcmd; repeatable.")] = None,
+    group: Annotated[str | None, typer.Option(
+        "--group", metavar="NAME", show_default=False,
+        help="--cluster: the VM's placement group, for --spread or --pack.")] = None,
+    spread: Annotated[bool | None, typer.Option(
+        "--spread/--pack", show_default=False,
+        help="--cluster: put the group's VMs on distinct hosts (refused when there are too "
+             "few), or together on one.")] = None,
+    on: Annotated[str | None, typer.Option(
+        "--host", metavar="HOST", show_default=False,
+        help="--cluster: run on this host, not where the scheduler would.")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="--cluster: say why the host was chosen and others not.")
+                       ] = False,
 ) -> None:
     """Create a VM, boot it and attach to its serial console.
 
@@ -104,13 +122,21 @@ def run(
       NAME=$(vmkit run -d) && vmkit exec $NAME -- uname -a
       vmkit run -d --fast              # forked from a ready template of tiny
       vmkit run --disposable           # no network; gone, with all it wrote, when it stops
+      vmkit run -d -n db --restart always   # back after a crash or a host reboot
+      vmkit --cluster h1 run -d --group web --spread -v   # the scheduler picks the host
     """
+    from .cluster import placement_rules, say_why
+
     c = client()
-    op = c.start_run(image, name, cpus=cpus, memory=memory, disk=disk, ports=publish or [],
+    op = c.start_run(image, name, **placement_rules(group, spread, on),
+                     cpus=cpus, memory=memory, disk=disk, ports=publish or [],
                      network=network, auto_remove=rm, disposable=disposable,
                      io_limit=io_limit, display=display, cdrom=cdrom, firmware=firmware,
-                     ssh_key=ssh_key, user_data=user_data, env=env, source=source, fast=fast)
+                     ssh_key=ssh_key, user_data=user_data, env=env, source=source, fast=fast,
+                     restart=restart)
     name = op.target
+    if verbose:
+        say_why(c)
     follow(c, op, f"Running [bold]{name}[/bold]", transient=True)
     if not source and not fast and not (limits := c.info().limits).startswith("cgroup"):
         sys.stderr.write(f"warning: CPU and memory limits are {limits}\n")

@@ -184,7 +184,10 @@ def template_ls(
     as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
                        ] = False,
 ) -> None:
-    """List templates."""
+    """List templates.
+
+    [bold]Example:[/bold]  vmkit template ls
+    """
     from . import render
 
     templates = client().list_templates()
@@ -202,6 +205,9 @@ def template_ls(
 def template_rm(
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Templates to remove.")],
 ) -> None:
-    """Remove templates (refused while VMs forked from them need them)."""
+    """Remove templates (refused while VMs forked from them need them).
+
+    [bold]Example:[/bold]  vmkit template rm web-base
+    """
     c = client()
     each(names, c.remove_template)

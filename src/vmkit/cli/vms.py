@@ -8,9 +8,10 @@ the command people type most, and ``main._fast_ls`` runs it without Typer.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from .common import client, each, say, time_now, state
+from .common import client, complete_vm, each, say, state, time_now
 from .registry import command
 
 if TYPE_CHECKING:
@@ -27,13 +28,16 @@ def ls(
 ) -> None:
     """List VMs.
 
+    IP is the guest's first address as its agent last reported it (refreshed in the
+    background every few seconds: 'vmkit inspect' lists them all).
+
     [bold]Examples:[/bold]
 
       vmkit ls
       vmkit ls -q | xargs vmkit stop   # stop every VM
       vmkit ls --json | jq '.[] | select(.state == "running") | .name'
     """
-    vms = None if state.host else _local_get("/v1/vms")
+    vms = None if state.host or state.cluster else _local_get("/v1/vms")
     if vms is None:
         vms = client().list_vms()
     if as_json:
@@ -47,10 +51,12 @@ def ls(
     from . import render
 
     now = time_now()
+    host = ("HOST",) if state.cluster else ()  # --cluster: the host each VM is on
     render.table(
-        ("NAME", "STATE", "IMAGE", "CPUS", "MEMORY", "PORTS", "CREATED"),
-        ((vm["name"], render.state(vm), render.image(vm), str(vm["cpus"]), vm["memory"],
-          render.ports(vm), render.ago(vm["created"], now))
+        ("NAME", *host, "STATE", "IP", "IMAGE", "CPUS", "MEMORY", "PORTS", "CREATED"),
+        ((vm["name"], *(vm["host"] for _ in host), render.state(vm), render.address(vm),
+          render.image(vm), str(vm["cpus"]), vm["memory"], render.ports(vm),
+          render.ago(vm["created"], now))
          for vm in vms))
 
 
@@ -64,20 +70,30 @@ def _local_get(path: str) -> Any | None:
 
 @command()
 def inspect(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM.",
+                                      autocompletion=complete_vm)],
     as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, unformatted.")
                        ] = False,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", "-f", metavar="TEMPLATE", show_default=False,
+        help="Print fields of the JSON as docker does: {{.state}}, {{.ports.0.host_port}}, "
+             "{{json .ips}}.")] = None,
 ) -> None:
-    """Show everything about a VM.
+    r"""Show everything about a VM.
 
     [bold]Examples:[/bold]
 
       vmkit inspect web
-      vmkit inspect web --json | jq .state
+      vmkit inspect -f '{{.state}} {{.ips.0}}' web
+      vmkit inspect -f '{{json .ports}}' web
+      vmkit inspect web --json | jq -r '.ports[] | "\(.host_port) -> \(.guest_port)"'
     """
     vm = client().get_vm(name)
     from . import render
 
+    if fmt is not None:
+        say(render.template(fmt, vm))
+        return
     if as_json:
         render.print_json(vm)
         return
@@ -91,6 +107,8 @@ def inspect(
         ("Network", vm["network"]),
         ("MAC", vm["mac"]),
         ("Ports", render.ports(vm) or "-"),
+        ("IPs", ", ".join(vm.get("ips") or ()) or "-"),
+        ("Restart", vm.get("restart") or "no"),
         ("CD", vm.get("cdrom") or "-"),
         ("Firmware", vm.get("firmware", "bios")),
         ("QEMU PID", str(vm["pid"]) if vm.get("pid") else "-"),
@@ -108,12 +126,13 @@ def inspect(
 
 @command()
 def start(names: Names) -> None:
-    """Start stopped VMs; returns when their guests are up.
+    """Start stopped VMs; returns when their guests are up. A VM that runs already is left
+    as it is, with a note (as docker does).
 
     [bold]Example:[/bold]  vmkit start web db
     """
     c = client()
-    each(names, c.start_vm)
+    each(names, _noting_unchanged(c.start_vm))
 
 
 @command()
@@ -121,7 +140,8 @@ def stop(
     names: Names,
     timeout: StopTimeout = 20.0,
 ) -> None:
-    """Shut VMs down cleanly (forcing them off after --timeout).
+    """Shut VMs down cleanly (forcing them off after --timeout). A VM that is not running
+    is left as it is, with a note (as docker does).
 
     [bold]Examples:[/bold]
 
@@ -129,17 +149,29 @@ def stop(
       vmkit stop -t 5 $(vmkit ls -q)   # stop every VM, 5 s grace each
     """
     c = client()
-    each(names, lambda n: c.stop_vm(n, timeout=timeout))
+    each(names, _noting_unchanged(lambda n: c.stop_vm(n, timeout=timeout)))
+
+
+def _noting_unchanged(action: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``action``, with a note on stderr when the VM was so already (vmkitd did nothing, as
+    docker's does): 'vmkit stop $(vmkit ls -q)' succeeds."""
+    def run(name: str) -> Any:
+        vm = action(name)
+        if vm.get("unchanged"):
+            sys.stderr.write(f"vmkit: {name} is {vm['state']} already\n")
+        return vm
+    return run
 
 
 @command()
 def kill(names: Names) -> None:
-    """Force VMs off at once, like pulling the plug.
+    """Force VMs off at once, like pulling the plug. A VM that is not running is left as
+    it is, with a note.
 
     [bold]Example:[/bold]  vmkit kill web
     """
     c = client()
-    each(names, c.kill_vm)
+    each(names, _noting_unchanged(c.kill_vm))
 
 
 @command()
@@ -193,8 +225,26 @@ def rm(
 
 
 @command()
+def update(
+    names: Names,
+    restart: Annotated[str, typer.Option(
+        "--restart", metavar="no|on-failure|always", show_default=False,
+        help="The restart policy, as 'vmkit run --restart' sets it; no also calls off a "
+             "restart that waits.")],
+) -> None:
+    """Change VMs, running or not: their restart policy (docker's 'update --restart').
+    CPUs, memory and disk: 'vmkit resize'.
+
+    [bold]Example:[/bold]  vmkit update --restart always web db
+    """
+    c = client()
+    each(names, lambda n: c.update_vm(n, restart=restart))
+
+
+@command()
 def resize(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="A stopped VM.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A stopped VM.",
+                                      autocompletion=complete_vm)],
     cpus: Annotated[int | None, typer.Option("--cpus", help="Virtual CPUs, 1-64.")] = None,
     memory: Annotated[str | None, typer.Option("--memory", "-m",
                                                help="Memory, e.g. 512M or 2G.")] = None,

@@ -17,7 +17,13 @@ from ..errors import NotFoundError, VmkitError, error_from_body
 from ..paths import HomePaths, default_home
 from ..spec import CLOUD_INIT_BUILDS
 from . import answers as A
+from .backups import BackupCalls
+from .cluster import ClusterCalls
 from .connection import LONG, PROVISION, Connection, seg
+from .lookups import LookupCalls
+from .lifecycle import LifecycleCalls
+from .logs import LogCalls
+from .terminal import TerminalCalls
 
 if TYPE_CHECKING:
     from httpx_ws import WebSocketSession
@@ -34,7 +40,8 @@ class ExecResult:
     stderr: bytes
 
 
-class Client(Connection):
+class Client(LifecycleCalls, BackupCalls, ClusterCalls, TerminalCalls, LookupCalls, LogCalls,
+             Connection):
     """The Python SDK of vmkit: a connection to vmkitd, the daemon that runs the VMs.
 
     It can do all the ``vmkit`` command can (the command is built on it)::
@@ -48,8 +55,9 @@ class Client(Connection):
             print(r.exit_code, r.stdout.decode())
             c.remove_vm("web", force=True)
 
-    ``Client()`` talks to the local vmkitd over its Unix socket in VMKIT_HOME;
-    ``Client(autostart=True)`` starts it if it is not running. ``Client(url=..., token=...)``
+    ``Client()`` talks to the local vmkitd over its Unix socket in VMKIT_HOME, and starts
+    it if it is not running, as the ``vmkit`` command does (``autostart=False``: raise
+    DaemonError instead). ``Client(url=..., token=...)``
     talks to another host's ``vmkitd --listen``; ``Client.for_host("lab")`` to one registered
     with 'vmkit host add'.
 
@@ -171,14 +179,14 @@ class Client(Connection):
                   display: str = "none", cdrom: str | None = None, firmware: str = "bios",
                   ssh_key: Path | None = None, user_data: Path | None = None,
                   env: list[str] | None = None, source: str | None = None,
-                  fast: bool = False) -> Operation:
+                  fast: bool = False, restart: str = "no") -> Operation:
         """Start a run (see :meth:`run`); returns its operation (kind "run", target: the
         VM's name) once vmkitd has checked the request. ``image``: tiny by default (a blank
         disk with ``cdrom`` and no image); ``cdrom``: an image name or an ISO file's path
         (imported on first use). ``ssh_key`` (a .pub file, default: yours, else one vmkit
         makes), ``user_data`` (a #cloud-config file) and ``env`` (KEY=VALUE): cloud-init
         images only, read here. The rest as for :meth:`create_vm`."""
-        if self.local and not self._answers():
+        if self.autostart and not self._answers():
             self.start_daemon()
         from .provision import read_inputs  # here: it imports YAML, which only runs need
 
@@ -193,7 +201,7 @@ class Client(Connection):
                 "ports": list(ports), "network": network, "auto_remove": auto_remove,
                 "disposable": disposable, "io_limit": io_limit, "display": display,
                 "cdrom": cdrom, "firmware": firmware, "source": source, "fast": fast,
-                **provision}
+                "restart": restart, **provision}
         return self._call("POST", "/runs", A.OPERATION, json=body)
 
     def _cloud_init(self, image: str | None) -> bool:
@@ -220,7 +228,7 @@ class Client(Connection):
                   disposable: bool = False, io_limit: str | None = None,
                   display: str = "none", cdrom: str | None = None, firmware: str = "bios",
                   ssh_keys: str | None = None, user_data: str | None = None,
-                  env: dict[str, str] | None = None) -> Vm:
+                  env: dict[str, str] | None = None, restart: str = "no") -> Vm:
         """Create and boot a VM; returns it once its guest agent answers (and, for an image
         with cloud-init, once cloud-init is done: see the result's ``cloud_init``)::
 
@@ -237,42 +245,15 @@ class Client(Connection):
         (``vnc_display`` tells where). ``cdrom``: an ISO image in the CD drive; with
         ``image=None`` the disk starts blank (give ``disk``). ``firmware``: bios or uefi.
         ``ssh_keys``, ``user_data`` (#cloud-config text) and ``env``: cloud-init
-        provisioning."""
+        provisioning. ``restart``: "on-failure" or "always" to have vmkitd start the VM again
+        when its QEMU dies (a crash, a host reboot) or, with always, when the guest shuts
+        down; never after ``stop_vm``."""
         body = {"name": name, "image": image, "cpus": cpus, "memory": memory, "disk": disk,
                 "ports": list(ports), "network": network, "auto_remove": auto_remove,
                 "disposable": disposable, "io_limit": io_limit, "display": display,
                 "cdrom": cdrom, "firmware": firmware, "ssh_keys": ssh_keys,
-                "user_data": user_data, "env": env or {}}
+                "user_data": user_data, "env": env or {}, "restart": restart}
         return self._call("POST", "/vms", A.VM, json=body, timeout=PROVISION)
-
-    def _action(self, name: str, action: str, **params: Any) -> Vm:
-        return self._call("POST", f"/vms/{seg(name)}/{action}", A.VM, params=params,
-                          timeout=LONG)
-
-    def start_vm(self, name: str) -> Vm:
-        """Start a stopped (or crashed) VM; returns it once its guest is up."""
-        return self._action(name, "start")
-
-    def stop_vm(self, name: str, timeout: float = 20.0) -> Vm:
-        """Shut the guest down (ACPI), or end it after ``timeout`` seconds; returns the
-        stopped VM (a VM made with ``auto_remove`` is gone afterwards)."""
-        return self._action(name, "stop", timeout=timeout)
-
-    def kill_vm(self, name: str) -> Vm:
-        """End the VM at once, as pulling the plug would; returns the stopped VM."""
-        return self._action(name, "kill")
-
-    def restart_vm(self, name: str, timeout: float = 20.0) -> Vm:
-        """Stop the VM (as ``stop_vm``) and start it again; returns it once its guest is up."""
-        return self._action(name, "restart", timeout=timeout)
-
-    def pause_vm(self, name: str) -> Vm:
-        """Freeze the VM's CPUs; it keeps its memory and ports. ``resume_vm`` goes on."""
-        return self._action(name, "pause")
-
-    def resume_vm(self, name: str) -> Vm:
-        """Let a paused VM run on."""
-        return self._action(name, "resume")
 
     def resize_vm(self, name: str, cpus: int | None = None, memory: str | None = None,
                   disk: str | None = None) -> Vm:
@@ -375,7 +356,7 @@ class Client(Connection):
 
     def cancel_migration(self, name: str) -> None:
         """Cancel the migration of VM ``name``; it keeps running here."""
-        self._do("POST", f"/vms/{seg(name)}/migrate/cancel")
+        self._do("DELETE", f"/vms/{seg(name)}/migrate")
 
     # --- export and import ------------------------------------------------------------
 
@@ -503,15 +484,18 @@ class Client(Connection):
 
     # --- guest access -----------------------------------------------------------------
 
-    def exec_stream(self, name: str, argv: list[str], stdin: bytes | None = None
+    def exec_stream(self, name: str, argv: list[str] | str, stdin: bytes | None = None
                     ) -> Iterator[tuple[str, bytes | int]]:
-        """Run ``argv`` in the guest, yielding ("stdout"|"stderr", bytes) as the command
-        writes, then ("exit", code)::
+        """Run ``argv`` in the guest (a string is split as a shell would, shlex.split, and
+        run without a shell), yielding ("stdout"|"stderr", bytes) as the command writes,
+        then ("exit", code)::
 
             for stream, data in c.exec_stream("web", ["ping", "-c3", "10.0.2.2"]):
                 print(stream, data)
         """
-        body: dict[str, Any] = {"argv": argv}
+        import shlex
+
+        body: dict[str, Any] = {"argv": shlex.split(argv) if isinstance(argv, str) else argv}
         if stdin:
             body["stdin"] = base64.b64encode(stdin).decode()
         r = self._send("POST", f"/vms/{seg(name)}/exec", stream=True, json=body, timeout=None)
@@ -528,9 +512,11 @@ class Client(Connection):
         finally:
             r.close()
 
-    def exec(self, name: str, argv: list[str], stdin: bytes | None = None) -> ExecResult:
-        """Run ``argv`` in the guest (no shell: give ``["sh", "-c", "..."]`` for one), with
-        ``stdin`` as its input; returns its exit status and all its output::
+    def exec(self, name: str, argv: list[str] | str, stdin: bytes | None = None
+             ) -> ExecResult:
+        """Run ``argv`` in the guest (no shell: give ``["sh", "-c", "..."]`` for one; a
+        string such as ``"uname -a"`` is split as a shell would), with ``stdin`` as its
+        input; returns its exit status and all its output::
 
             r = c.exec("web", ["sh", "-c", "echo $HOSTNAME"])
             assert r.exit_code == 0 and r.stdout == b"web\\n"
@@ -544,8 +530,10 @@ class Client(Connection):
         return ExecResult(code, bytes(out), bytes(err))
 
     def read_file(self, name: str, path: str) -> Iterator[bytes]:
-        """The guest file at absolute ``path``, in chunks:
-        ``b"".join(c.read_file("web", "/etc/hostname"))``."""
+        """The guest file at absolute ``path`` as an iterator of byte chunks (read as they
+        arrive, so a big file never sits in memory whole); join them for the bytes:
+        ``b"".join(c.read_file("web", "/etc/hostname"))``. A missing file raises
+        NotFoundError at the first chunk."""
         return self._stream(f"/vms/{seg(name)}/files", {"path": path}, LONG)
 
     def write_file(self, name: str, path: str, data: bytes | Iterable[bytes]) -> int:
@@ -554,11 +542,6 @@ class Client(Connection):
         written = self._call("PUT", f"/vms/{seg(name)}/files", A.JSON,
                              params={"path": path}, content=data, timeout=LONG)
         return int(written["bytes"])
-
-    def logs(self, name: str, follow: bool = False) -> Iterator[bytes]:
-        """The VM's serial console output (kept across restarts), in chunks; with ``follow``,
-        go on with new output until the VM stops."""
-        return self._stream(f"/vms/{seg(name)}/logs", {"follow": follow}, None)
 
     def console(self, name: str) -> AbstractContextManager[WebSocketSession]:
         """A websocket session to the VM's serial console (httpx_ws): bytes sent are typed

@@ -18,6 +18,7 @@ from ..errors import DaemonError, HostError, VmkitError, error_from_body
 from ..paths import HomePaths, default_home
 from ..spec import validate_name
 from .answers import SAVED_FILE, Answer
+from .hints import with_sdk_calls
 
 if TYPE_CHECKING:
     from ..models import SavedFile
@@ -38,9 +39,10 @@ class Connection:
     """The connection under a :class:`vmkit.Client`: use the Client, which has every call."""
 
     def __init__(self, url: str | None = None, token: str | None = None,
-                 home: Path | None = None, autostart: bool = False, timeout: float = 30.0,
+                 home: Path | None = None, autostart: bool = True, timeout: float = 30.0,
                  ca: str | None = None, plain: bool = False) -> None:
-        """Local daemon by default (starting it when ``autostart``); ``url`` for a remote one,
+        """Local daemon by default, started when it is not running unless ``autostart`` is
+        False (as the ``vmkit`` command does); ``url`` for a remote one,
         with ``ca`` the CA file to trust for an https URL with a certificate of its own.
         ``plain``: answers as dicts whose keys are also attributes, not models (pydantic is
         then never imported: the CLI starts faster)."""
@@ -128,6 +130,8 @@ class Connection:
                 body = None
             if not isinstance(body, dict):
                 raise VmkitError(f"vmkitd answered {response.status_code}: {response.text[:200]}")
+            if not self.plain:  # an SDK user: the Client's calls beside the CLI's commands
+                body = {**body, "message": with_sdk_calls(str(body.get("message", "")))}
             raise error_from_body(body)
         return response
 

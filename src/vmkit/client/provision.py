@@ -16,12 +16,39 @@ if TYPE_CHECKING:
     pass
 
 USER_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")  # the user's own, in order of preference
+MAX_GIVEN = 100
 
 
 def vmkit_key() -> Path:
     """vmkit's own key pair, for users who have none: made on first use, private to them."""
     data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share")
     return data / "vmkit" / "ssh" / "id_ed25519"
+
+
+def given_keys_file() -> Path:
+    """The public key files given to new VMs here (--ssh-key), one path a line, newest last:
+    'vmkit ssh' looks for their private halves (a key of your own anywhere is found)."""
+    return vmkit_key().with_name("given")
+
+
+def given_keys() -> list[Path]:
+    try:
+        return [Path(line) for line in given_keys_file().read_text().splitlines() if line]
+    except OSError:
+        return []
+
+
+def remember_key(pub: Path) -> None:
+    """Add ``pub`` to the keys given to new VMs (the last MAX_GIVEN of them are kept)."""
+    from ..paths import atomic_write
+
+    path = str(pub.expanduser().absolute())
+    kept = [str(p) for p in given_keys() if str(p) != path][-(MAX_GIVEN - 1):] + [path]
+    try:
+        given_keys_file().parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        atomic_write(given_keys_file(), "".join(p + "\n" for p in kept).encode())
+    except OSError:
+        pass  # only a convenience: 'vmkit ssh -i KEY' still works
 
 
 def default_public_key() -> Path:
@@ -54,5 +81,7 @@ def read_inputs(ssh_key: Path | None, user_data: Path | None, env: list[str] | N
     text = _read(user_data, "user data") if user_data else None
     if text is not None:
         cloud.read_user_data(text, str(user_data))  # the error names the file and line
-    return {"ssh_keys": cloud.read_ssh_key(_read(key, "ssh key"), str(key)),
-            "user_data": text, "env": cloud.parse_env(env or [])}
+    keys = cloud.read_ssh_key(_read(key, "ssh key"), str(key))
+    if ssh_key is not None:
+        remember_key(ssh_key)
+    return {"ssh_keys": keys, "user_data": text, "env": cloud.parse_env(env or [])}

@@ -3,7 +3,7 @@
 The registry (registry.py) keeps the VMs' records, locks and QEMU processes; request.py says
 what a new VM is asked to be; boot.py the boot media; layers.py the disk layers; launch.py
 the one register-and-launch path; lifecycle.py start, stop and removal; guest.py exec, files,
-console and serial log; images.py image builds and operations; watch.py follows each QEMU;
+console and serial log; logtimes.py when that log grew; images.py image builds and operations; watch.py follows each QEMU;
 recovery.py re-attaches on start. Services get the Core and register their hooks
 (``Registry.hooks``); the core never calls a service by name.
 """
@@ -24,6 +24,7 @@ from .images import Images
 from .launch import Launcher
 from .layers import DiskLayers
 from .lifecycle import Lifecycle
+from .logtimes import LogTimes
 from .recovery import recover
 from .registry import Registry
 from .transfers import Transfers
@@ -42,6 +43,7 @@ class Core(Registry):
     vms: Lifecycle
     image_ops: Images
     transfers: Transfers
+    log_times: LogTimes
 
     @classmethod
     async def open(cls, home: Path) -> Core:
@@ -54,8 +56,10 @@ class Core(Registry):
         core.launcher = Launcher(core, core.boot, core.layers, core.watch)
         core.guest = Guest(core)
         core.vms = Lifecycle(core, core.launcher, core.layers, core.guest)
+        core.watch.start = core.vms.start  # restart policies start VMs again
         core.transfers = Transfers(core.paths)
         core.image_ops = Images(core, core.transfers)
+        core.log_times = LogTimes(core)
         return core
 
     def info(self) -> dict[str, Any]:
@@ -82,3 +86,4 @@ class Core(Registry):
     async def recover(self) -> None:
         """Re-attach to every VM still running and finish what a stopped daemon left."""
         await recover(self, self.watch, self.layers, self.transfers)
+        self.spawn(self.log_times.run())  # when the serial logs grow: logs --since

@@ -35,7 +35,7 @@ def describe_vm(rec: VmRecord, store: Store | None = None) -> dict[str, Any]:
         "io_iops": spec.io_iops, "io_bps": spec.io_bps, "created": rec.created,
         "started": rec.started, "display": spec.display,
         "reason": rec.reason, "cdrom": spec.cdrom, "firmware": spec.firmware,
-        "ssh_keys": spec.ssh_keys,
+        "ssh_keys": spec.ssh_keys, "restart": spec.restart,
         **({"snapshot": snapshot_label(store, rec.head),
             "forked_from": snapshot_label(store, rec.base)} if store is not None else {}),
     }

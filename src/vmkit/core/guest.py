@@ -13,8 +13,9 @@ from ..errors import InvalidInputError, VmkitError
 from ..machine.agent import GuestAgent
 from ..machine.console import ConsoleHub
 from ..paths import open_nofollow
+from .logtimes import log_start
 from .registry import Registry
-
+from .terminal import Terminal
 
 CLOUD_INIT_TIMEOUT = 1800.0  # a user's cloud-config may install packages
 
@@ -38,6 +39,12 @@ class Guest:
         agent = await self._agent(name, "exec")
         return agent.exec_stream(argv, stdin)
 
+    async def terminal(self, name: str, argv: list[str] | None, rows: int, cols: int,
+                       term: str) -> Terminal:
+        """A command (root's login shell without ``argv``) on a new terminal in the guest."""
+        return await Terminal.start(await self._agent(name, "exec"), argv,
+                                    rows, cols, term)
+
     async def read_file(self, name: str, path: str) -> AsyncIterator[bytes]:
         agent = await self._agent(name, "copy")
         chunks = agent.read_file(_guest_path(path))
@@ -60,12 +67,16 @@ class Guest:
             hub = self.core.consoles[name] = ConsoleHub(self.core.paths.vm(name).console)
         return hub
 
-    def log(self, name: str, follow: bool = False) -> AsyncIterator[bytes]:
-        """The VM's serial console log, kept on disk across restarts; with ``follow``, what
-        it writes next too, for as long as it runs. An unknown VM raises here, at once."""
+    def log(self, name: str, follow: bool = False, since: float | None = None,
+            tail: int | None = None) -> AsyncIterator[bytes]:
+        """The VM's serial console log, kept on disk across restarts, from what arrived at
+        unix time ``since`` and/or its last ``tail`` lines (logtimes.log_start); with
+        ``follow``, what it writes next too, for as long as it runs. An unknown VM raises
+        here, at once."""
         self.core.record(name)
-        return _read_log(self.core.paths.vm(name).serial_log,
-                         lambda: follow and self.core.is_live(name))
+        vmp = self.core.paths.vm(name)
+        return _read_log(vmp.serial_log, lambda: follow and self.core.is_live(name),
+                         log_start(vmp, since, tail))
 
     async def cloud_init(self, name: str) -> dict[str, Any]:
         """Wait for cloud-init in the new guest to finish: {"status": "done" | "error", ...}.
@@ -98,10 +109,12 @@ def _guest_path(path: str) -> str:
     return path
 
 
-async def _read_log(path: Path, more: Callable[[], bool]) -> AsyncIterator[bytes]:
-    """The log at ``path``, then what is written to it while ``more()`` (the VM runs and the
-    client follows)."""
+async def _read_log(path: Path, more: Callable[[], bool], start: int = 0
+                    ) -> AsyncIterator[bytes]:
+    """The log at ``path`` from offset ``start``, then what is written to it while
+    ``more()`` (the VM runs and the client follows)."""
     with contextlib.suppress(OSError), open_nofollow(path) as f:
+        f.seek(start)
         while True:
             data = f.read(65536)
             if data:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import AgentError, InvalidInputError
 from ..machine import disks
-from ..spec import VmSpec, format_size, resized
-from ..state import VmState, require
+from ..spec import VmSpec, check_restart, format_size, resized
+from ..state import LIVE, VmState, require
 from ..store import VmRecord
 from .boot import check_disk_fits, host_memory_mib
 from .discard import discard
@@ -19,7 +20,6 @@ from .launch import Arrival, Launcher
 from .layers import DiskLayers
 from .registry import Registry
 from .request import VmRequest
-
 
 S = VmState
 
@@ -82,10 +82,28 @@ class Lifecycle:
             core.store.set_vm_spec(name, spec)
         return core.get_vm(name)
 
-    async def start(self, name: str) -> dict[str, Any]:
+    async def update(self, name: str, restart: str | None = None) -> dict[str, Any]:
+        """Change what may change on a VM in any state (docker's 'update'): its restart
+        policy; "no" calls off a restart that waits."""
+        if restart is None:
+            raise InvalidInputError("nothing to change: give a restart policy (restart)")
+        core = self.core
+        async with core.locks[name]:
+            spec = core.record(name).spec
+            policy = check_restart(restart, spec.auto_remove)
+            core.store.set_vm_spec(name, replace(spec, restart=policy))
+            if policy == "no":
+                self.launcher.watch.cancel_restart(name)
+        return core.get_vm(name)
+
+    async def start(self, name: str) -> dict[str, Any] | None:
+        """Start a stopped or crashed VM; returns it once its guest is up, or None if it
+        runs already (as docker, whose API answers 304 Not Modified then)."""
         core = self.core
         async with core.locks[name]:
             rec = core.record(name)
+            if rec.state == S.RUNNING:
+                return None
             require("start", rec.state, name)
             await self.launcher.start(rec)
         return core.get_vm(name)
@@ -100,9 +118,12 @@ class Lifecycle:
             finally:
                 core.replacing.discard(name)
 
-    async def stop(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+    async def stop(self, name: str, timeout: float = 20.0) -> dict[str, Any] | None:
+        """Shut the VM down, forced after ``timeout`` s; None if it is down already."""
         core = self.core
         async with core.locks[name]:
+            if self._down_already(name):
+                return None
             machine = core.live_machine(name, "stop")
             core.stopping.add(name)
             rec = core.record(name)
@@ -110,14 +131,25 @@ class Lifecycle:
             await machine.stop(timeout)
         return self._after_exit(rec)
 
-    async def kill(self, name: str) -> dict[str, Any]:
+    async def kill(self, name: str) -> dict[str, Any] | None:
+        """End the VM's QEMU at once; None if it is down already."""
         core = self.core
         async with core.locks[name]:
+            if self._down_already(name):
+                return None
             machine = core.live_machine(name, "kill")
             rec = core.record(name)
             core.stopping.add(name)
             await machine.kill()
         return self._after_exit(rec)
+
+    def _down_already(self, name: str) -> bool:
+        """Whether VM ``name`` is stopped or crashed; if so, the restart its policy may have
+        waiting is called off (asked to stop, it stays down), and nothing else is done."""
+        if self.core.record(name).state in LIVE:
+            return False
+        self.launcher.watch.cancel_restart(name)
+        return True
 
     def _after_exit(self, before: VmRecord) -> dict[str, Any]:
         """The VM as it is now, or as it was at exit if it removed itself (--rm)."""
@@ -129,7 +161,7 @@ class Lifecycle:
     async def restart(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
         require("restart", self.core.record(name).state, name)
         await self.stop(name, timeout)
-        return await self.start(name)
+        return await self.start(name) or self.core.get_vm(name)
 
     async def pause(self, name: str) -> dict[str, Any]:
         return await self._run_state(name, "pause", "stop", S.PAUSED)
@@ -159,6 +191,7 @@ class Lifecycle:
         core.record(name)
         for check in core.hooks.removal:
             check(name)
+        self.launcher.watch.cancel_restart(name)
         if not force:
             async with core.locks[name]:
                 require("remove", core.record(name).state, name)

@@ -1,5 +1,6 @@
-"""When vmkitd starts: re-attach to every QEMU still running, and finish or undo what the
-daemon before it left half done (creates, arrivals, saves, transfers, disk layers)."""
+"""When vmkitd starts: re-attach to every QEMU still running, finish or undo what the
+daemon before it left half done (creates, arrivals, saves, transfers, disk layers), and
+start again the VMs that died meanwhile (a host reboot) if their restart policy says so."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ async def recover(core: Registry, watch: Watch, layers: DiskLayers, transfers: T
     """Re-attach to every VM still running and finish what a stopped daemon left."""
     core.store.fail_interrupted_operations()
     core.images.clean()
+    died: list[VmRecord] = []
     for rec in core.store.vms():
         if rec.creating:
             log.warning("removing VM %s: vmkitd stopped before its create finished", rec.name)
@@ -40,12 +42,16 @@ async def recover(core: Registry, watch: Watch, layers: DiskLayers, transfers: T
             await discard(core, layers, rec.name)
         else:
             _move_legacy_disk(core, rec)
-            await _reattach(core, watch, layers, rec)
+            if not await _reattach(core, watch, layers, rec):
+                died.append(rec)
     _remove_stray_vm_dirs(core)
     core.limits.clean()
     await layers.collect_garbage()
     transfers.clean()
     core.networks.restore()
+    for rec in died:  # once their networks are back
+        if rec.spec.restart != "no":
+            watch.restart_later(rec.name)
 
 
 def _move_legacy_disk(core: Registry, rec: VmRecord) -> None:
@@ -66,16 +72,19 @@ def _remove_stray_vm_dirs(core: Registry) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-async def _reattach(core: Registry, watch: Watch, layers: DiskLayers, rec: VmRecord) -> None:
+async def _reattach(core: Registry, watch: Watch, layers: DiskLayers, rec: VmRecord
+                   ) -> bool:
+    """Re-attach to the VM's QEMU; False if the VM ran and its QEMU is gone (one being
+    stopped when vmkitd went is not counted: it was asked to stop)."""
     if rec.state not in LIVE:
-        return
+        return True
     vmp = core.paths.vm(rec.name)
     if pid := qemu_pid(core, rec):
         try:
             machine = await Machine.attach(vmp, pid, watch.handler(rec.name))
         except VmkitError as e:
             core.store.set_vm_state(rec.name, S.CRASHED, reason=f"cannot re-attach: {e}")
-            return
+            return True  # its QEMU may run on: starting another would clash with it
         core.machines[rec.name] = machine
         for hook in core.hooks.reattach:
             await hook(rec, machine)
@@ -83,7 +92,8 @@ async def _reattach(core: Registry, watch: Watch, layers: DiskLayers, rec: VmRec
         state = S.PAUSED if await machine.status() == "paused" else S.RUNNING
         core.store.set_vm_state(rec.name, state, pid=pid, started=rec.started)
         core.spawn(_connect_agent(machine))
-    elif rec.state == S.STARTING and rec.pid is None:  # vmkitd died before QEMU ran
+        return True
+    if rec.state == S.STARTING and rec.pid is None:  # vmkitd died before QEMU ran
         core.store.set_vm_state(rec.name, S.STOPPED,
                                 reason="its start was interrupted when vmkitd stopped")
     else:
@@ -92,6 +102,7 @@ async def _reattach(core: Registry, watch: Watch, layers: DiskLayers, rec: VmRec
                 if code is not None else
                 f"QEMU (pid {rec.pid}) exited while vmkitd was not running; {UNKNOWN_EXIT}")
         core.store.set_vm_state(rec.name, S.CRASHED, reason=watch.crash_reason(rec.name, what))
+    return rec.state == S.STOPPING
 
 
 async def _connect_agent(machine: Machine) -> None:

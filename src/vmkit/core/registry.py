@@ -26,6 +26,7 @@ from ..networks.service import Networks
 from ..paths import HomePaths
 from ..state import LIVE, require
 from ..store import SnapshotRecord, Store, VmRecord
+from .addresses import Addresses
 from .describe import describe_operation, describe_vm
 
 
@@ -64,6 +65,7 @@ class Registry:
         self.replacing: set[str] = set()  # VMs whose QEMU a restore replaces: no stop, no crash
         self._tasks: set[asyncio.Task[Any]] = set()
         self.cancels: dict[str, Callable[[], object]] = {}  # running operations that can stop
+        self.addresses = Addresses(lambda name: self.changes.publish("vm", name))
 
     def open_home(self) -> None:
         """Take VMKIT_HOME for this process: no other vmkitd may use it meanwhile."""
@@ -102,11 +104,12 @@ class Registry:
         for machine in list(self.machines.values()):
             await machine.detach()
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run ``coro`` in the background, kept referenced until it ends."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # --- the registry ----------------------------------------------------------------------
 
@@ -132,6 +135,10 @@ class Registry:
             raise NotFoundError(f"operation {op_id!r} not found")
         return describe_operation(op)
 
+    def operations(self, limit: int) -> list[dict[str, Any]]:
+        """The latest long-running operations, newest first (the dashboard's log)."""
+        return [describe_operation(op) for op in self.store.operations(limit)]
+
     def cancel_operation(self, op_id: str) -> dict[str, Any]:
         """Call off a running image build, image import or run; what it made so far goes."""
         op = self.operation(op_id)
@@ -142,7 +149,10 @@ class Registry:
         return op
 
     def describe(self, rec: VmRecord) -> dict[str, Any]:
-        return describe_vm(rec, self.store)
+        """The VM as the API shows it, with its guest's addresses as last learnt."""
+        machine = self.machines.get(rec.name) if rec.state in LIVE else None
+        return {**describe_vm(rec, self.store),
+                "ips": self.addresses.get(rec.name, machine, self.spawn)}
 
     def list_vms(self) -> list[dict[str, Any]]:
         return [self.describe(r) for r in self.store.vms()]

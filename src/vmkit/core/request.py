@@ -32,6 +32,7 @@ class VmRequest:
     ssh_keys: str | None = None
     user_data: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    restart: str = "no"  # no, on-failure or always (spec.RESTART_POLICIES)
 
     def networks(self) -> str | list[str]:
         """What the VM's NICs attach to."""
@@ -48,4 +49,4 @@ class VmRequest:
             host_memory_mib=host_memory_mib, disposable=self.disposable,
             io_limit=self.io_limit, display=self.display, cdrom=self.cdrom,
             firmware=self.firmware, ssh_keys=self.ssh_keys, user_data=self.user_data,
-            env=self.env)
+            env=self.env, restart=self.restart)

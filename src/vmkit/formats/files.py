@@ -23,6 +23,29 @@ def check_destination(dest: Path, directory: bool) -> None:
     if not dest.parent.is_dir() or not os.access(dest.parent, os.W_OK):
         raise InvalidInputError(f"cannot write into {dest.parent}: it is not a writable "
                                 "directory")
+    if directory:
+        check_reachable_by_libvirt(dest)
+
+
+# Where a packaged libvirt (qemu:///system) keeps disks: its QEMU, run as user libvirt-qemu,
+# can reach them. libvirt makes the files themselves readable (dynamic_ownership), never the
+# directories above them.
+LIBVIRT_POOL = Path("/var/lib/libvirt/images")
+
+
+def check_reachable_by_libvirt(dest: Path) -> None:
+    """Refuse a libvirt export into ``dest`` whose files libvirt's QEMU could not open: every
+    directory above it must let other users through (o+x), which a private one (a home,
+    pytest's tmp) does not, and 'virsh start' would fail with "Cannot access storage file
+    ... Permission denied"."""
+    for d in dest.parents:
+        mode = d.stat().st_mode
+        if not mode & 0o001:
+            raise InvalidInputError(
+                f"libvirt's QEMU (user libvirt-qemu) could not open files under {d}: it is "
+                f"private (mode {mode & 0o777:o}); write the export under {LIBVIRT_POOL} "
+                f"(-o {LIBVIRT_POOL}/{dest.name}), or let other users through with "
+                f"'chmod o+x {d}'")
 
 
 def save(chunks: Iterable[bytes], dest: Path, on_progress: Progress | None = None) -> str:

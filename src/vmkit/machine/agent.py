@@ -187,8 +187,8 @@ class GuestAgent:
                 if "Is a directory" not in e.message:  # the guest's strerror(EISDIR)
                     raise
                 raise InvalidInputError(
-                    f"{path} is a directory: vmkit cp copies one file; archive directories "
-                    f"with tar, e.g. vmkit exec NAME -- tar cz -C {path} . > dir.tgz") from None
+                    f"{path} is a directory: this reads one file; copy directories with "
+                    f"vmkit cp -r NAME:{path} DEST") from None
             if data:
                 yield data
             if eof or not data:

@@ -208,6 +208,8 @@ def _check_fork(req: RunRequest) -> None:
         raise InvalidInputError("a fork has one network card, as its source: give one --network")
     if vm.disposable:
         raise InvalidInputError("--disposable boots a fresh VM: drop --from/--fast")
+    if vm.restart != "no":
+        raise InvalidInputError("a fork runs as its source was made: drop --restart")
     if vm.disk:
         raise InvalidInputError("a fork has its source's disk: drop --disk with --from/--fast")
     if req.source and req.fast:

@@ -27,6 +27,10 @@ FIRMWARES = ("bios", "uefi")
 # Images vmkit builds itself whose guests run cloud-init (ssh keys, user data, -e).
 CLOUD_INIT_BUILDS = ("debian",)
 DISPLAYS = ("none", "vnc")  # vnc: a VNC server that vmkitd proxies (vmkit vnc, the dashboard)
+# When vmkitd starts a VM again by itself (docker's --restart): no: never; on-failure: after
+# its QEMU died without being asked to stop (a crash, a host reboot); always: also after the
+# guest shut itself down. A VM stopped with 'vmkit stop' stays stopped whatever its policy.
+RESTART_POLICIES = ("no", "on-failure", "always")
 
 
 def validate_name(name: str, what: str = "VM") -> str:
@@ -135,6 +139,7 @@ class VmSpec:
     ssh_keys: str | None = None  # cloud-init: public keys of the user vmkit makes
     user_data: str | None = None  # cloud-init: the user's own cloud-config, as written
     env: dict[str, str] = field(default_factory=dict)  # cloud-init: the guest's environment
+    restart: str = "no"  # a RESTART_POLICIES entry; records made before it have none: "no"
 
     def attachments(self) -> tuple[str, ...]:
         """What each NIC is attached to, in order: nat, restricted or a private network."""
@@ -169,6 +174,7 @@ def make_spec(
     ssh_keys: str | None = None,
     user_data: str | None = None,
     env: dict[str, str] | list[str] | None = None,
+    restart: str = "no",
 ) -> VmSpec:
     """Validate user input (as typed on the command line or sent to the API) into a VmSpec.
     A disposable VM is removed, with everything it wrote, when it stops."""
@@ -215,6 +221,7 @@ def make_spec(
     iops, bps = parse_io_limit(io_limit) if io_limit else (None, None)
     if display not in DISPLAYS:
         raise InvalidInputError(f"invalid display {display!r}: use none or vnc")
+    check_restart(restart, auto_remove or disposable)
     from . import cloud  # here: the module is only needed for cloud-init inputs
 
     keys = cloud.read_ssh_key(ssh_keys, "the ssh key") if ssh_keys else None
@@ -224,7 +231,18 @@ def make_spec(
         [f"{k}={v}" for k, v in (env or {}).items()])
     return VmSpec(name, image, cpus, memory_mib, disk_bytes, forwards, network,
                   auto_remove or disposable, disposable, iops, bps, tuple(more), display,
-                  cdrom, firmware, keys, user_data, env)
+                  cdrom, firmware, keys, user_data, env, restart)
+
+
+def check_restart(policy: str, auto_remove: bool) -> str:
+    """``policy`` if it is a restart policy that a VM removed when it stops may have too."""
+    if policy not in RESTART_POLICIES:
+        raise InvalidInputError(f"invalid restart policy {policy!r}: use no, on-failure or "
+                                "always")
+    if policy != "no" and auto_remove:
+        raise InvalidInputError(f"--restart {policy} keeps a VM coming back, and --rm or "
+                                "--disposable removes it when it stops: give one of them")
+    return policy
 
 
 def check_memory(memory: str | int, host_memory_mib: int | None = None) -> int:
@@ -296,7 +314,7 @@ def _remake(spec: VmSpec, cpus: int, memory: str, disk: str | None,
                     [p.arg() for p in spec.ports], [spec.network, *spec.more_networks],
                     spec.auto_remove, host_memory_mib, bool(spec.disposable), _io_text(spec),
                     str(spec.display), spec.cdrom, spec.firmware, spec.ssh_keys,
-                    spec.user_data, dict(spec.env))
+                    spec.user_data, dict(spec.env), spec.restart)
     return new if disk else replace(new, disk_bytes=spec.disk_bytes)  # to the byte
 
 

@@ -3,6 +3,8 @@ forensics service."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -47,5 +49,11 @@ def router(server: Server) -> APIRouter:
         """End the capture: the pcap (tcpdump format, read by tshark and wireshark)."""
         return download(await server.forensics.stop_capture(name),
                         "application/vnd.tcpdump.pcap")
+
+    @api.delete("/v1/vms/{name}/capture", status_code=204)
+    async def cancel_capture(name: VmName) -> None:
+        """End the capture and throw away what it recorded."""
+        pcap = await server.forensics.stop_capture(name)
+        await asyncio.to_thread(collections.deque, pcap.chunks, 0)  # read to its end: removed
 
     return api

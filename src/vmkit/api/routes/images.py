@@ -62,6 +62,12 @@ def router(server: Server) -> APIRouter:
     async def remove_image(name: ImageName) -> None:
         server.core.image_ops.remove(name)
 
+    @api.get("/v1/operations", response_model=list[Operation])
+    async def list_operations(limit: Annotated[int, Query(ge=1, le=500)] = 100
+                              ) -> list[dict[str, Any]]:
+        """The latest operations (builds, imports, runs, migrations), newest first."""
+        return server.core.operations(limit)
+
     @api.get("/v1/operations/{op_id}", response_model=Operation)
     async def get_operation(op_id: OperationId) -> dict[str, Any]:
         return server.core.operation(op_id)

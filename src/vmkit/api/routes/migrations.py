@@ -27,9 +27,14 @@ def router(server: Server) -> APIRouter:
         return server.migrations.start(name, peer, body.postcopy, body.verify, body.watch,
                                        body.ports)
 
-    @api.post("/v1/vms/{name}/migrate/cancel", status_code=204)
+    @api.delete("/v1/vms/{name}/migrate", status_code=204)
     async def cancel_migration(name: VmName) -> None:
+        """Call off the VM's migration; it keeps running here."""
         server.migrations.cancel(name)
+
+    # The older spelling of the same (kept for clients of vmkit 0.1).
+    api.post("/v1/vms/{name}/migrate/cancel", status_code=204, include_in_schema=False)(
+        cancel_migration)
 
     # --- the destination -----------------------------------------------------------------
 

@@ -23,6 +23,10 @@ def router(server: Server) -> APIRouter:
         """A private network: a bridge with DHCP and DNS for its VMs (needs vmkitd as root)."""
         return server.networks.create(body.name, body.subnet, body.isolated)
 
+    @api.get("/v1/networks/{name}", response_model=Network)
+    async def get_network(name: NetworkName) -> dict[str, Any]:
+        return server.networks.describe(server.networks.get(name))
+
     @api.delete("/v1/networks/{name}", status_code=204)
     async def remove_network(name: NetworkName) -> None:
         """Remove a network no VM uses."""

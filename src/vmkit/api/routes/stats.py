@@ -23,8 +23,8 @@ def router(server: Server) -> APIRouter:
 
     @api.get("/metrics", responses=content("text/plain"))
     async def metrics() -> Response:
-        """Every VM's counters in Prometheus' text format."""
-        return Response(prometheus(await server.stats.all()),
+        """Every VM's counters, and the backup schedules', in Prometheus' text format."""
+        return Response(prometheus(await server.stats.all()) + server.backups.metrics(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return api

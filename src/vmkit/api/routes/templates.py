@@ -28,6 +28,10 @@ def router(server: Server) -> APIRouter:
         return await server.snapshots.ensure_fast_template(body.image, body.cpus, body.memory,
                                                            body.network)
 
+    @api.get("/v1/templates/{name}", response_model=Template)
+    async def get_template(name: TemplateName) -> dict[str, Any]:
+        return server.snapshots.get_template(name)
+
     @api.delete("/v1/templates/{name}", status_code=204)
     async def remove_template(name: TemplateName) -> None:
         server.snapshots.remove_template(name)

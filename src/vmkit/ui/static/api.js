@@ -26,7 +26,8 @@ export class Api {
     } catch (e) {
       throw new ApiError(0, "network", "vmkitd cannot be reached; is it still running?");
     }
-    if (response.status === 204) return null;
+    // 304: a start of a running VM, a stop of one that is down: nothing to do, no error.
+    if (response.status === 204 || response.status === 304) return null;
     const data = await response.json().catch(() => null);
     if (!response.ok) {
       const message = data?.message || `vmkitd answered ${response.status}`;
@@ -38,6 +39,7 @@ export class Api {
   get(path) { return this.request("GET", path); }
   post(path, body) { return this.request("POST", path, body ?? {}); }
   delete(path) { return this.request("DELETE", path); }
+  put(path, body) { return this.request("PUT", path, body ?? {}); }
 
   websocket(path) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";

@@ -71,3 +71,51 @@ export function formatBytes(n) {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return `${n.toFixed(i && n < 10 ? 1 : 0)}${units[i]}`;
 }
+
+export function formatTime(seconds) {
+  return seconds ? new Date(seconds * 1000).toLocaleString() : "–";
+}
+
+// A usage bar: a <meter> (read out by screen readers) and the figures beside it.
+export function usageBar(id, label, used, total, text = null) {
+  const percent = total ? Math.round((100 * used) / total) : 0;
+  return h("div", { class: "usage" },
+    h("label", { for: id }, label),
+    h("meter", { id, min: 0, max: total || 1, value: used, low: total * 0.7, high: total * 0.9,
+                 optimum: 0 }),
+    h("span", { class: "muted" }, text ?? `${formatBytes(used)} of ${formatBytes(total)} (${percent}%)`));
+}
+
+// A table with a header row; rows are <tr> elements (each cell labelled for narrow windows).
+export function table(cls, headings, rows) {
+  return h("table", { class: `list ${cls}` },
+    h("thead", {}, h("tr", {}, ...headings.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, ...rows));
+}
+
+export function row(key, cells) {
+  // cells: [label, content] pairs; the first is the row's header.
+  return h("tr", { "data-key": key }, ...cells.map(([label, content], i) =>
+    h(i ? "td" : "th", { scope: i ? null : "row", "data-label": label }, content)));
+}
+
+// A labelled form field: [the field's div, its control]. kind: input | select | textarea.
+export function field(id, label, hint, attrs = {}, kind = "input") {
+  const control = h(kind, { id, name: id, "aria-describedby": `${id}-hint ${id}-error`, ...attrs });
+  const box = h("div", { class: "field" }, h("label", { for: id }, label), control,
+    hint ? h("span", { id: `${id}-hint`, class: "hint" }, hint) : null,
+    h("span", { id: `${id}-error`, class: "error" }));
+  return [box, control];
+}
+
+export function options(select, values, selected) {
+  select.replaceChildren(...values.map((v) => {
+    const [value, text] = Array.isArray(v) ? v : [v, v];
+    return h("option", { value, selected: value === selected }, text);
+  }));
+}
+
+// Ask before a destructive action; resolves true when confirmed.
+export function confirmDelete(what, consequence) {
+  return confirmAction(`Delete ${what}?`, consequence, "Delete");
+}

@@ -2,14 +2,13 @@
 // live charts of the counters 'vmkit stats' shows, snapshots, and migration.
 import { Terminal } from "./vendor/xterm/xterm.mjs";
 import { FitAddon } from "./vendor/xterm/addon-fit.mjs";
-import uPlot from "./vendor/uplot/uPlot.esm.js";
-import { h, confirmAction, promptText, toast, formatBytes, formatUptime } from "./dom.js";
+import { h, confirmAction, formatUptime } from "./dom.js";
+import { Charts } from "./charts.js";
+import { Snapshots } from "./snapshots.js";
 
-const STATS_EVERY = 2000; // ms between two readings of the charts' counters
-const POINTS = 90; // readings kept on a chart (3 minutes)
 const LIVE = ["running", "paused"];
 
-export function showVm(main, name, ctx) {
+export function show(main, ctx, name) {
   const page = new VmPage(main, name, ctx);
   page.open();
   return () => page.close();
@@ -303,170 +302,5 @@ class Display {
     this.closed = true;
     clearTimeout(this.timer);
     if (this.rfb && this.rfb !== "connecting") this.rfb.disconnect();
-  }
-}
-
-// --- charts ---------------------------------------------------------------------------------
-
-const CHARTS = [
-  // [title, series labels, value(s) from two readings, format]
-  ["CPU", ["% of one CPU"], (s) => [s.cpu_percent], (v) => `${v.toFixed(1)}%`],
-  ["Memory", ["resident", "limit"], (s) => [s.memory_rss_bytes, s.memory_limit_bytes], formatBytes],
-  ["Disk", ["read/s", "write/s"], (s, p, dt) => [rate(s, p, "disk_read_bytes", dt),
-                                                 rate(s, p, "disk_write_bytes", dt)], (v) => `${formatBytes(v)}/s`],
-  ["Network", ["received/s", "sent/s"], (s, p, dt) => [rate(s, p, "net_rx_bytes", dt),
-                                                       rate(s, p, "net_tx_bytes", dt)], (v) => `${formatBytes(v)}/s`],
-];
-const COLORS = ["#1f5fbf", "#b42318"];
-
-function rate(now, before, key, dt) {
-  if (!before || now[key] == null || before[key] == null || dt <= 0) return null;
-  return Math.max(0, (now[key] - before[key]) / dt);
-}
-
-class Charts {
-  constructor(card, api, name) {
-    Object.assign(this, { api, name });
-    this.grid = h("div", { class: "charts" });
-    this.note = h("p", { class: "muted" }, "The counters of 'vmkit stats', read every 2 s while the VM runs.");
-    card.append(this.note, this.grid);
-    this.charts = CHARTS.map(([title, labels, pick, fmt]) => this.makeChart(title, labels, pick, fmt));
-    this.previous = null;
-    this.resizer = new ResizeObserver(() => this.charts.forEach((c) => c.resize()));
-    this.resizer.observe(this.grid);
-  }
-
-  makeChart(title, labels, pick, fmt) {
-    const box = h("div");
-    const summary = h("p", { class: "muted" }, "–");
-    this.grid.append(h("figure", { class: "chart", style: "margin:0" },
-      h("h3", {}, title), box, h("figcaption", {}, summary)));
-    const data = [[], ...labels.map(() => [])];
-    const plot = new uPlot({
-      width: Math.max(240, box.clientWidth || 280), height: 150,
-      series: [{}, ...labels.map((label, i) => ({
-        label, stroke: COLORS[i], width: 2, value: (u, v) => (v == null ? "–" : fmt(v)),
-      }))],
-      axes: [{}, { size: 70, values: (u, vals) => vals.map((v) => fmt(v)) }],
-      legend: { show: false },
-      // the last 3 minutes, even while there are few readings (uPlot would span years)
-      scales: { x: { time: true, range: (u, min, max) => [max - (POINTS * STATS_EVERY) / 1000, max] } },
-    }, data, box);
-    return {
-      push(t, values) {
-        data[0].push(t);
-        values.forEach((v, i) => data[i + 1].push(v));
-        if (data[0].length > POINTS) data.forEach((a) => a.shift());
-        plot.setData(data);
-        summary.textContent = labels.map((l, i) => `${l}: ${values[i] == null ? "–" : fmt(values[i])}`).join(", ");
-      },
-      resize() { plot.setSize({ width: Math.max(240, box.clientWidth), height: 150 }); },
-      destroy() { plot.destroy(); },
-    };
-  }
-
-  vmChanged(vm) {
-    const running = !!vm && LIVE.includes(vm.state);
-    if (running && !this.timer) {
-      this.timer = setInterval(() => this.read(), STATS_EVERY);
-      this.read();
-    } else if (!running && this.timer) {
-      clearInterval(this.timer);
-      this.timer = null;
-      this.previous = null;
-    }
-  }
-
-  async read() {
-    if (this.busy) return;
-    this.busy = true;
-    try {
-      const s = await this.api.get(`/vms/${this.name}/stats`);
-      const t = Date.now() / 1000;
-      const dt = this.previous ? t - this.previous.t : 0;
-      CHARTS.forEach(([, , pick], i) => this.charts[i].push(t, pick(s, this.previous?.s, dt)));
-      this.previous = { s, t };
-    } catch (e) { /* stopped or deleted: the VM's state change stops the readings */ }
-    this.busy = false;
-  }
-
-  close() {
-    clearInterval(this.timer);
-    this.resizer.disconnect();
-    this.charts.forEach((c) => c.destroy());
-  }
-}
-
-// --- snapshots ------------------------------------------------------------------------------
-
-class Snapshots {
-  constructor(card, api, name) {
-    Object.assign(this, { api, name });
-    this.tree = h("div");
-    const snapName = h("input", { id: "snap-name", placeholder: "snap1, snap2… if empty", autocomplete: "off" });
-    const memory = h("input", { id: "snap-memory", type: "checkbox", checked: true });
-    const create = h("button", { type: "submit" }, "Create snapshot");
-    const form = h("form", { class: "inline" },
-      h("div", { class: "field" }, h("label", { for: "snap-name" }, "Name"), snapName),
-      h("div", { class: "field" }, h("label", { for: "snap-memory" }, memory, " with memory")),
-      create);
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      create.disabled = true;
-      try {
-        await this.api.post(`/vms/${this.name}/snapshots`, { name: snapName.value.trim() || null, memory: memory.checked });
-        snapName.value = "";
-      } catch (e) {
-        toast(`Snapshot: ${e.message}`);
-      } finally {
-        create.disabled = false;
-      }
-    });
-    card.append(form, this.tree);
-  }
-
-  async refresh() {
-    let snaps;
-    try {
-      snaps = await this.api.get(`/vms/${this.name}/snapshots`);
-    } catch (e) {
-      return; // the VM is gone: the page says so
-    }
-    if (!snaps.length) {
-      this.tree.replaceChildren(h("p", { class: "muted" }, "No snapshots yet."));
-      return;
-    }
-    const children = new Map();
-    const ids = new Set(snaps.map((s) => s.id));
-    for (const s of snaps) {
-      const parent = ids.has(s.parent) ? s.parent : null;
-      if (!children.has(parent)) children.set(parent, []);
-      children.get(parent).push(s);
-    }
-    const branch = (parent) => h("ul", { class: "tree" }, ...(children.get(parent) || []).map((s) =>
-      h("li", {}, this.item(s), children.has(s.id) ? branch(s.id) : null)));
-    this.tree.replaceChildren(branch(null));
-  }
-
-  item(s) {
-    const restore = h("button", { type: "button", class: "quiet", "aria-label": `Restore ${s.name}` }, "Restore");
-    restore.addEventListener("click", async () => {
-      if (!(await confirmAction(`Restore ${s.name}?`, `${this.name} goes back to this snapshot; what changed since is lost unless snapshotted.`, "Restore"))) return;
-      try { await this.api.post(`/vms/${this.name}/snapshots/${s.name}/restore`); } catch (e) { toast(`Restore: ${e.message}`); }
-    });
-    const fork = h("button", { type: "button", class: "quiet", "aria-label": `Fork ${s.name}`, disabled: !s.memory }, "Fork");
-    fork.addEventListener("click", async () => {
-      const name = await promptText(`Fork ${this.name}@${s.name}`, "Name of the new VM", `${this.name}-fork`);
-      if (!name) return;
-      try {
-        await this.api.post("/forks", { source: `${this.name}@${s.name}`, name });
-        location.hash = `#/vm/${encodeURIComponent(name)}`;
-      } catch (e) { toast(`Fork: ${e.message}`); }
-    });
-    const when = new Date(s.created * 1000).toLocaleString();
-    return h("div", { class: "snap" },
-      h("span", { class: "name" }, s.name),
-      h("span", { class: "muted" }, `${when}${s.memory ? ", with memory" : ", disk only"}${s.current ? " (current)" : ""}`),
-      restore, fork);
   }
 }
