@@ -13,7 +13,8 @@ floor              by hand, the VM paused: `qemu-img convert` of its disk chain 
                    through tmpfs; the two steps are timed together and borg alone
 floor restore      `borg extract --stdout` of that archive into `qemu-img convert` to qcow2
 previous image     `borg extract --stdout` of the full backup's image to /dev/null: what an
-                   incremental reads back out of borg to lay the changed clusters over
+                   incremental reads back out of borg for QEMU to write the changed clusters
+                   over, when the local copy of the last image is gone
 virsh              `virsh backup-begin` (push mode, full, to a local qcow2) of the same disk,
                    flattened, under libvirt, where libvirtd can run: the copy alone, no borg
 Goals: the incremental reads at most the changed data plus 5 %; the full backup takes at most

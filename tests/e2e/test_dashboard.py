@@ -357,6 +357,7 @@ def logged_in(browser: Any, served: Daemon, page: str) -> None:
 
     base = f"http://127.0.0.1:{served.port}/ui/"  # type: ignore[attr-defined]
     browser.get(f"{base}{page}")
+    errors_in_console(browser)  # what the page left before said (e.g. a VM removed under it)
     if browser.find_elements(By.ID, "token"):
         log_in(browser, base, (served.home / "run/token").read_text().strip())
         wait_for(browser, "#nav:not([hidden])", "the logged-in page")

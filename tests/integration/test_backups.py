@@ -13,6 +13,7 @@ import pytest
 
 import vmkit
 
+from ..conftest import free_port
 from .test_snapshots import COUNTER, count, out
 
 pytestmark = pytest.mark.skipif(shutil.which("borg") is None, reason="borg is not installed")
@@ -204,3 +205,48 @@ def full_disk(c: vmkit.Client, where: Path) -> None:
         c.remove_backup_repo("small")
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.fixture
+def sshd(repo_dir: Path) -> Iterator[tuple[int, Path]]:
+    """An sshd of the test's own on 127.0.0.1 that lets root in with a key made here: the
+    'other host' of an ssh repository. Yields its port and the key."""
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.skip("needs sshd (Debian's openssh-server)")
+    keys = repo_dir / "ssh"
+    keys.mkdir()
+    for name in ("host", "id"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)],
+                       check=True)
+    (keys / "authorized_keys").write_text((keys / "id.pub").read_text())
+    port = free_port()
+    (keys / "sshd_config").write_text(
+        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {keys / 'host'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+        f"PasswordAuthentication no\nStrictModes no\nUsePAM no\nPidFile {keys / 'pid'}\n")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege separation directory
+    server = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(keys / "sshd_config")])
+    try:
+        yield port, keys / "id"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_a_repository_on_another_host_over_ssh(own_daemon, sshd: tuple[int, Path],
+                                               repo_dir: Path) -> None:
+    """borg's own ssh, with vmkitd's BORG_RSH (here: the test's key): a backup goes to the
+    other host, verifies there, and restores to a VM with its data."""
+    port, key = sshd
+    d = own_daemon(BORG_RSH=f"ssh -i {key} -oStrictHostKeyChecking=no "
+                            "-oUserKnownHostsFile=/dev/null -oLogLevel=ERROR")
+    with d.client() as c:
+        c.add_backup_repo("far", f"ssh://root@127.0.0.1:{port}{repo_dir}/far")
+        c.create_vm("bkssh", network=[])
+        data = write(c, "bkssh", "/root/data", 2)
+        c.stop_vm("bkssh")
+        taken = backup(c, "bkssh", "far")
+        assert (repo_dir / "far" / "config").exists()  # the repository is where ssh put it
+        c.wait_operation(c.verify_backup(taken.id, "far").id)
+        assert restore(c, taken.id, "bkssh2").state == "running"
+        assert out(c, "bkssh2", "sha256sum", "/root/data").split()[0] == data

@@ -100,12 +100,13 @@ def reserved(lay: demo.Layout) -> dict[str, str]:
     return asyncio.run(read())
 
 
-def until(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+def until(check: Callable[[], bool], what: str | Callable[[], str], timeout: float = 120.0
+          ) -> None:
     """Wait for ``check`` (a state the cluster reaches in its own time, not a deadline under
-    test: the timeout only ends a test that would hang)."""
+    test: the timeout only ends a test that would hang). ``what`` may say what is there."""
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, f"still not {what}"
+        assert time.monotonic() < deadline, f"still not {what if isinstance(what, str) else what()}"
         time.sleep(0.3)
 
 
@@ -287,13 +288,17 @@ def test_six_vms_over_three_hosts_then_a_cold_drain_keeps_their_group(cluster) -
     """Real guests of 128 MiB placed by the scheduler's weights and group rules; then the
     stopped ones of h1 move cold (disk and spec), their --pack group kept together."""
     lay, home = cluster
+    for i in lay.numbers():  # host by host: whatever the earlier tests left, index or not
+        with host(lay, i) as h:
+            for vm in h.list_vms():
+                h.remove_vm(vm.name, force=True)
     with via(lay, 1) as c:
-        for vm in c.list_vms():
-            c.remove_vm(vm.name, force=True)
         for name in ("h1", "h3"):  # h1 was drained, h3's drain left its VMs
             c.mark_host(name, "ready")
         until(lambda: not reserved(lay) and all(h.memory_used_mib == 0
-                                                for h in c.cluster_hosts()), "empty")
+                                                for h in c.cluster_hosts()),
+              lambda: f"empty: index {reserved(lay)}, memory used "
+                      f"{ {h.name: h.memory_used_mib for h in c.cluster_hosts()} }")
         for name, group, policy in (("db1", "db", "pack"), ("db2", "db", "pack"),
                                     ("web1", "web", "spread"), ("web2", "web", "spread"),
                                     ("x1", None, None), ("x2", None, None)):

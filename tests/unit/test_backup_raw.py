@@ -1,34 +1,12 @@
-"""The image a backup hands borg: changed extents written over the previous image."""
+"""Reading a backup out of borg into a sparse file: zero blocks become holes."""
 
 from __future__ import annotations
 
-import io
 import threading
 
 import pytest
 
-from vmkit.services.backups.raw import BLOCK, Extent, Stopped, extents, patch, sparse_copy
-
-
-def test_extents_keep_only_what_the_delta_holds() -> None:
-    found = extents([
-        {"start": 0, "length": 65536, "present": True, "data": True, "zero": False, "offset": 327680},
-        {"start": 65536, "length": 983040, "present": False, "data": False, "zero": True},
-        {"start": 1048576, "length": 65536, "present": True, "data": False, "zero": True}])
-    assert found == [Extent(0, 65536, 327680), Extent(1048576, 65536, None)]
-
-
-def test_patch_writes_data_and_zeros_in_place() -> None:
-    image = io.BytesIO(b"a" * 8 + b"b" * 8 + b"c" * 8)
-    delta = io.BytesIO(b"....XXXXXXXXXX")
-    # guest bytes 6..16 come from the delta at offset 4; 20..22 are zeros
-    patch(image, delta, [Extent(6, 10, 4), Extent(20, 2, None)])
-    assert image.getvalue() == b"aaaaaaXX" + b"XXXXXXXX" + b"cccc\0\0cc"
-
-
-def test_patch_refuses_a_short_delta() -> None:
-    with pytest.raises(Exception, match="shorter than its map"):
-        patch(io.BytesIO(bytes(16)), io.BytesIO(b"ab"), [Extent(0, 4, 0)])
+from vmkit.services.backups.raw import BLOCK, Stopped, sparse_copy
 
 
 def test_sparse_copy_keeps_data_and_length_and_stops_when_told(tmp_path) -> None:

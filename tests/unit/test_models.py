@@ -17,7 +17,7 @@ import vmkit
 from vmkit.client import Client, answers
 from vmkit.client.answers import Answer, Record
 from vmkit.errors import DaemonError, NotFoundError, VmkitError
-from vmkit.models import (ApiModel, CloudInit, FileChange, Image, Operation, PortForward, Snapshot,
+from vmkit.models import (ApiModel, CloudInit, FileChange, Operation, PortForward, Snapshot,
                           Vm)
 
 VM: dict[str, Any] = {

@@ -80,8 +80,11 @@ def explain(repo: Repo, stderr: str, what: str) -> Exception:
 
 
 def env(repo: Repo) -> dict[str, str]:
+    """borg's environment: never a prompt (a passphrase or an ssh password would hang a
+    daemon). vmkitd's own BORG_RSH (e.g. "ssh -i KEY") is kept, made non-interactive."""
+    rsh = f"{os.environ.get('BORG_RSH', 'ssh')} -oBatchMode=yes"
     return dict(os.environ, BORG_PASSPHRASE=repo.passphrase, BORG_RELOCATED_REPO_ACCESS_IS_OK="yes",
-                BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RSH="ssh -oBatchMode=yes")
+                BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RSH=rsh)
 
 
 async def run(repo: Repo, what: str, *args: str, cwd: Path | None = None,
@@ -197,8 +200,9 @@ async def extract_to(repo: Repo, name: str, member: str, dest: Path, size: int,
 
 async def create(repo: Repo, name: str, comment: str, files: list[str], cwd: Path,
                  progress: Callable[[int], None]) -> dict[str, Any]:
-    """Archive ``files`` (in ``cwd``) as ``name``; borg's stats once it committed, and
-    ``progress`` (bytes read) as it goes. Cancelled or failed, borg keeps nothing of it."""
+    """Archive ``files`` (in ``cwd``) as ``name``; once borg committed, the archive as it
+    tells of it (name, start, stats...), and ``progress`` (bytes read) as it goes. Cancelled
+    or failed, borg keeps nothing of it."""
     def step(m: dict[str, Any]) -> None:
         if m.get("type") == "archive_progress" and "original_size" in m:
             progress(int(m["original_size"]))
@@ -206,4 +210,4 @@ async def create(repo: Repo, name: str, comment: str, files: list[str], cwd: Pat
                       CHUNKER, "--compression", COMPRESSION, "--files-cache", "disabled",
                       "--comment", comment.replace("{", "{{").replace("}", "}}"),
                       archive(repo, name), *files, cwd=cwd)
-    return dict(json.loads(out)["archive"]["stats"])
+    return dict(json.loads(out)["archive"])

@@ -1,5 +1,5 @@
 """QEMU's side of backing up a running VM: a point-in-time copy of its disk, made by
-``blockdev-backup`` into a local qcow2 (the delta) while the guest runs on.
+``blockdev-backup`` into a local raw image while the guest runs on.
 
 A persistent dirty bitmap on the disk's top layer (stored in the qcow2, so it outlives QEMU)
 marks what the guest wrote since the last backup. A backup starts, in one transaction, a new
@@ -8,7 +8,7 @@ clusters the old one marks (or everything, for a full backup). The old bitmap go
 borg has committed the archive (``commit``); on any failure the new one is merged back into
 it (``rollback``), so nothing written meanwhile is forgotten.
 
-The delta is made by vmkitd and handed to QEMU by descriptor, as disk layers are
+The image is made by vmkitd and handed to QEMU by descriptor, as disk layers are
 (machine/layers.py): a jailed QEMU cannot open paths in VMKIT_HOME.
 """
 
@@ -70,12 +70,13 @@ async def clean_up(machine: Machine) -> None:
         await machine.execute("blockdev-del", {"node-name": TARGET})
 
 
-async def start(machine: Machine, delta: Path, bitmaps: Bitmaps, jail: Jail | None) -> int:
-    """Attach ``delta`` (an empty qcow2 of the disk's size) and start the job; returns the
-    fdset to remove once the delta is detached again."""
+async def start(machine: Machine, image: Path, bitmaps: Bitmaps, jail: Jail | None) -> int:
+    """Attach ``image`` (a raw file of the disk's size: zeros, or the previous backup's image
+    for an incremental one) and start the job; returns the fdset to remove once the image is
+    detached again."""
     if jail is not None:
-        jail.give(delta)
-    fd = os.open(delta, os.O_RDWR | os.O_CLOEXEC)
+        jail.give(image)
+    fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
     try:
         machine.qmp.send_fd_scm(fd)
         fdset = int((await machine.execute("add-fd", {}))["fdset-id"])
@@ -83,7 +84,7 @@ async def start(machine: Machine, delta: Path, bitmaps: Bitmaps, jail: Jail | No
         os.close(fd)
     try:
         await machine.execute("blockdev-add", {
-            "driver": "qcow2", "node-name": TARGET,
+            "driver": "raw", "node-name": TARGET, "discard": "unmap",  # zeros may stay holes
             "file": {"driver": "file", "filename": f"/dev/fdset/{fdset}", "locking": "off"}})
         await machine.execute("transaction", {"actions": _actions(bitmaps)})
     except BaseException:
@@ -139,7 +140,7 @@ async def _concluded(machine: Machine, progress: Callable[[int, int], None] | No
 
 
 async def detach(machine: Machine, fdset: int) -> None:
-    """Take the delta out of QEMU again."""
+    """Take the image out of QEMU again."""
     with contextlib.suppress(VmkitError):
         await machine.execute("blockdev-del", {"node-name": TARGET})
     with contextlib.suppress(VmkitError):

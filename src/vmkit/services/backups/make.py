@@ -1,11 +1,12 @@
 """Making one backup: a point-in-time image of the VM's disk (and memory) into a borg archive.
 
 Three ways to the image, one way into borg. A running VM: QEMU's backup job (job.py) copies
-the disk, or only what its dirty bitmap marks since the previous backup, into a local qcow2
-delta while the guest runs on, its filesystems frozen for the moment the copy starts. With
-``--memory``: the core freezes the disk and saves the memory as a snapshot does, and the
-frozen layers are read. A stopped VM: its disk chain is read. Then the delta becomes a raw
-image (for an incremental backup, written over the previous one: raw.py) and borg stores it.
+the disk into a sparse raw image while the guest runs on, its filesystems frozen for the
+moment the copy starts; for an incremental backup the image is the previous backup's (kept
+locally, else read back out of borg) and the job writes over it only what the dirty bitmap
+marks. With ``--memory``: the core freezes the disk and saves the memory as a snapshot does,
+and the frozen layers are converted. A stopped VM: its disk chain is converted. borg then
+stores the image as it is: each archive holds a whole image.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ...core.core import Core
-from ...errors import AgentError, ConflictError, HostError, VmkitError
+from ...errors import AgentError, ConflictError, HostError, NotFoundError, VmkitError
 from ...machine import disks, qemu
 from ...machine.process import Machine
 from ...state import LIVE
-from . import borg, job, raw
+from . import borg, job
 
 Progress = Callable[[float, str], None]
 IMAGE = "disk0.raw"  # the disk image's name in each archive
@@ -35,9 +36,9 @@ _MiB = 1 << 20
 
 @dataclass
 class Image:
-    """What a backup's disk image is made of: ``delta`` (a local qcow2) over the previous
-    backup ``base`` (or zeros), ``size`` bytes in all."""
-    delta: Path
+    """A backup's disk image: the raw file ``path`` of ``size`` bytes, the previous backup
+    ``base`` with what changed since written over it (None: a full backup)."""
+    path: Path
     size: int
     base: str | None = None
     read: int = 0  # bytes QEMU's job read from the VM's disk
@@ -76,9 +77,18 @@ async def _thaw_fs(machine: Machine) -> None:
 
 
 async def live_image(core: Core, vm: str, staging: Path, chain: dict[str, Any] | None,
-                     previous: set[str], new_bitmap: str, progress: Progress) -> Image:
+                     new_bitmap: str, repo: borg.Repo, cache: Path, progress: Progress
+                     ) -> Image:
     """Copy the running VM's disk with QEMU's job: only what changed since ``chain``'s
-    backup if its bitmap can be trusted, else all of it."""
+    backup if its bitmap can be trusted (onto that backup's image: the local ``cache``, used
+    up, else read out of ``repo``), else all of it."""
+    target = staging / IMAGE
+    base = chain["archive"] if chain else None
+    if base is not None and chain:  # before the VM's lock: reading borg takes a while
+        try:
+            await _previous_image(repo, base, chain["size"], cache, target, progress)
+        except (HostError, NotFoundError):  # that backup is gone (pruned, removed), or the
+            base = None                       # repository is: a full one (borg says which)
     async with core.locks[vm]:
         rec = core.record(vm)
         machine = core.machines.get(vm) if rec.state in LIVE else None
@@ -87,16 +97,17 @@ async def live_image(core: Core, vm: str, staging: Path, chain: dict[str, Any] |
         await job.clean_up(machine)
         size = int((await job.disk(machine))["image"]["virtual-size"])
         old = None
-        if chain and chain["layer"] == rec.disk and chain["size"] == size \
-                and chain["archive"] in previous and await job.usable_bitmap(machine, chain["bitmap"]):
+        if chain and base and chain["layer"] == rec.disk and chain["size"] == size \
+                and await job.usable_bitmap(machine, chain["bitmap"]):
             old = chain["bitmap"]
+        else:  # a full copy, onto zeros
+            base = None
+            await asyncio.to_thread(_sparse_file, target, size)
         bitmaps = job.Bitmaps(new_bitmap, old)
-        image = Image(staging / "delta.qcow2", size, chain["archive"] if chain and old else None,
-                      bitmaps=bitmaps, machine=machine, layer=rec.disk)
-        await qemu_img("create", "-q", "-f", "qcow2", str(image.delta), str(size))
+        image = Image(target, size, base, bitmaps=bitmaps, machine=machine, layer=rec.disk)
         frozen = await _freeze_fs(machine)
         try:
-            fdset = await job.start(machine, image.delta, bitmaps, core.jail)
+            fdset = await job.start(machine, image.path, bitmaps, core.jail)
         finally:
             if frozen:
                 await _thaw_fs(machine)
@@ -112,6 +123,23 @@ async def live_image(core: Core, vm: str, staging: Path, chain: dict[str, Any] |
         with contextlib.suppress(VmkitError):
             await job.detach(machine, fdset)
     return image
+
+
+async def _previous_image(repo: borg.Repo, archive: str, size: int, cache: Path, dest: Path,
+                          progress: Progress) -> None:
+    """The image of backup ``archive`` at ``dest``: the local ``cache`` of it if there is
+    one, else read back out of borg."""
+    if cache.exists():
+        os.replace(cache, dest)
+        return
+    await borg.extract_to(repo, archive, IMAGE, dest, size, lambda done: progress(
+        0.1 * done / max(size, 1), f"reading the previous image out of borg "
+                                   f"({done // _MiB}/{size // _MiB} MiB)"))
+
+
+def _sparse_file(path: Path, size: int) -> None:
+    with open(path, "wb") as f:
+        f.truncate(size)
 
 
 async def memory_image(core: Core, vm: str, staging: Path) -> Image:
@@ -135,9 +163,9 @@ async def stopped_image(core: Core, vm: str, staging: Path) -> Image:
 
 
 async def _chain_image(top: Path, staging: Path, state: Path | None) -> Image:
-    delta = staging / "delta.qcow2"
-    await qemu_img("convert", "-U", "-O", "qcow2", str(top), str(delta))
-    return Image(delta, await asyncio.to_thread(disks.virtual_size, delta), state=state)
+    image = staging / IMAGE
+    await qemu_img("convert", "-U", "-O", "raw", str(top), str(image))  # zeros stay holes
+    return Image(image, await asyncio.to_thread(disks.virtual_size, top), state=state)
 
 
 # --- into borg --------------------------------------------------------------------------
@@ -151,40 +179,15 @@ def meta(vm: str, spec: dict[str, Any], image: Image) -> dict[str, Any]:
 
 
 async def store(repo: borg.Repo, name: str, comment: dict[str, Any], image: Image,
-                cache: Path | None, progress: Progress) -> dict[str, Any]:
-    """Put the raw image together next to the delta and store it (and the memory) as the new
-    archive ``name``; borg's stats once it committed. ``cache``: the previous backup's image
-    kept locally, if any (it is used up). Cancelled, borg stops and the repository keeps
-    what it had."""
-    staging = image.delta.parent
-    await _raw_image(repo, image, staging / IMAGE, cache, progress)
+                progress: Progress) -> dict[str, Any]:
+    """Store the image (and the memory) as the new archive ``name``; the archive as borg
+    tells of it once committed. Cancelled, borg stops and the repository keeps what it had."""
     files = [IMAGE, *([image.state.name] if image.state else [])]
     total = image.size + (image.state.stat().st_size if image.state else 0)
-    return await borg.create(repo, name, json.dumps(comment), files, staging, lambda done: progress(
-        0.6 + 0.4 * min(done / total, 1.0), f"storing {done // _MiB}/{total // _MiB} MiB in borg"))
-
-
-async def _raw_image(repo: borg.Repo, image: Image, dest: Path, cache: Path | None,
-                     progress: Progress) -> None:
-    """The image as a sparse raw file: the delta alone for a full backup, else the previous
-    image (the local ``cache``, or read back out of borg) with the delta written over it."""
-    if image.base is None:
-        progress(0.5, "preparing the image")
-        await qemu_img("convert", "-O", "raw", str(image.delta), str(dest))
-        return
-    if cache is not None and cache.exists():
-        os.replace(cache, dest)
-    else:
-        await borg.extract_to(repo, image.base, IMAGE, dest, image.size, lambda done: progress(
-            0.5 + 0.1 * done / image.size, f"reading the previous image out of borg "
-                                           f"({done // _MiB}/{image.size // _MiB} MiB)"))
-    changed = raw.extents(json.loads(await qemu_img("map", "--output=json", str(image.delta))))
-    progress(0.6, "writing the changed clusters into the image")
-
-    def write() -> None:
-        with open(dest, "r+b") as f, open(image.delta, "rb") as delta:
-            raw.patch(f, delta, changed)
-    await asyncio.to_thread(write)
+    return await borg.create(repo, name, json.dumps(comment), files, image.path.parent,
+                             lambda done: progress(0.5 + 0.5 * min(done / total, 1.0),
+                                                   f"storing {done // _MiB}/{total // _MiB} "
+                                                   "MiB in borg"))
 
 
 def new_name(vm: str, taken: set[str]) -> str:

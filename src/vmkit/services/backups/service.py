@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ...core.core import Core
-from ...errors import (ConflictError, InvalidInputError, InvalidStateError, NotFoundError,
-                       VmkitError)
+from ...errors import ConflictError, InvalidInputError, NotFoundError, VmkitError
 from ...machine import qemu
 from ...paths import atomic_write, new_id
 from ...spec import VmSpec, validate_name
-from ...state import LIVE, VmState, require
+from ...state import LIVE, require
 from . import borg, job, make, restore
 from .schedules import KEEPS, Scheduler, describe, parse_every
 
@@ -48,6 +47,7 @@ class Backups:
             if not core.has_vm(image.stem):
                 image.unlink()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # per repo
+        self._named: dict[str, set[str]] = {}  # repo -> the backups this vmkitd made in it
         self.scheduler = Scheduler(self.dir / "schedules.json", self._scheduled)
         self._loop: asyncio.Task[None] | None = None
 
@@ -209,8 +209,7 @@ class Backups:
                      ) -> dict[str, Any]:
         """Back ``vm`` up into ``repo`` (see make.py); the backup as ``list`` shows it."""
         async with self._locks[repo.name]:
-            previous = {a["name"] for a in await borg.archives(repo, f"{vm}.")}
-            name = make.new_name(vm, previous)
+            name = make.new_name(vm, self._named.get(repo.name, set()))
             staging = make.staging_dir(self.staging, name)
             chains = self._read("chains.json")
             chain = chains.get(vm) if chains.get(vm, {}).get("repo") == repo.name else None
@@ -220,20 +219,24 @@ class Backups:
                 if memory:
                     image = await make.memory_image(self.core, vm, staging)
                 elif rec.state in LIVE:
-                    image = await make.live_image(self.core, vm, staging, chain, previous,
-                                                  f"{job.PREFIX}{name}", progress)
+                    image = await make.live_image(self.core, vm, staging, chain,
+                                                  f"{job.PREFIX}{name}", repo, self._cache(vm),
+                                                  progress)
                 else:
                     image = await make.stopped_image(self.core, vm, staging)
-                stats = await make.store(repo, name, make.meta(vm, rec.spec.to_json(), image),
-                                         image, self._cache(vm), progress)
-                await self._committed(vm, repo, name, image, stats)
+                comment = make.meta(vm, rec.spec.to_json(), image)
+                archive = await make.store(repo, name, comment, image, progress)
+                self._named.setdefault(repo.name, set()).add(name)
+                await self._committed(vm, repo, name, image, archive["stats"])
             except BaseException:
                 if image is not None and image.bitmaps and image.machine:
                     await job.rollback(image.machine, image.bitmaps)
                 raise
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        return await self.get(name, repo.name)
+        # As 'backup ls' will show it, without asking borg again (each call opens the repo).
+        return self.describe(repo, {"name": name, "time": archive["start"],
+                                    "comment": json.dumps(comment)})
 
     async def _committed(self, vm: str, repo: borg.Repo, name: str, image: make.Image,
                          stats: dict[str, Any]) -> None:
@@ -247,7 +250,7 @@ class Backups:
             with contextlib.suppress(VmkitError):  # else the next backup is a full one
                 await job.commit(image.machine, image.bitmaps)
                 # The image stays as the base of the next incremental backup.
-                os.replace(image.delta.parent / make.IMAGE, self._cache(vm))
+                os.replace(image.path, self._cache(vm))
                 chains = self._read("chains.json")
                 chains[vm] = {"repo": repo.name, "archive": name, "bitmap": image.bitmaps.new,
                               "layer": image.layer, "size": image.size}
