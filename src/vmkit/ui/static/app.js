@@ -151,7 +151,10 @@ async function fetchIps(vm, attempt = 0) {
     state.ips.set(vm.name, { started: vm.started, ips: stats.ips || [] });
     for (const fn of state.listeners) fn(vm.name, state.vms.get(vm.name), "ips");
     if (!(stats.ips || []).length && attempt < 3) {
-      setTimeout(() => fetchIps(state.vms.get(vm.name) || vm, attempt + 1), 5000);
+      setTimeout(() => { // unless the VM went meanwhile: its stats would be a 404
+        const now = state.vms.get(vm.name);
+        if (now) fetchIps(now, attempt + 1);
+      }, 5000);
     }
   } catch (e) { /* the VM stopped meanwhile: its next boot tries again */ }
 }

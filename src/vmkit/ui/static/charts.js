@@ -79,6 +79,7 @@ export class Charts {
   }
 
   vmChanged(vm) {
+    if (this.closed) return; // a VM read in flight when its page was left: no new readings
     const running = !!vm && LIVE.includes(vm.state);
     if (running && !this.timer) {
       this.timer = setInterval(() => this.read(), STATS_EVERY);
@@ -104,6 +105,7 @@ export class Charts {
   }
 
   close() {
+    this.closed = true;
     clearInterval(this.timer);
     this.resizer.disconnect();
     this.charts.forEach((c) => c.destroy());
