@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -28,15 +27,11 @@ from vmkit.client.routing import ClusterClient
 from vmkit.cluster import demo
 from vmkit.paths import default_home
 
+from common import clone_home
+
 
 def seed(home: Path) -> None:
-    src = Path(os.environ.get("VMKIT_HOME") or default_home())
-    home.mkdir(mode=0o700)
-    (home / "images").symlink_to(src / "images")
-    with sqlite3.connect(src / "state.db") as a, sqlite3.connect(home / "state.db") as b:
-        a.backup(b)
-        for table in ("vms", "operations", "snapshots", "templates"):
-            b.execute(f"DELETE FROM {table}")
+    clone_home(Path(os.environ.get("VMKIT_HOME") or default_home()), home)
 
 
 def etcd_requests(lay: demo.Layout) -> int:

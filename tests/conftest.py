@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,14 +140,16 @@ def daemon(home: Path) -> Iterator[Daemon]:
 @pytest.fixture
 def own_daemon(daemon: Daemon) -> Iterator:
     """Start a second daemon on a home of its own (sharing the images), free to be killed or
-    misconfigured: own_daemon(copy_images=..., args=(vmkitd options), **env) -> Daemon."""
+    misconfigured: own_daemon(copy_images=..., args=(vmkitd options), netns=(a network
+    namespace to run in), **env) -> Daemon."""
     started: list[Daemon] = []
 
-    def start(copy_images: bool = False, args: tuple[str, ...] = (), **env: str) -> Daemon:
+    def start(copy_images: bool = False, args: tuple[str, ...] = (), netns: str | None = None,
+              **env: str) -> Daemon:
         home = Path(tempfile.mkdtemp(prefix="vmkit-it-own-", dir="/tmp"))
         home.rmdir()
         clone_home(daemon.home, home, copy_images)
-        d = Daemon(home, **env)
+        d = Daemon(home, netns, **env)
         d.start(*args)
         started.append(d)
         return d
@@ -188,3 +191,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def demo_cluster(letter: str, hosts: int, memory_mib: int | None = None,
+                 seed: Any = None) -> Iterator[Any]:
+    """A demo cluster for one test module, made and removed with the code of 'vmkit cluster
+    up/down'. ``letter`` names it and picks its /24 (10.ORD.PID.0), so that the clusters of
+    different modules never share a name or addresses."""
+    from vmkit.cluster import demo
+
+    base = Path(tempfile.mkdtemp(prefix="vmkit-cluster-", dir="/tmp"))
+    pid = os.getpid()
+    lay = demo.layout(f"{letter}{pid % 100000}", hosts, f"10.{ord(letter)}.{pid % 250}.0/24",
+                      base, memory_mib)
+    demo.up(lay, seed)
+    try:
+        yield lay
+    finally:
+        demo.down(lay)
+        shutil.rmtree(base, ignore_errors=True)

@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import InvalidInputError, NotFoundError
+from .errors import InvalidInputError, NotFoundError, error_from_body
 from .paths import HomePaths, atomic_write
 from .spec import validate_name
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -81,3 +85,17 @@ def remove(paths: HomePaths, name: str) -> None:
     if peers.pop(name, None) is None:
         raise NotFoundError(f"no host named {name!r}; 'vmkit host ls' lists them")
     _save(paths, peers)
+
+
+def answer(response: httpx.Response, where: str) -> Any:
+    """Another host's answer as JSON (None if it is empty); an error answer is raised as its
+    vmkit error, the message led by ``where`` (e.g. "the destination URL refused")."""
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except json.JSONDecodeError:
+            body = {"message": response.text[:200]}
+        error = error_from_body(body)
+        error.message = f"{where}: {error.message}"
+        raise error
+    return response.json() if response.content else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 import vmkit
 from vmkit.cluster import demo
 
+from ..conftest import demo_cluster
 from .test_dashboard import (browser, click, errors_in_console, log_in,  # noqa: F401 (fixtures)
                              screenshot, shots, wait_for)
 
@@ -29,15 +29,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[demo.Layout]:
-    base = Path(tempfile.mkdtemp(prefix="vmkit-uicluster-", dir="/tmp"))
-    subnet = f"10.{150 + os.getpid() % 50}.{os.getpid() % 250}.0/24"
-    lay = demo.layout(f"d{os.getpid() % 100000}", 2, subnet, base)
-    demo.up(lay)
-    try:
+    with demo_cluster("d", 2) as lay:
         yield lay
-    finally:
-        demo.down(lay)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def host_states(lay: demo.Layout) -> dict[str, str]:

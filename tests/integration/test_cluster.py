@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,8 @@ from vmkit.cluster import demo, index, keys
 from vmkit.cluster.etcd import Compare, Etcd, put_op
 from vmkit.cluster.membership import TTL
 
+from ..conftest import demo_cluster
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
@@ -30,20 +31,10 @@ pytestmark = [
 ]
 
 
-def _subnet() -> str:
-    return f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}.0/24"
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[demo.Layout]:
-    base = Path(tempfile.mkdtemp(prefix="vmkit-cluster-", dir="/tmp"))
-    lay = demo.layout(f"t{os.getpid() % 100000}", 3, _subnet(), base)
-    demo.up(lay)
-    try:
+    with demo_cluster("t", 3) as lay:
         yield lay
-    finally:
-        demo.down(lay)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def member(lay: demo.Layout, i: int) -> vmkit.Client:

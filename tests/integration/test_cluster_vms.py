@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from vmkit.cluster import demo, index
 from vmkit.cluster.etcd import Etcd
 from vmkit.paths import HomePaths
 
-from ..conftest import Daemon, clone_home
+from ..conftest import Daemon, clone_home, demo_cluster
 from .test_snapshots import COUNTER, count
 
 pytestmark = [
@@ -45,18 +44,12 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def cluster(daemon: Daemon) -> Iterator[tuple[demo.Layout, Path]]:
     """The cluster, and a vmkit home (for the CLI) where its hosts are registered."""
-    base = Path(tempfile.mkdtemp(prefix="vmkit-cvms-", dir="/tmp"))
-    pid = os.getpid()
-    lay = demo.layout(f"v{pid % 100000}", 3, f"10.{150 + pid % 40}.{pid % 250}.0/24", base, 512)
-    demo.up(lay, lambda home: clone_home(daemon.home, home))
-    cli_home = base / "cli"
-    for i in lay.numbers():
-        peers.add(HomePaths(cli_home), peers.peer(lay.host(i), lay.api_url(i), demo.token(lay)))
-    try:
+    with demo_cluster("v", 3, 512, lambda home: clone_home(daemon.home, home)) as lay:
+        cli_home = Path(lay.dir).parent / "cli"
+        for i in lay.numbers():
+            peers.add(HomePaths(cli_home),
+                      peers.peer(lay.host(i), lay.api_url(i), demo.token(lay)))
         yield lay, cli_home
-    finally:
-        demo.down(lay)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def auth(lay: demo.Layout) -> dict[str, str]:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from ..conftest import Daemon, clone_home, kill_qemus
+from ..conftest import Daemon
 
 # Serves BODY at /hello on 127.0.0.1, on a port of its choosing that it prints first.
 SERVER = """
@@ -69,18 +66,8 @@ def served(namespace: str) -> Iterator[tuple[int, bytes]]:
 
 
 @pytest.fixture
-def nat_daemon(daemon: Daemon, namespace: str) -> Iterator[Daemon]:
-    home = Path(tempfile.mkdtemp(prefix="vmkit-it-wget-", dir="/tmp"))
-    home.rmdir()
-    clone_home(daemon.home, home)
-    d = Daemon(home, netns=namespace)
-    try:
-        d.start()
-        yield d
-    finally:
-        d.stop()
-        kill_qemus(home)
-        shutil.rmtree(home, ignore_errors=True)
+def nat_daemon(own_daemon, namespace: str) -> Daemon:
+    return own_daemon(netns=namespace)
 
 
 def test_guest_wget_fetches_from_the_host_through_nat(nat_daemon: Daemon,

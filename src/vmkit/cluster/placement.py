@@ -7,7 +7,6 @@ Also the calls one member makes to another (with the cluster's token).
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import ssl
 import time
@@ -18,7 +17,8 @@ from typing import Any
 import httpx
 
 from ..core.core import Core
-from ..errors import ClusterError, HostError, NotFoundError, error_from_body
+from ..hosts import answer
+from ..errors import ClusterError, HostError, NotFoundError
 from ..images.store import FILES
 from ..images.transfer import tar_stream
 from . import index, view
@@ -104,12 +104,4 @@ async def call(peer: Peer, url: str, method: str, path: str, **kw: Any) -> Any:
         except httpx.TransportError as e:
             raise HostError(f"cannot reach the cluster's host at {url}: "
                             f"{e or type(e).__name__}") from None
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-        except json.JSONDecodeError:
-            body = {"message": response.text[:200]}
-        error = error_from_body(body)
-        error.message = f"{url}: {error.message}"
-        raise error
-    return response.json() if response.content else None
+    return answer(response, url)

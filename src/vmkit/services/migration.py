@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -52,7 +51,7 @@ from ..core.boot import host_memory_mib
 from ..core.core import Core
 from ..core.launch import Arrival
 from ..errors import (AgentError, ConflictError, HostError, InvalidInputError, MigrationError,
-                      NoSpaceError, NotFoundError, VmkitError, error_from_body)
+                      NoSpaceError, NotFoundError, VmkitError)
 from ..images.store import FILES
 from ..images.transfer import tar_stream
 from ..machine import disks, jail, kernel_log, memory, qemu
@@ -557,12 +556,4 @@ async def _call(remote: httpx.AsyncClient, method: str, path: str, peer: Peer,
     except httpx.TransportError as e:
         raise HostError(f"cannot reach the destination {peer.url}: {e or type(e).__name__}"
                         ) from None
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-        except json.JSONDecodeError:
-            body = {"message": response.text[:200]}
-        error = error_from_body(body)
-        error.message = f"the destination {peer.url} refused: {error.message}"
-        raise error
-    return response.json() if response.content else None
+    return hosts.answer(response, f"the destination {peer.url} refused")
